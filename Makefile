@@ -1,0 +1,52 @@
+# Two commands do everything on a fresh Debian machine (Python 3.11, root, no GPU):
+#   make demo   set up, then run the most complete pipeline that exists
+#   make test   set up, then run the tests
+# Set-up is idempotent: a second run only checks stamps.
+
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+PIP      := $(VENV)/bin/pip
+STAMP    := $(VENV)/.installed
+DEMO_DIR ?= runs/demo
+# Debian packages the project needs (checked with dpkg, installed only when missing).
+APT_PACKAGES := sox libsndfile1
+
+.PHONY: all setup apt demo test lint runner clean
+
+all: test
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(MAKE) apt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: the CPU wheel on disk, never the CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	# Resemblyzer without its deps: its `webrtcvad` pin is replaced by webrtcvad-wheels.
+	$(PIP) install -q --no-deps resemblyzer==0.1.4
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/compress data synth --out $(DEMO_DIR)/corpus --singers 4 --minutes 2 --seed 0
+	$(VENV)/bin/compress models
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check . || true
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

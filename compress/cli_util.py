@@ -1,0 +1,46 @@
+"""Helpers shared by the CLI command modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def add_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    *,
+    help: str,
+    example: str,
+    run: Callable[[argparse.Namespace], int],
+    description: str = "",
+) -> argparse.ArgumentParser:
+    """Add a sub-command whose --help ends with an example."""
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.set_defaults(func=run)
+    return p
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: Any = None) -> None:
+    """Print `rows` as an aligned text table with the given columns."""
+    out = out or sys.stdout
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip(), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")

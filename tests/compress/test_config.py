@@ -1,0 +1,69 @@
+"""Config system: YAML <-> frozen dataclasses, every problem reported at once."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from compress.config import RunConfig
+from compress.config_io import dump_yaml, from_dict, load_yaml, to_dict
+from compress.errors import ConfigError
+
+
+def test_roundtrip_and_frozen():
+    cfg = from_dict(RunConfig, {"name": "x", "latency": {"target": "host:threads=2"}})
+    assert cfg.latency.target == "host:threads=2" and cfg.data.sample_rate == 16000
+    again = from_dict(RunConfig, yaml.safe_load(dump_yaml(cfg)))
+    assert again == cfg
+    assert to_dict(again) == to_dict(cfg)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.name = "y"  # type: ignore[misc]
+
+
+def test_all_problems_at_once(tmp_path):
+    bad = {
+        "nmae": "typo",
+        "data": {"source": "youtube", "singers": 1},
+        "train": {"steps": "many", "lr": -1},
+        "latency": {"target": "phone"},
+        "distill": {"teacher_steps": 6},
+        "export": {"formats": ["pte", "coreml"]},
+        "bench": {"targets": ["host", "adb:"]},
+    }
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError) as e:
+        load_yaml(RunConfig, p)
+    probs = {pr.path: pr for pr in e.value.problems}
+    assert set(probs) == {
+        "nmae",
+        "data.source",
+        "data.singers",
+        "train.steps",
+        "train.lr",
+        "latency.target",
+        "distill.teacher_steps",
+        "export.formats[1]",
+        "bench.targets[1]",
+    }
+    assert "name" in probs["nmae"].choices
+    assert probs["data.source"].choices == ("synthetic", "folder")
+    assert probs["data.singers"].given == 1 and "[2, 64]" in probs["data.singers"].expected
+    assert "power of two" in probs["distill.teacher_steps"].expected
+    assert "host:threads=N" in probs["latency.target"].choices
+    assert str(p) in str(e.value)
+
+
+def test_cross_field_and_files(tmp_path):
+    with pytest.raises(ConfigError, match=r"data.path"):
+        from_dict(RunConfig, {"data": {"source": "folder"}})
+    with pytest.raises(ConfigError, match="an existing YAML file"):
+        load_yaml(RunConfig, tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="valid YAML"):
+        load_yaml(RunConfig, broken)
+    with pytest.raises(ConfigError, match="a mapping"):
+        from_dict(RunConfig, [1, 2])
