@@ -1,0 +1,157 @@
+"""A run directory with resumable stages.
+
+Each stage of `compress run` writes into ``RUN/<NN>_<stage>/`` and, last, a ``done.json``
+(written to a temporary file and renamed, so it is either complete or absent). On a re-run:
+
+* a stage with a valid ``done.json`` is skipped and its recorded result reused untouched;
+* the first stage without one is run again; its directory is wiped first unless the stage
+  declares itself ``resumable`` (it then continues from its own checkpoints, e.g. training);
+* a run directory made with a different config is refused (start a new ``--out`` instead), so
+  results of one config are never mixed with another's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compress.errors import CompressError
+
+log = logging.getLogger(__name__)
+
+DONE = "done.json"
+CONFIG = "config.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Stage:
+    """One pipeline stage: ``run(ctx, out_dir) -> result`` (a JSON-ready dict)."""
+
+    name: str
+    run: Callable[[dict[str, Any], Path], dict[str, Any]]
+    resumable: bool = False
+
+
+@dataclass
+class StageRecord:
+    index: int
+    name: str
+    status: str  # "done" | "reused"
+    seconds: float
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+class RunDir:
+    """The directory of one run: its config, and one sub-directory per stage."""
+
+    def __init__(self, root: str | os.PathLike[str], config: dict[str, Any]) -> None:
+        self.root = Path(root)
+        self.config = config
+        self.digest = config_digest(config)
+
+    def open(self) -> None:
+        """Create the run dir, or check that an existing one was made with the same config."""
+        cfg_path = self.root / CONFIG
+        if cfg_path.exists():
+            try:
+                saved = json.loads(cfg_path.read_text())
+            except json.JSONDecodeError as exc:
+                raise CompressError(f"run {self.root}: {CONFIG} is corrupt ({exc})") from exc
+            if saved.get("digest") != self.digest:
+                raise CompressError(
+                    f"run {self.root} was made with a different config "
+                    f"(digest {saved.get('digest')} vs {self.digest}); "
+                    "use another --out, or delete the run directory to start over"
+                )
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(
+            cfg_path, json.dumps({"digest": self.digest, "config": self.config}, indent=2)
+        )
+
+    def stage_dir(self, index: int, name: str) -> Path:
+        return self.root / f"{index:02d}_{name}"
+
+    def done_record(self, index: int, name: str) -> dict[str, Any] | None:
+        """The stage's done.json content, or None when absent or unreadable."""
+        p = self.stage_dir(index, name) / DONE
+        if not p.is_file():
+            return None
+        try:
+            rec = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            log.warning("%s is unreadable; the stage will run again", p)
+            return None
+        if rec.get("digest") != self.digest:
+            return None
+        return rec
+
+    def mark_done(self, index: int, name: str, result: dict[str, Any], seconds: float) -> None:
+        rec = {"stage": name, "digest": self.digest, "seconds": seconds, "result": result}
+        atomic_write_text(self.stage_dir(index, name) / DONE, json.dumps(rec, indent=2))
+
+
+def run_stages(
+    run: RunDir,
+    stages: Sequence[Stage],
+    ctx: dict[str, Any] | None = None,
+    on_stage: Callable[[StageRecord], None] | None = None,
+) -> list[StageRecord]:
+    """Run `stages` in order in `run`, skipping finished ones; return one record per stage.
+
+    ``ctx`` is shared by the stages: each stage's result is stored as ``ctx[stage.name]`` and
+    stage directories as ``ctx["dirs"][stage.name]`` before the next stage runs.
+    """
+    run.open()
+    ctx = ctx if ctx is not None else {}
+    ctx.setdefault("dirs", {})
+    records = []
+    for i, stage in enumerate(stages):
+        d = run.stage_dir(i, stage.name)
+        ctx["dirs"][stage.name] = d
+        rec = run.done_record(i, stage.name)
+        if rec is not None:
+            ctx[stage.name] = rec["result"]
+            r = StageRecord(i, stage.name, "reused", float(rec.get("seconds", 0.0)), rec["result"])
+        else:
+            if d.exists() and not stage.resumable:
+                shutil.rmtree(d)
+            d.mkdir(parents=True, exist_ok=True)
+            t0 = time.perf_counter()
+            result = stage.run(ctx, d)
+            seconds = time.perf_counter() - t0
+            run.mark_done(i, stage.name, result, seconds)
+            ctx[stage.name] = result
+            r = StageRecord(i, stage.name, "done", seconds, result)
+        records.append(r)
+        if on_stage is not None:
+            on_stage(r)
+    return records
