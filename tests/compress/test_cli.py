@@ -33,9 +33,24 @@ def test_python_dash_m_compress_lists_models():
         assert {"name", "params", "family"} <= set(r) and r["params"] > 0
 
 
-def test_validate(tmp_path, capsys):
+def test_validate(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from models import registry
+
+    spec = registry.ModelSpec(
+        name="cli-testonly",
+        family="cli",
+        factory=lambda width: torch.nn.Linear(width, width),
+        defaults={"width": 2},
+        inputs=lambda m: (torch.zeros(1, 2),),
+        audio=registry.AudioMeta(sample_rate=16000),
+    )
+    registry.names()
+    monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
     good = tmp_path / "good.yaml"
-    good.write_text(yaml.safe_dump({"name": "x", "evolve": {"budget_ms": 30.0}}))
+    cfg = {"name": "x", "model": {"name": spec.name}, "evolve": {"budget_ms": 30.0}}
+    good.write_text(yaml.safe_dump(cfg))
     assert main(["validate", str(good)]) == 0
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"train": {"steps": -1, "lr": "fast"}, "extra": 1}))
