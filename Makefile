@@ -44,6 +44,12 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
+# The native benchmark runner (device_bench/runner) for this host, against the executorch
+# wheel's CMake package, with the venv's cmake (>= 3.28). Bundle: build/runner/x86_64/.
+# Idempotent: does nothing when the bundle is newer than its sources. The tests build it too.
+runner: setup
+	$(PY) -m device_bench.runner_build
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check . || true

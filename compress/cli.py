@@ -17,6 +17,8 @@ from collections.abc import Sequence
 COMMAND_MODULES: list[str] = [
     "compress.commands.models",
     "compress.commands.validate",
+    "compress.commands.devices",
+    "compress.commands.bench",
 ]
 
 

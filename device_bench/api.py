@@ -1,0 +1,126 @@
+"""The library entry points: `measure()` for one target, `measure_many()` for several at once.
+
+Targets are strings (DESIGN.md, "Latency targets"): ``host``, ``host:threads=N`` and
+``adb:<serial>`` (e.g. ``adb:R5CX30ABCDE`` or ``adb:127.0.0.1:5555``). `compress` builds its
+block-latency tables with `measure(pte, target)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from device_bench.adb import AdbServer
+from device_bench.errors import BenchError
+from device_bench.protocol import BenchConfig, bench_device, bench_host
+from device_bench.result import BenchResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # "host" | "adb"
+    serial: str | None = None
+    threads: int | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "adb":
+            return f"adb:{self.serial}"
+        return "host" if self.threads is None else f"host:threads={self.threads}"
+
+
+def parse_target(text: str) -> Target:
+    """Parse ``host``, ``host:threads=N`` or ``adb:SERIAL``."""
+    t = text.strip()
+    if t == "host":
+        return Target("host")
+    if t.startswith("host:"):
+        opt = t[len("host:") :]
+        key, _, value = opt.partition("=")
+        if key == "threads" and value.isdigit():
+            return Target("host", threads=int(value))
+        raise BenchError(f"target {text!r}: unknown host option {opt!r}; expected threads=N")
+    if t.startswith("adb:") and len(t) > 4:
+        return Target("adb", serial=t[4:])
+    raise BenchError(f"target {text!r} not understood; expected host, host:threads=N or "
+                     "adb:SERIAL")
+
+
+def measure(
+    pte_path: str | Path,
+    target: str = "host",
+    warmup: int = 3,
+    iterations: int = 20,
+    *,
+    repeats: int = 1,
+    threads: int | None = None,
+    out_dir: str | Path | None = None,
+    server: AdbServer | None = None,
+    config: BenchConfig | None = None,
+) -> BenchResult:
+    """Measure one `.pte` on one target and return its BenchResult.
+
+    `threads` (or ``host:threads=N``) sets the runner's thread count (default 1). Raw runner
+    output goes to `out_dir` (a temporary directory when not given, removed afterwards on
+    success; kept and named in the error on failure).
+    """
+    t = parse_target(target)
+    cfg = config or BenchConfig()
+    n_threads = threads if threads is not None else (t.threads if t.threads is not None
+                                                     else cfg.threads)
+    cfg = replace(cfg, warmup=warmup, iterations=iterations, repeats=repeats, threads=n_threads)
+    if out_dir is not None:
+        return _run(pte_path, t, cfg, Path(out_dir), server)
+    tmp = tempfile.mkdtemp(prefix="device_bench_")
+    result = _run(pte_path, t, cfg, Path(tmp), server)
+    shutil.rmtree(tmp, ignore_errors=True)
+    for r in result.repeats:
+        r["raw_path"] = None
+    return result
+
+
+def _run(pte: str | Path, t: Target, cfg: BenchConfig, out_dir: Path,
+         server: AdbServer | None) -> BenchResult:
+    if t.kind == "host":
+        return bench_host(pte, cfg, out_dir=out_dir)
+    assert t.serial is not None
+    return bench_device(pte, t.serial, cfg, out_dir=out_dir, server=server)
+
+
+def measure_many(
+    jobs: Sequence[tuple[str | Path, str]],
+    cfg: BenchConfig,
+    out_dir: str | Path,
+    server: AdbServer | None = None,
+) -> list[BenchResult | BenchError]:
+    """Run (pte, target) jobs: different devices in parallel threads, one device's jobs in order.
+
+    Host jobs run on their own, after the device jobs, so they do not compete with the adb
+    transfers for this machine's cores. Returns, in job order, a result or the error raised.
+    """
+    parsed = [(pte, parse_target(tgt)) for pte, tgt in jobs]
+    out: list[BenchResult | BenchError | None] = [None] * len(parsed)
+    by_device: dict[str, list[int]] = {}
+    for i, (_, t) in enumerate(parsed):
+        if t.kind == "adb":
+            by_device.setdefault(str(t.serial), []).append(i)
+
+    def run_device(indices: list[int]) -> None:
+        for i in indices:
+            pte, t = parsed[i]
+            try:
+                out[i] = _run(pte, t, cfg, Path(out_dir), server)
+            except BenchError as exc:
+                out[i] = exc
+
+    if by_device:
+        with ThreadPoolExecutor(max_workers=len(by_device)) as pool:
+            list(pool.map(run_device, by_device.values()))
+    run_device([i for i, (_, t) in enumerate(parsed) if t.kind == "host"])
+    return [r for r in out if r is not None]
