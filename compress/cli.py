@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 # One module per command, in the order `compress --help` lists them.
 COMMAND_MODULES: list[str] = [
+    "compress.commands.data",
     "compress.commands.models",
     "compress.commands.validate",
     "compress.commands.devices",
