@@ -1,13 +1,14 @@
-"""`compress data synth`: write the deterministic synthetic singing corpus.
+"""`compress data synth` / `compress data slice`: make the corpus, cut long recordings.
 
-``data`` is a command group; ``synth`` is its sub-command. The corpus layout is documented in
-:mod:`models.data` (dataset_raw, musdb, nus48e, labels, meta.json).
+``data`` is a command group; ``synth`` and ``slice`` are its sub-commands. The corpus layout
+is documented in :mod:`models.data` (dataset_raw, musdb, nus48e, labels, meta.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from compress.cli_util import add_command
 
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub,
         "data",
-        help="datasets: synthesise the singing corpus",
+        help="datasets: synthesise the singing corpus, slice long recordings",
         example="compress data synth --out runs/demo/corpus --singers 4 --minutes 2 --seed 0",
         run=_no_subcommand,
     )
@@ -41,11 +42,56 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--sample-rate", type=int, default=16000, help="sample rate in Hz (default 16000)"
     )
 
+    c = add_command(
+        dsub,
+        "slice",
+        help="cut recordings at silences into clips under 30 s, dropping silent ones",
+        example="compress data slice song.flac take2.wav --out dataset_raw/alice --sample-rate 40000",
+        run=run_slice,
+    )
+    c.add_argument("inputs", nargs="+", help="audio files (wav / flac / ogg / mp3)")
+    c.add_argument("--out", required=True, help="output directory for <stem>_NNNN.wav clips")
+    c.add_argument("--sample-rate", type=int, default=None, help="resample clips to this rate")
+    c.add_argument("--threshold-db", type=float, default=-40.0, help="silence threshold (dBFS)")
+    c.add_argument("--min-length", type=float, default=5.0, help="shortest clip in seconds")
+    c.add_argument("--max-length", type=float, default=30.0, help="longest clip in seconds")
+    c.add_argument(
+        "--normalize",
+        type=float,
+        default=None,
+        metavar="LUFS",
+        help="normalise each clip to this loudness (e.g. -23)",
+    )
+
+
+def run_slice(args: argparse.Namespace) -> int:
+    from models.audio import load_audio, normalize_loudness, write_wav
+    from models.slicer import SlicerConfig, slice_audio
+
+    cfg = SlicerConfig(
+        threshold_db=args.threshold_db, min_length_s=args.min_length, max_length_s=args.max_length
+    )
+    total = 0
+    for path in args.inputs:
+        wav, sr = load_audio(path, sample_rate=args.sample_rate, channels=1)
+        ranges = slice_audio(wav, sr, cfg)
+        stem = Path(path).stem
+        for k, (s, e) in enumerate(ranges):
+            clip = wav[s:e]
+            if args.normalize is not None:
+                clip = normalize_loudness(clip, sr, target_lufs=args.normalize)
+            write_wav(Path(args.out) / f"{stem}_{k:04d}.wav", clip, sr)
+        kept = sum(e - s for s, e in ranges) / sr
+        print(f"{path}: {len(ranges)} clips, {kept:.1f} s of {len(wav) / sr:.1f} s kept")
+        total += len(ranges)
+    print(f"wrote {total} clips to {Path(args.out).resolve()}")
+    return 0
+
 
 def _no_subcommand(args: argparse.Namespace) -> int:
     from compress.errors import CompressError
 
-    raise CompressError("missing sub-command; valid: synth (see compress data --help)")
+    raise CompressError("missing sub-command; valid: synth, slice (see compress data --help)")
 
 
 def run_synth(args: argparse.Namespace) -> int:

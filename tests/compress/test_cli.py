@@ -15,7 +15,7 @@ from compress.cli import get_parser, main
 def test_every_command_has_help_with_example(capsys):
     parser = get_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert {"models", "validate"} <= set(sub.choices)
+    assert {"models", "validate", "data", "devices", "bench"} <= set(sub.choices)
     for name, p in sub.choices.items():
         assert p.epilog and "example:" in p.epilog and "compress" in p.epilog, name
 

@@ -65,3 +65,22 @@ def test_bad_config():
         SlicerConfig(min_length_s=0.1, min_interval_s=0.3)
     with pytest.raises(AudioError):
         SlicerConfig(max_length_s=2.0)
+
+
+def test_cli_data_slice(tmp_path, capsys):
+    from compress.cli import main
+
+    sr = 8000
+    x = _song(sr, [("sil", 1), ("voice", 6), ("sil", 2), ("voice", 6), ("sil", 1)])
+    src = write_wav(tmp_path / "take.wav", x, sr)
+    out = tmp_path / "clips"
+    assert main(["data", "slice", str(src), "--out", str(out), "--sample-rate", "16000",
+                 "--normalize", "-23"]) == 0
+    clips = sorted(out.glob("*.wav"))
+    assert [c.name for c in clips] == ["take_0000.wav", "take_0001.wav"]
+    y, r = load_audio(clips[1])
+    assert r == 16000 and 6.0 <= len(y) / r <= 7.1
+    assert "2 clips" in capsys.readouterr().out
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"junk" * 10)
+    assert main(["data", "slice", str(bad), "--out", str(out)]) == 1
