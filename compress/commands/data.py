@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         dsub,
         "slice",
         help="cut recordings at silences into clips under 30 s, dropping silent ones",
-        example="compress data slice song.flac take2.wav --out dataset_raw/alice --sample-rate 40000",
+        example="compress data slice song.flac --out dataset_raw/alice --sample-rate 40000",
         run=run_slice,
     )
     c.add_argument("inputs", nargs="+", help="audio files (wav / flac / ogg / mp3)")
