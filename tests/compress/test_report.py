@@ -1,0 +1,191 @@
+"""compress.report: report.json / report.html from a realistic run summary."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from compress.errors import CompressError
+from compress.evolve import Candidate
+from compress.report import AUDIO_DIR, pareto_front, pareto_points, validate, write_report
+from models.audio import write_wav
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def _tags(page: str) -> list[tuple[str, dict[str, str | None]]]:
+    p = _Tags()
+    p.feed(page)
+    return p.tags
+
+
+def _wav(path: Path, freq: float, seconds: float = 0.25, sr: int = 16000) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    write_wav(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr)
+    return path
+
+
+def realistic(tmp_path: Path) -> dict[str, Any]:
+    src = tmp_path / "inputs"
+    src.mkdir()
+    evaluated = [
+        Candidate(["res", "res", "xattn", "res"], 0.82, 40.0),
+        Candidate(["res", "xattn", "res"], 0.80, 31.0, "remove", "res0", 1),
+        Candidate(["res", "res", "res"], 0.70, 29.0, "remove", "xattn2", 1),
+        Candidate(["res", "res", "xattn"], 0.79, 30.5, "remove", "res3", 1),
+        Candidate(["xattn", "res"], 0.74, 21.0, "remove", "res0", 2),
+        Candidate(["res", "xattn"], 0.77, 22.0, "remove", "res2", 2),
+        Candidate(["res", "xattn", "xattn"], 0.78, 27.0, "duplicate", "xattn1", 3),
+    ]
+    pte = tmp_path / "run" / "08_export"
+    pte.mkdir(parents=True)
+    (pte / "decoder_int8.pte").write_bytes(b"\0" * 2048)
+    return {
+        "teacher": {"params": 1_234_567, "size_mb": 4.94, "latency_ms_per_audio_s": 812.5,
+                    "rtf": 0.8125, "scores": {"speaker_similarity": 0.82, "stoi": 0.71},
+                    "steps": 50},
+        "student": {"params": np.int64(301_222), "size_mb": 0.31,
+                    "latency_ms_per_audio_s": np.float32(33.1), "rtf": 0.0331,
+                    "scores": {"speaker_similarity": 0.77, "stoi": 0.69}, "steps": 1},
+        "budget_ms": 25.0,
+        "target": "host:threads=1",
+        "speedup": 24.5,
+        "quality_retention": 0.939,
+        "evolution": [
+            {"round": 1, "action": "remove", "block": "res0", "value": 0.0022,
+             "score": 0.80, "latency_ms": 31.0, "architecture": ["res", "xattn", "res"]},
+            {"round": 2, "action": "remove", "block": "res2", "value": 0.0033,
+             "score": 0.77, "latency_ms": 22.0, "architecture": ["res", "xattn"]},
+            {"round": 3, "action": "duplicate", "block": "<script>alert(1)</script>",
+             "value": float("nan"), "score": 0.78, "latency_ms": 27.0,
+             "architecture": ["res", "xattn", "xattn"]},
+        ],
+        "latency_table": {
+            "prediction_error_pct": -3.2,
+            "validation": [
+                {"name": "teacher", "predicted_ms": 41.0, "measured_ms": 40.1, "error_pct": 2.2},
+                {"name": "student", "predicted_ms": 21.3, "measured_ms": 22.0,
+                 "error_pct": -3.2},
+            ],
+        },
+        "artifacts": {"decoder_int8": "08_export/decoder_int8.pte"},
+        "stages": [{"name": n, "status": "done", "seconds": s} for n, s in
+                   [("data", 3.1), ("teacher", 120.0), ("robust", 44.2), ("latency", 30.5),
+                    ("evolve", 90.0), ("distill", 60.2), ("quantize", 20.0),
+                    ("export", 15.1), ("bench", 12.3)]],
+        "pareto": pareto_points(evaluated, ["res", "xattn"]),
+        "quant_sensitivity": [
+            {"layer": "decoder.in_proj", "score_drop": 0.001, "kept_fp32": False},
+            {"layer": "decoder.blocks.1.attn", "score_drop": 0.031, "kept_fp32": True},
+            {"layer": "decoder.out_proj", "score_drop": 0.004, "kept_fp32": False},
+        ],
+        "distill": [{"stage": 0, "from_steps": 8, "to_steps": 4, "loss_start": 0.2,
+                     "loss_end": 0.01}],
+        "curves": {"teacher loss": [1.0, 0.5, 0.3, 0.2], "robust loss": [[0, 0.4], [10, 0.3]]},
+        "audio": [
+            {"name": "clip A", "source": _wav(src / "a_src.wav", 220),
+             "teacher": _wav(src / "a_t.wav", 330), "student": _wav(src / "a_s.wav", 440)},
+            {"name": "clip/B", "source": _wav(src / "b_src.wav", 250),
+             "teacher": _wav(src / "b_t.wav", 350), "student": _wav(src / "b_s.wav", 450)},
+        ],
+        "commands": {"student latency": "compress bench RUN/08_export/decoder_int8.pte"},
+        "notes": ["Measured side by side in the same run & on the same host."],
+    }
+
+
+def test_write_report(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    data = realistic(tmp_path)
+    jpath, hpath = write_report(run, data)
+    assert jpath == run / "report.json" and hpath == run / "report.html"
+
+    rep = json.loads(jpath.read_text())
+    for k in ("teacher", "student", "budget_ms", "target", "speedup", "quality_retention",
+              "evolution", "latency_table", "artifacts", "stages", "pareto",
+              "quant_sensitivity"):
+        assert k in rep, k
+    for side in ("teacher", "student"):
+        assert set(rep[side]) >= {"params", "size_mb", "latency_ms_per_audio_s", "rtf", "scores"}
+    assert rep["student"]["params"] == 301_222
+    assert rep["student"]["latency_ms_per_audio_s"] == pytest.approx(33.1, rel=1e-6)
+    assert rep["latency_table"]["prediction_error_pct"] == -3.2
+    assert [e["action"] for e in rep["evolution"]] == ["remove", "remove", "duplicate"]
+    assert rep["evolution"][2]["value"] is None  # NaN is written as null (strict JSON)
+    assert sum(p["chosen"] for p in rep["pareto"]) == 1 and len(rep["pareto"]) == 7
+    assert rep["artifacts"] == {"decoder_int8": "08_export/decoder_int8.pte"}
+    assert len(rep["audio"]) == 2
+    for clip in rep["audio"]:
+        for role in ("source", "teacher", "student"):
+            assert clip[role].startswith(AUDIO_DIR + "/") and (run / clip[role]).is_file()
+
+    page = hpath.read_text()
+    for sid in ("stages", "comparison", "evolution", "pareto", "latency", "quantization",
+                "distill", "curves", "audio", "artifacts"):
+        assert f'<section id="{sid}">' in page, sid
+    tags = _tags(page)
+    imgs = [a["src"] for t, a in tags if t == "img"]
+    assert len(imgs) == 4  # pareto, latency validation, quant sensitivity, curves
+    for src in imgs:
+        assert src is not None and src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    audios = [a["src"] for t, a in tags if t == "audio"]
+    assert len(audios) == 6
+    for src in audios:
+        assert src is not None and (run / src).is_file()
+    assert not any(t == "script" for t, _ in tags)  # the hostile block name is escaped
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "side by side in the same run &amp; on the same host" in page
+    assert "<link" not in page and "http://" not in page and "https://" not in page
+
+
+def test_short_clips_can_be_embedded(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _, hpath = write_report(run, realistic(tmp_path), embed_audio_max_bytes=1_000_000)
+    srcs = [a["src"] for t, a in _tags(hpath.read_text()) if t == "audio"]
+    assert len(srcs) == 6
+    assert all(s is not None and s.startswith("data:audio/wav;base64,UklGR") for s in srcs)
+
+
+def test_missing_and_mistyped_keys_are_all_listed(tmp_path: Path) -> None:
+    data = realistic(tmp_path)
+    bad = copy.deepcopy({k: v for k, v in data.items() if k != "audio"})
+    del bad["budget_ms"]
+    del bad["latency_table"]
+    del bad["teacher"]["rtf"]
+    del bad["stages"][0]["seconds"]
+    bad["evolution"][0]["value"] = "high"
+    with pytest.raises(CompressError) as exc:
+        write_report(tmp_path / "bad", bad)
+    msg = str(exc.value)
+    for key in ("budget_ms", "latency_table", "teacher.rtf", "stages[0].seconds",
+                "evolution[0].value"):
+        assert key in msg, key
+    assert not (tmp_path / "bad" / "report.json").exists()
+    with pytest.raises(CompressError, match="expected a dict"):
+        validate([1, 2])  # type: ignore[arg-type]
+
+
+def test_missing_audio_file_raises(tmp_path: Path) -> None:
+    data = realistic(tmp_path)
+    data["audio"][0]["student"] = tmp_path / "nope.wav"
+    with pytest.raises(CompressError, match=r"audio\[0\]\.student: no such file"):
+        write_report(tmp_path / "run", data)
+
+
+def test_pareto_front() -> None:
+    pts = [(10.0, 0.5), (20.0, 0.7), (15.0, 0.4), (30.0, 0.69), (5.0, 0.1)]
+    assert pareto_front(pts) == [4, 0, 1]
