@@ -16,10 +16,14 @@ from collections.abc import Sequence
 # One module per command, in the order `compress --help` lists them.
 COMMAND_MODULES: list[str] = [
     "compress.commands.data",
+    "compress.commands.bench",
+    "compress.commands.devices",
+    "compress.commands.export",
     "compress.commands.models",
     "compress.commands.validate",
-    "compress.commands.devices",
-    "compress.commands.bench",
+    "compress.commands.train",
+    "compress.commands.convert",
+    "compress.commands.eval",
 ]
 
 

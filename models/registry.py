@@ -31,7 +31,7 @@ from models.errors import RegistryError
 log = logging.getLogger(__name__)
 
 # Modules that call `register()` for their presets. Add a family here when it exists.
-_FAMILY_MODULES: list[str] = []
+_FAMILY_MODULES: list[str] = ["models.lhq_svc.presets"]
 _REGISTRY: dict[str, ModelSpec] = {}
 _loaded = False
 
@@ -71,6 +71,8 @@ class ModelSpec:
         audio: audio metadata.
         description: one line for ``compress models``.
         component: which part of a pipeline this is (``decoder``, ``vocoder``, ``pipeline``...).
+        audio_inputs: optional adapter turning a real audio clip into model inputs (int8
+            calibration on a folder of audio, see ``export.calibration``).
     """
 
     name: str
@@ -83,6 +85,9 @@ class ModelSpec:
     description: str = ""
     component: str = "model"
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # Optional input adapter for calibration on real audio (used by `export`):
+    # ``audio_inputs(model, wav (T,) float32 tensor, sample_rate) -> tuple of model inputs``.
+    audio_inputs: Callable[[torch.nn.Module, torch.Tensor, int], tuple[Any, ...]] | None = None
 
     def config(self, **overrides: Any) -> dict[str, Any]:
         """Return the preset's config with `overrides` applied (unknown keys are an error)."""

@@ -1,0 +1,265 @@
+"""Named quality scores for the search: ``score(model, eval_set) -> float``, higher is better.
+
+An :class:`EvalSet` is a list of conversion jobs on held-out songs (source clip of singer A,
+target singer B, pitch shift, B's ground-truth rendering of the same song) plus reference clips
+per singer, the sampler settings, and a cache of converted audio keyed by a fingerprint of the
+model's weights and architecture, so several scores of one model convert each clip once.
+
+Registered scores (``score_names()``):
+
+* ``speaker_similarity`` — mean Resemblyzer cosine similarity of the output to the target
+  singer's reference clips (the "CLIP score" of LHQ-SVC §III.A for audio);
+* ``speaker_margin`` — mean of sim(output, B) - sim(output, A);
+* ``stoi`` / ``pesq`` — against the target's ground-truth rendering;
+* ``neg_lsd`` / ``neg_mcd`` — negated log-spectral / mel-cepstral distance (dB);
+* ``chroma_accuracy`` — F0 raw chroma accuracy of the output vs the source melody + shift;
+* ``neg_f0_rmse_cents`` — negated F0 RMSE (cents) on frames voiced in both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from compress.errors import CompressError
+from models import metrics
+
+log = logging.getLogger(__name__)
+
+Score = Callable[[torch.nn.Module, "EvalSet"], float]
+
+
+@dataclass
+class EvalItem:
+    """One conversion job: `source` (singer `source_speaker`) -> `target_speaker`."""
+
+    id: str
+    source: np.ndarray
+    source_speaker: str
+    target_speaker: str
+    shift: float
+    reference: np.ndarray | None  # target singer's rendering of the same song
+    source_f0: np.ndarray  # Hz per hop (labels or DIO), before the shift
+
+
+@dataclass
+class EvalSet:
+    items: list[EvalItem]
+    sample_rate: int
+    hop_length: int
+    speaker_refs: dict[str, list[np.ndarray]]
+    steps: int = 50
+    sampler: str = "ddim"
+    seed: int = 0
+    f0_method: str = "dio"
+    _cache: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
+    _emb: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def speaker_embedding(self, name: str) -> np.ndarray:
+        if name not in self._emb:
+            refs = self.speaker_refs.get(name)
+            if not refs:
+                raise CompressError(f"eval set has no reference clips for speaker {name!r}")
+            self._emb[name] = np.mean(
+                [metrics.speaker_embedding(r, self.sample_rate) for r in refs], axis=0
+            )
+        return self._emb[name]
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    h.update(repr(getattr(model, "architecture", None)).encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def converted(model: torch.nn.Module, eval_set: EvalSet) -> list[np.ndarray]:
+    """The model's outputs for every item (cached per model fingerprint)."""
+    key = model_fingerprint(model) + f"/{eval_set.steps}/{eval_set.sampler}/{eval_set.seed}"
+    if key not in eval_set._cache:
+        if not hasattr(model, "convert_long"):
+            raise CompressError(
+                f"scores need an SVC pipeline with convert_long(); got {type(model).__name__}"
+            )
+        model.eval()
+        outs = []
+        for item in eval_set.items:
+            spk = model.speaker_index(item.target_speaker)
+            outs.append(model.convert_long(item.source, spk, item.shift, steps=eval_set.steps,
+                                           sampler=eval_set.sampler, seed=eval_set.seed,
+                                           f0_method=eval_set.f0_method))
+        eval_set._cache.clear()
+        eval_set._cache[key] = outs
+    return eval_set._cache[key]
+
+
+def _mean(values: list[float]) -> float:
+    vals = [v for v in values if np.isfinite(v)]
+    if not vals:
+        raise CompressError("no item of the eval set could be scored")
+    return float(np.mean(vals))
+
+
+def _with_reference(model: torch.nn.Module, eval_set: EvalSet, fn: Callable) -> float:
+    outs = converted(model, eval_set)
+    vals = [fn(it.reference, y, eval_set.sample_rate) for it, y in zip(eval_set.items, outs)
+            if it.reference is not None]
+    return _mean(vals)
+
+
+def speaker_similarity(model: torch.nn.Module, eval_set: EvalSet) -> float:
+    outs = converted(model, eval_set)
+    sr = eval_set.sample_rate
+    return _mean([metrics.cosine(metrics.speaker_embedding(y, sr),
+                                 eval_set.speaker_embedding(it.target_speaker))
+                  for it, y in zip(eval_set.items, outs)])
+
+
+def speaker_margin(model: torch.nn.Module, eval_set: EvalSet) -> float:
+    outs = converted(model, eval_set)
+    sr = eval_set.sample_rate
+    vals = []
+    for it, y in zip(eval_set.items, outs):
+        e = metrics.speaker_embedding(y, sr)
+        vals.append(metrics.cosine(e, eval_set.speaker_embedding(it.target_speaker))
+                    - metrics.cosine(e, eval_set.speaker_embedding(it.source_speaker)))
+    return _mean(vals)
+
+
+def _f0(model: torch.nn.Module, eval_set: EvalSet, key: str) -> float:
+    outs = converted(model, eval_set)
+    vals = []
+    for it, y in zip(eval_set.items, outs):
+        est = metrics.f0_contour(y, eval_set.sample_rate, eval_set.hop_length)
+        ref = it.source_f0 * 2.0 ** (it.shift / 12.0)
+        vals.append(metrics.f0_metrics(ref, est, eval_set.hop_length / eval_set.sample_rate)[key])
+    return _mean(vals)
+
+
+_SCORES: dict[str, Score] = {
+    "speaker_similarity": speaker_similarity,
+    "speaker_margin": speaker_margin,
+    "stoi": lambda m, e: _with_reference(m, e, metrics.stoi),
+    "pesq": lambda m, e: _with_reference(m, e, metrics.pesq),
+    "neg_lsd": lambda m, e: -_with_reference(m, e, metrics.log_spectral_distance),
+    "neg_mcd": lambda m, e: -_with_reference(m, e, metrics.mel_cepstral_distance),
+    "chroma_accuracy": lambda m, e: _f0(m, e, "raw_chroma_accuracy"),
+    "neg_f0_rmse_cents": lambda m, e: -_f0(m, e, "f0_rmse_cents"),
+}
+
+
+def score_names() -> list[str]:
+    return sorted(_SCORES)
+
+
+def get_score(name: str) -> Score:
+    try:
+        return _SCORES[name]
+    except KeyError:
+        raise CompressError(f"unknown score {name!r}; valid: {', '.join(score_names())}") from None
+
+
+def register_score(name: str, fn: Score) -> None:
+    if name in _SCORES:
+        raise CompressError(f"score {name!r} is already registered")
+    _SCORES[name] = fn
+
+
+# ---- building eval sets from a corpus -----------------------------------------------------
+def build_eval_set(
+    data: str | Path,
+    speakers: list[str],
+    *,
+    sample_rate: int = 16000,
+    hop_length: int = 128,
+    max_items: int | None = 8,
+    seconds: float | None = 6.0,
+    split: str = "test",
+    steps: int = 50,
+    sampler: str = "ddim",
+    seed: int = 0,
+    reconstruction: bool = False,
+    f0_method: str = "dio",
+) -> EvalSet:
+    """A→B jobs on the corpus's held-out songs (B = next singer; A→A if `reconstruction`).
+
+    The pitch shift is B's key minus A's key (median F0 ratio, rounded to semitones), so the
+    output is comparable with B's ground-truth rendering. Clips are cut to `seconds`.
+    Speaker references are the singers' train-split clips.
+    """
+    from models.lhq_svc.data import load_corpus
+
+    corpus = load_corpus(data, sample_rate=sample_rate, hop_length=hop_length)
+    unknown = sorted(set(corpus.singers) - set(speakers))
+    if unknown:
+        raise CompressError(f"corpus singers {unknown} are not speakers of the model "
+                            f"({', '.join(speakers)})")
+    n = None if seconds is None else int(seconds * sample_rate)
+    refs: dict[str, list[np.ndarray]] = {}
+    for c in corpus.split("train"):
+        if len(refs.setdefault(c.singer, [])) < 3:
+            refs[c.singer].append(c.wav[: n or None])
+    items = []
+    held = corpus.split(split)
+    if not held:
+        raise CompressError(f"corpus {data}: no clips in the {split!r} split")
+    for c in held:
+        i = corpus.singers.index(c.singer)
+        target = c.singer if reconstruction else corpus.singers[(i + 1) % len(corpus.singers)]
+        ref = corpus.by(target, c.song)
+        src_f0 = c.label_f0 if c.label_f0 is not None else c.f0
+        shift = 0.0
+        if ref is not None and not reconstruction:
+            rf0 = ref.label_f0 if ref.label_f0 is not None else ref.f0
+            m = min(len(src_f0), len(rf0))
+            both = (src_f0[:m] > 0) & (rf0[:m] > 0)
+            if both.any():
+                shift = float(np.round(12 * np.median(np.log2(rf0[:m][both] / src_f0[:m][both]))))
+        frames = None if n is None else n // hop_length + 1
+        items.append(EvalItem(
+            id=f"{c.id}->{target}", source=c.wav[: n or None], source_speaker=c.singer,
+            target_speaker=target, shift=shift,
+            reference=None if ref is None else ref.wav[: n or None],
+            source_f0=src_f0[:frames],
+        ))
+        if max_items is not None and len(items) >= max_items:
+            break
+    return EvalSet(items=items, sample_rate=sample_rate, hop_length=hop_length,
+                   speaker_refs=refs, steps=steps, sampler=sampler, seed=seed,
+                   f0_method=f0_method)
+
+
+def evaluate(model: torch.nn.Module, eval_set: EvalSet,
+             names: list[str] | None = None) -> dict[str, Any]:
+    """Every requested score plus per-item speaker decisions (sim to B > sim to A)."""
+    out: dict[str, Any] = {}
+    for name in names or score_names():
+        try:
+            out[name] = get_score(name)(model, eval_set)
+        except Exception as exc:  # report the failure of one score, keep the others
+            if isinstance(exc, CompressError | metrics.AudioError):
+                out[name] = None
+                out.setdefault("errors", {})[name] = str(exc)
+            else:
+                raise
+    outs = converted(model, eval_set)
+    wins = []
+    for it, y in zip(eval_set.items, outs):
+        if it.target_speaker == it.source_speaker:
+            continue
+        e = metrics.speaker_embedding(y, eval_set.sample_rate)
+        wins.append(metrics.cosine(e, eval_set.speaker_embedding(it.target_speaker))
+                    > metrics.cosine(e, eval_set.speaker_embedding(it.source_speaker)))
+    if wins:
+        out["target_closer_fraction"] = float(np.mean(wins))
+    out["items"] = len(eval_set.items)
+    return out

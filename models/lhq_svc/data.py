@@ -1,0 +1,109 @@
+"""Training / evaluation clips for LHQ-SVC from a corpus folder (the shared data contract).
+
+Clips, audio and labels come from ``models.data.datasets.SingingCorpus`` (``meta.json`` written
+by ``compress data synth``, or a plain ``dataset_raw/<singer>/*.wav`` tree); features follow the
+contract: log-mel by ``models.data.features.log_mel`` and F0 by DIO (``dio_f0``), which the
+decoder is trained on (§IV.B). Phoneme labels (for the built-in content encoder) and the
+corpus's ground-truth F0 are kept when the corpus has them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from models.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Clip:
+    """One rendering with its features (mel (M, F), f0 (F,), voiced (F,), phonemes (F,))."""
+
+    id: str
+    singer: str
+    song: str
+    split: str
+    path: Path
+    wav: np.ndarray
+    mel: np.ndarray
+    f0: np.ndarray
+    voiced: np.ndarray
+    phonemes: np.ndarray | None = None
+    label_f0: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Corpus:
+    root: Path
+    sample_rate: int
+    singers: list[str]
+    phonemes: list[str]
+    clips: list[Clip]
+
+    def split(self, name: str) -> list[Clip]:
+        return [c for c in self.clips if c.split == name]
+
+    def by(self, singer: str, song: str) -> Clip | None:
+        for c in self.clips:
+            if c.singer == singer and c.song == song:
+                return c
+        return None
+
+
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    if x.shape[0] >= n:
+        return x[:n]
+    return np.concatenate([x, np.zeros(n - x.shape[0], dtype=x.dtype)])
+
+
+def load_corpus(
+    root: str | Path,
+    sample_rate: int = 16000,
+    hop_length: int = 128,
+    splits: tuple[str, ...] = ("train", "test"),
+    max_clips: int | None = None,
+) -> Corpus:
+    """Load the sung clips of `root` (via ``models.data.datasets.SingingCorpus``) with features.
+
+    Log-mel and DIO F0 follow the contract; phoneme labels and the corpus's ground-truth F0
+    (``label_f0``) come from the labels when present. A folder without meta.json has every
+    clip in the ``train`` split. Raises :class:`DataError` on a bad layout.
+    """
+    from models.data.datasets import SingingCorpus
+    from models.data.features import MelConfig, dio_f0, log_mel
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"corpus {root}: no such directory")
+    cfg = MelConfig(sample_rate=sample_rate, hop_length=hop_length)
+    sc = SingingCorpus(root, sample_rate=sample_rate, hop_length=hop_length, styles=("sung",))
+    phonemes = list((sc.meta or {}).get("phonemes", []))
+    clips = []
+    for item in sc:
+        split = item.clip.split or "train"
+        if split not in splits:
+            continue
+        wav = item.audio
+        mel = log_mel(wav, cfg)
+        f0, voiced = dio_f0(wav, sample_rate, hop_length)
+        n = mel.shape[1]
+        labelled = item.f0_source == "labels"
+        ph = _fit(item.phonemes.astype(np.int64), n) if item.phonemes is not None else None
+        lf0 = _fit(item.f0.astype(np.float32), n) if labelled else None
+        clips.append(Clip(id=item.clip.id, singer=item.clip.singer,
+                          song=item.clip.song or item.clip.path.stem, split=split,
+                          path=item.clip.path, wav=wav, mel=mel, f0=f0, voiced=voiced,
+                          phonemes=ph, label_f0=lf0))
+        if max_clips is not None and len(clips) >= max_clips:
+            break
+    if not clips:
+        raise DataError(f"corpus {root}: no sung clips in splits {list(splits)}")
+    singers = sorted({c.singer for c in clips})
+    return Corpus(root=root, sample_rate=sample_rate, singers=singers, phonemes=phonemes,
+                  clips=clips)

@@ -1,0 +1,259 @@
+"""LHQ-SVC diffusion decoder with evolvable blocks (§III.A, eq. 1) and the conditioning (§IV.B).
+
+The decoder maps a noisy mel latent ``x_t (B, 80, F)``, diffusion time ``t (B,)`` and the
+conditioning sequence ``cond (B, 256, F)`` to a prediction (x̃ or v, see ``diffusion.py``).
+Its body is an ORDERED LIST of blocks of two kinds (the architecture is data):
+
+* ``res``   — D(z_t, t): gated dilated-conv residual block conditioned on the timestep
+  embedding and (locally) on ``cond`` (DiffWave-style); each applies ``res_dilations`` in turn,
+  so a block behaves the same wherever it sits in the list;
+* ``xattn`` — Cross-Attention(z_t, c): multi-head attention from the latent (queries) to the
+  conditioning sequence (keys / values), with an ALiBi-style distance bias that keeps it local
+  and aligned, plus a small feed-forward layer.
+
+Eq. (1): during robust training each block is replaced by the identity with probability
+``skip_prob``. Evolution (§III.A) edits the list: :meth:`EvolvableDecoder.remove_block` and
+:meth:`EvolvableDecoder.duplicate_block` (a deep copy inserted right after the original);
+``architecture`` stays in sync, so a checkpoint rebuilds the evolved model. Block names are
+``<kind><position>`` (``res0``, ``xattn1`` ...), recomputed from the list after each edit.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BLOCK_KINDS = ("res", "xattn")
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over channels of ``(B, C, F)``, per frame (no statistics across time, so a
+    chunk of a long input is normalised exactly as in the whole input)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, channels, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(dim=1, keepdim=True)  # (B, 1, F)
+        var = ((x - mu) ** 2).mean(dim=1, keepdim=True)
+        return (x - mu) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of continuous τ in [0, 1] (scaled by 1000): ``(B,) -> (B, dim)``."""
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half
+    )
+    ang = (t.float() * 1000.0).unsqueeze(1) * freqs.unsqueeze(0)  # (B, half)
+    return torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)
+
+
+class ResBlock(nn.Module):
+    """D(z_t, t): gated dilated convolutions with timestep and conditioning input."""
+
+    kind = "res"
+
+    def __init__(self, channels: int, cond_dim: int, temb_dim: int, dilations: list[int]):
+        super().__init__()
+        self.dilations = list(dilations)
+        self.temb = nn.ModuleList(nn.Linear(temb_dim, channels) for _ in dilations)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(channels, 2 * channels, 3, dilation=d, padding=d) for d in dilations
+        )
+        self.conds = nn.ModuleList(nn.Conv1d(cond_dim, 2 * channels, 1) for _ in dilations)
+        self.outs = nn.ModuleList(nn.Conv1d(channels, channels, 1) for _ in dilations)
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        for lin, conv, cproj, out in zip(self.temb, self.convs, self.conds, self.outs):
+            h = x + lin(temb).unsqueeze(-1)  # (B, C, F)
+            h = conv(h) + cproj(cond)  # (B, 2C, F)
+            a, b = h[:, : self.channels], h[:, self.channels :]
+            x = (x + out(torch.tanh(a) * torch.sigmoid(b))) * (1.0 / math.sqrt(2.0))
+        return x
+
+
+class CrossAttnBlock(nn.Module):
+    """Cross-Attention(z_t, c): queries from the latent, keys / values from the conditioning."""
+
+    kind = "xattn"
+
+    def __init__(self, channels: int, cond_dim: int, temb_dim: int, heads: int, ff_mult: int = 2):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"channels={channels} not divisible by heads={heads}")
+        self.heads = heads
+        self.head_dim = channels // heads
+        self.temb = nn.Linear(temb_dim, channels)
+        self.norm_q = ChannelNorm(channels)
+        self.norm_kv = ChannelNorm(cond_dim)
+        self.q = nn.Conv1d(channels, channels, 1)
+        self.kv = nn.Conv1d(cond_dim, 2 * channels, 1)
+        self.proj = nn.Conv1d(channels, channels, 1)
+        self.ff = nn.Sequential(
+            nn.Conv1d(channels, ff_mult * channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv1d(ff_mult * channels, channels, 1),
+        )
+        self.norm_ff = ChannelNorm(channels)
+        # ALiBi slopes (per head), in frames^-1
+        slopes = torch.tensor([2.0 ** (-(i + 1) * 4.0 / heads) for i in range(heads)])
+        self.register_buffer("slopes", slopes.view(1, heads, 1, 1))
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        b, c, n = x.shape
+        h = self.norm_q(x + self.temb(temb).unsqueeze(-1))  # (B, C, F)
+        q = self.q(h).view(b, self.heads, self.head_dim, n).transpose(2, 3)  # (B, H, F, d)
+        kv = self.kv(self.norm_kv(cond))  # (B, 2C, F)
+        k = kv[:, :c].reshape(b, self.heads, self.head_dim, n)  # (B, H, d, F)
+        v = kv[:, c:].reshape(b, self.heads, self.head_dim, n).transpose(2, 3)  # (B, H, F, d)
+        pos = torch.arange(n, device=x.device, dtype=x.dtype)
+        dist = (pos.view(1, 1, n, 1) - pos.view(1, 1, 1, n)).abs()  # (1, 1, F, F)
+        logits = torch.matmul(q, k) * (1.0 / math.sqrt(self.head_dim)) - self.slopes * dist
+        attn = torch.softmax(logits, dim=-1)  # (B, H, F, F)
+        o = torch.matmul(attn, v).transpose(2, 3).reshape(b, c, n)  # (B, C, F)
+        x = x + self.proj(o)
+        return x + self.ff(self.norm_ff(x))
+
+
+class EvolvableDecoder(nn.Module):
+    """ε̂_θ(t, z_t) of eq. (1): ``forward(x_t (B, M, F), t (B,), cond (B, D, F)) -> (B, M, F)``."""
+
+    def __init__(
+        self,
+        architecture: list[str],
+        n_mels: int = 80,
+        channels: int = 256,
+        cond_dim: int = 256,
+        temb_dim: int = 128,
+        heads: int = 4,
+        res_dilations: list[int] | tuple[int, ...] = (1, 2, 4),
+        skip_prob: float = 0.0,
+    ):
+        super().__init__()
+        bad = [k for k in architecture if k not in BLOCK_KINDS]
+        if bad or not architecture:
+            raise ValueError(
+                f"architecture {list(architecture)!r}: expected a non-empty list of {BLOCK_KINDS}"
+            )
+        self.n_mels = n_mels
+        self.channels = channels
+        self.cond_dim = cond_dim
+        self.temb_dim = temb_dim
+        self.heads = heads
+        self.res_dilations = list(res_dilations)
+        self.skip_prob = float(skip_prob)
+        self.in_proj = nn.Conv1d(n_mels, channels, 1)
+        self.temb_mlp = nn.Sequential(
+            nn.Linear(temb_dim, 2 * temb_dim), nn.SiLU(), nn.Linear(2 * temb_dim, temb_dim)
+        )
+        self.blocks = nn.ModuleList(self._make(k) for k in architecture)
+        self.out_norm = ChannelNorm(channels)
+        self.out_proj = nn.Conv1d(channels, n_mels, 1)
+        nn.init.zeros_(self.out_proj.weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def _make(self, kind: str) -> nn.Module:
+        if kind == "res":
+            return ResBlock(self.channels, self.cond_dim, self.temb_dim, self.res_dilations)
+        return CrossAttnBlock(self.channels, self.cond_dim, self.temb_dim, self.heads)
+
+    # ---- evolvable-architecture API -------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        """Build kwargs of the current (possibly evolved) decoder."""
+        return {
+            "architecture": self.architecture, "n_mels": self.n_mels,
+            "channels": self.channels, "cond_dim": self.cond_dim, "temb_dim": self.temb_dim,
+            "heads": self.heads, "res_dilations": list(self.res_dilations),
+            "skip_prob": self.skip_prob,
+        }
+
+    @property
+    def architecture(self) -> list[str]:
+        return [b.kind for b in self.blocks]
+
+    def block_kinds(self) -> list[str]:
+        return self.architecture
+
+    def block_names(self) -> list[str]:
+        return [f"{b.kind}{i}" for i, b in enumerate(self.blocks)]
+
+    def _index(self, name: str) -> int:
+        names = self.block_names()
+        if name not in names:
+            raise KeyError(f"no block {name!r}; blocks: {names}")
+        return names.index(name)
+
+    def remove_block(self, name: str) -> None:
+        """Delete block `name` (at least one block must remain)."""
+        i = self._index(name)
+        if len(self.blocks) == 1:
+            raise ValueError(f"cannot remove {name!r}: it is the only block")
+        del self.blocks[i]
+
+    def duplicate_block(self, name: str) -> None:
+        """Insert a deep copy of block `name` right after it."""
+        i = self._index(name)
+        self.blocks.insert(i + 1, copy.deepcopy(self.blocks[i]))
+
+    # ---- forward ----------------------------------------------------------------------------
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        temb = self.temb_mlp(timestep_embedding(t, self.temb_dim))  # (B, E)
+        h = self.in_proj(x_t)  # (B, C, F)
+        skip = self.training and self.skip_prob > 0
+        for block in self.blocks:
+            if skip and float(torch.rand(())) < self.skip_prob:
+                continue  # eq. (1): identity in place of the block
+            h = block(h, temb, cond)
+        return self.out_proj(F.silu(self.out_norm(h)))  # (B, M, F)
+
+
+class Conditioner(nn.Module):
+    """§IV.B: content, F0 and speaker each projected to ``dim`` (256) and combined.
+
+    ``forward(content (B, Dc, F), f0_feats (B, Df, F), speaker (B,)) -> (B, dim, F)``:
+    concatenation of the three projections, a 1x1 projection back to ``dim``, and a short
+    stack of residual convolutions for local context.
+    """
+
+    def __init__(
+        self,
+        content_dim: int,
+        f0_dim: int,
+        n_speakers: int,
+        dim: int = 256,
+        context_layers: int = 2,
+    ):
+        super().__init__()
+        self.content_proj = nn.Conv1d(content_dim, dim, 1)
+        self.f0_proj = nn.Sequential(nn.Conv1d(f0_dim, dim, 1), nn.SiLU(), nn.Conv1d(dim, dim, 1))
+        self.speaker = nn.Embedding(n_speakers, dim)
+        # concat([c, f, s]) -> 1x1 conv, written as the sum of the projection's three column
+        # blocks (identical maths; never materialises the time-broadcast speaker vector)
+        self.mix_content = nn.Conv1d(dim, dim, 1)
+        self.mix_f0 = nn.Conv1d(dim, dim, 1, bias=False)
+        self.mix_speaker = nn.Linear(dim, dim, bias=False)
+        self.context = nn.ModuleList(
+            nn.Conv1d(dim, dim, 3, padding=1) for _ in range(context_layers)
+        )
+        self.dim = dim
+
+    def forward(
+        self, content: torch.Tensor, f0_feats: torch.Tensor, speaker: torch.Tensor
+    ) -> torch.Tensor:
+        c = self.content_proj(content)  # (B, D, F)
+        f = self.f0_proj(f0_feats)  # (B, D, F)
+        s = self.mix_speaker(self.speaker(speaker)).unsqueeze(-1)  # (B, D, 1)
+        h = self.mix_content(c) + self.mix_f0(f) + s  # (B, D, F)
+        for conv in self.context:
+            h = h + conv(F.silu(h))
+        return h

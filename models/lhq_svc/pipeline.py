@@ -1,0 +1,406 @@
+"""`SVCPipeline`: LHQ-SVC end to end — audio in, converted audio out (§III–IV).
+
+    audio -> content encoder -> content (B, Dc, F)            (ContentVec / built-in PPG)
+    audio -> F0 (torch DSP; DIO in preprocessing) -> shift by semitones -> F0 features
+    [content, F0, speaker] -> 256-d each -> conditioning (B, 256, F)                 §IV.B
+    noise -> diffusion decoder, DDIM / ancestral sampler (eqs. 9–10) -> normalised log-mel
+    log-mel (+ shifted F0) -> vocoder (MelGAN, or harmonic-plus-noise NSF) -> audio
+
+``forward(audio (1, T), speaker (1,) int64, shift (1,) float) -> audio (1, T)`` is the
+on-device path: a fixed number of DDIM steps (``device_steps``) and a fixed-seed noise buffer
+(``noise_frames`` frames, so T <= (noise_frames - 1) * hop), one exportable graph.
+:meth:`SVCPipeline.convert` is the eager path (any sampler, step count, seed) and
+:meth:`SVCPipeline.convert_long` processes arbitrarily long inputs in overlapping chunks with a
+linear crossfade, so memory is bounded by the chunk length. Its noise is drawn once for the
+whole input and sliced per chunk, so chunks see the same noise as a whole-input run would.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.lhq_svc import diffusion
+from models.lhq_svc.content import CONTENT_KINDS, HubertEncoder, PPGEncoder, load_hubert
+from models.lhq_svc.decoder import Conditioner, EvolvableDecoder
+from models.lhq_svc.f0 import F0Features, TorchF0, shift_f0
+from models.lhq_svc.mel import LogMel
+from models.lhq_svc.vocoder import HNVocoder, MelGANGenerator
+
+log = logging.getLogger(__name__)
+
+
+class SVCPipeline(nn.Module):
+    """The whole LHQ-SVC model; every constructor argument is stored in :attr:`config`."""
+
+    # int8 export: DSP front ends (STFT / autocorrelation bases feeding logs and argmax) and the
+    # vocoder's harmonic source stay fp32; the content net, conditioner and decoder go int8
+    export_keep_fp32 = ("mel", "content.mel", "f0", "f0_features", "vocoder")
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        hop_length: int = 128,
+        n_mels: int = 80,
+        n_speakers: int = 4,
+        n_phonemes: int = 40,
+        content_kind: str = "builtin",
+        content_path: str | None = None,
+        content_hidden: int = 128,
+        content_layers: int = 4,
+        hubert: dict[str, Any] | None = None,
+        architecture: list[str] | tuple[str, ...] = ("res", "xattn", "res", "xattn"),
+        channels: int = 128,
+        cond_dim: int = 256,
+        temb_dim: int = 128,
+        heads: int = 4,
+        res_dilations: list[int] | tuple[int, ...] = (1, 2, 4),
+        skip_prob: float = 0.0,
+        prediction: str = "v",
+        weighting: str = "snr+1",
+        vocoder_kind: str = "melgan",
+        vocoder_channels: int = 256,
+        vocoder_ratios: list[int] | tuple[int, ...] = (8, 4, 4),
+        mel_mean: float = -6.0,
+        mel_std: float = 3.0,
+        device_steps: int = 4,
+        noise_frames: int = 512,
+        noise_seed: int = 0,
+        chunk_seconds: float = 4.0,
+        speakers: list[str] | None = None,
+    ):
+        super().__init__()
+        if content_kind not in CONTENT_KINDS:
+            raise ValueError(f"content_kind={content_kind!r}; valid: {CONTENT_KINDS}")
+        if prediction not in diffusion.PREDICTIONS:
+            raise ValueError(f"prediction={prediction!r}; valid: {diffusion.PREDICTIONS}")
+        if weighting not in diffusion.WEIGHTINGS:
+            raise ValueError(f"weighting={weighting!r}; valid: {diffusion.WEIGHTINGS}")
+        prod = int(np.prod(vocoder_ratios))
+        if prod != hop_length:
+            raise ValueError(f"vocoder_ratios {list(vocoder_ratios)} multiply to {prod}, "
+                             f"expected hop_length={hop_length}")
+        self._config: dict[str, Any] = {
+            "sample_rate": sample_rate, "hop_length": hop_length, "n_mels": n_mels,
+            "n_speakers": n_speakers, "n_phonemes": n_phonemes, "content_kind": content_kind,
+            "content_path": content_path, "content_hidden": content_hidden,
+            "content_layers": content_layers, "hubert": hubert,
+            "channels": channels, "cond_dim": cond_dim, "temb_dim": temb_dim, "heads": heads,
+            "res_dilations": list(res_dilations), "skip_prob": skip_prob,
+            "prediction": prediction, "weighting": weighting,
+            "vocoder_kind": vocoder_kind, "vocoder_channels": vocoder_channels,
+            "vocoder_ratios": list(vocoder_ratios),
+            "mel_mean": mel_mean, "mel_std": mel_std, "device_steps": device_steps,
+            "noise_frames": noise_frames, "noise_seed": noise_seed,
+            "chunk_seconds": chunk_seconds, "speakers": list(speakers) if speakers else None,
+        }
+        self.sample_rate = sample_rate
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.prediction = prediction
+        self.weighting = weighting
+        self.mel_mean = mel_mean
+        self.mel_std = mel_std
+        self.device_steps = device_steps
+        self.chunk_seconds = chunk_seconds
+        self.speakers = list(speakers) if speakers else [f"spk{i}" for i in range(n_speakers)]
+        self.mel = LogMel(sample_rate=sample_rate, hop_length=hop_length, n_mels=n_mels)
+        self.content: nn.Module
+        if content_kind == "builtin":
+            self.content = PPGEncoder(n_phonemes, content_hidden, content_layers, sample_rate,
+                                      hop_length, n_mels)
+        else:
+            if sample_rate != 16000:
+                raise ValueError(f"content_kind={content_kind!r} needs sample_rate=16000 "
+                                 f"(HuBERT's rate), got {sample_rate}")
+            if content_path:
+                self.content = load_hubert(content_path, hop_length=hop_length)
+                self._config["hubert"] = self.content.config
+            elif hubert:
+                self.content = HubertEncoder(**hubert, hop_length=hop_length)
+            else:
+                raise ValueError(f"content_kind={content_kind!r} needs content_path "
+                                 "(a local HuBERT/ContentVec checkpoint) or a hubert config")
+            for p in self.content.parameters():
+                p.requires_grad_(False)
+        self.f0 = TorchF0(sample_rate, hop_length)
+        self.f0_features = F0Features()
+        self.conditioner = Conditioner(self.content.dim, self.f0_features.dim, n_speakers,
+                                       cond_dim)
+        self.decoder = EvolvableDecoder(list(architecture), n_mels, channels, cond_dim, temb_dim,
+                                        heads, res_dilations, skip_prob)
+        self.vocoder_kind = vocoder_kind
+        self.vocoder: nn.Module
+        if vocoder_kind == "melgan":
+            self.vocoder = MelGANGenerator(n_mels, vocoder_channels, vocoder_ratios,
+                                           mel_mean=mel_mean, mel_std=mel_std)
+        elif vocoder_kind == "hn":
+            self.vocoder = HNVocoder(n_mels, vocoder_channels, sample_rate, 512, hop_length,
+                                     mel_mean=mel_mean, mel_std=mel_std)
+        else:
+            raise ValueError(f"vocoder_kind={vocoder_kind!r}; valid: 'melgan', 'hn'")
+        g = torch.Generator().manual_seed(noise_seed)
+        self.register_buffer("noise", torch.randn(1, n_mels, noise_frames, generator=g))
+
+    # ---- configuration / evolvable API (delegated to the decoder) ---------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        cfg = dict(self._config)
+        cfg["architecture"] = self.decoder.architecture
+        cfg["skip_prob"] = self.decoder.skip_prob
+        return cfg
+
+    @property
+    def architecture(self) -> list[str]:
+        return self.decoder.architecture
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.decoder.blocks
+
+    def block_names(self) -> list[str]:
+        return self.decoder.block_names()
+
+    def block_kinds(self) -> list[str]:
+        return self.decoder.block_kinds()
+
+    def remove_block(self, name: str) -> None:
+        self.decoder.remove_block(name)
+
+    def duplicate_block(self, name: str) -> None:
+        self.decoder.duplicate_block(name)
+
+    @property
+    def skip_prob(self) -> float:
+        return self.decoder.skip_prob
+
+    @skip_prob.setter
+    def skip_prob(self, p: float) -> None:
+        self.decoder.skip_prob = float(p)
+
+    def speaker_index(self, name: str) -> int:
+        if name not in self.speakers:
+            raise KeyError(f"unknown speaker {name!r}; valid: {', '.join(self.speakers)}")
+        return self.speakers.index(name)
+
+    # ---- pieces -----------------------------------------------------------------------------
+    def normalize_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        return (mel - self.mel_mean) / self.mel_std
+
+    def denormalize_mel(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mel_std + self.mel_mean
+
+    def condition(
+        self,
+        audio: torch.Tensor,
+        speaker: torch.Tensor,
+        shift: torch.Tensor,
+        f0: torch.Tensor | None = None,
+        voiced: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Conditioning ``(B, 256, F)`` from audio (F0 from :class:`TorchF0` unless given)."""
+        return self.features(audio, speaker, shift, f0, voiced)[0]
+
+    def features(
+        self,
+        audio: torch.Tensor,
+        speaker: torch.Tensor,
+        shift: torch.Tensor,
+        f0: torch.Tensor | None = None,
+        voiced: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conditioning ``(B, 256, F)`` and the shifted F0 ``(B, F)`` (0 = unvoiced)."""
+        content = self.content(audio)  # (B, Dc, F)
+        if f0 is None or voiced is None:
+            f0, voiced = self.f0(audio)  # (B, F)
+        n = content.shape[-1]
+        f0 = shift_f0(f0, shift)[:, :n] * voiced[:, :n]
+        cond = self.conditioner(content, self.f0_features(f0, voiced[:, :n]), speaker)
+        return cond, f0
+
+    def vocode(
+        self,
+        mel: torch.Tensor,
+        f0: torch.Tensor,
+        phase0: torch.Tensor | None = None,
+        frame_offset: int = 0,
+    ) -> torch.Tensor:
+        """Log-mel ``(B, M, F)`` (+ F0 for the harmonic-plus-noise vocoder) -> ``(B, F * hop)``.
+
+        ``phase0`` / ``frame_offset`` continue the HN source phase of a previous chunk.
+        """
+        if self.vocoder_kind == "hn":
+            return self.vocoder(mel, f0, phase0, frame_offset)
+        return self.vocoder(mel)
+
+    def denoise_x(self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x̂(z_t) from the decoder's output (x- or v-prediction)."""
+        return diffusion.predict_x(self.decoder(z, t, cond), z, t, self.prediction)
+
+    def generate_mel(
+        self,
+        cond: torch.Tensor,
+        noise: torch.Tensor,
+        steps: int,
+        sampler: str = "ddim",
+        kappa: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Sample a log-mel ``(B, M, F)`` (not normalised) for conditioning ``cond``."""
+        x = diffusion.sample(lambda z, t: self.denoise_x(z, t, cond), noise, steps, sampler,
+                             kappa, generator)
+        return self.denormalize_mel(x)
+
+    # ---- on-device graph ------------------------------------------------------------------
+    def forward(
+        self, audio: torch.Tensor, speaker: torch.Tensor, shift: torch.Tensor
+    ) -> torch.Tensor:
+        t_len = audio.shape[-1]
+        cond, f0 = self.features(audio, speaker, shift)  # (B, 256, F), (B, F)
+        n = cond.shape[-1]
+        noise = self.noise[:, :, :n].repeat(audio.shape[0], 1, 1)  # (B, M, F)
+        mel = self.generate_mel(cond, noise, self.device_steps, "ddim")  # (B, M, F)
+        return self.vocode(mel, f0)[:, :t_len]  # (B, T)
+
+    # ---- eager conversion -------------------------------------------------------------------
+    @torch.no_grad()
+    def convert(
+        self,
+        audio: torch.Tensor,
+        speaker: int,
+        shift: float = 0.0,
+        steps: int = 50,
+        sampler: str = "ddim",
+        kappa: float = 0.0,
+        seed: int = 0,
+        noise: torch.Tensor | None = None,
+        f0_method: str = "torch",
+    ) -> torch.Tensor:
+        """Convert ``(T,)`` or ``(1, T)`` audio; returns ``(T,)``.
+
+        ``f0_method``: ``"torch"`` (:class:`TorchF0`, as on device) or ``"dio"`` (pyworld DIO,
+        the preprocessing estimator the decoder is trained with, §IV.B).
+        """
+        return self._convert(audio, speaker, shift, steps, sampler, kappa, seed, noise,
+                             f0_method)[0]
+
+    @torch.no_grad()
+    def _convert(
+        self,
+        audio: torch.Tensor,
+        speaker: int,
+        shift: float,
+        steps: int,
+        sampler: str,
+        kappa: float,
+        seed: int,
+        noise: torch.Tensor | None,
+        f0_method: str,
+        phase0: float | Callable[[torch.Tensor], float] = 0.0,
+        frame_offset: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio ``(T,)`` and the shifted F0 ``(1, F)``; `phase0` may be a function of that F0
+        (chunked conversion aligns the harmonic phase with the previous chunk)."""
+        wav = audio.reshape(1, -1).float()
+        spk = torch.tensor([speaker], dtype=torch.long)
+        sh = torch.tensor([float(shift)])
+        f0 = voiced = None
+        if f0_method == "dio":
+            from models.data.features import dio_f0
+
+            f0_np, v_np = dio_f0(wav[0].numpy(), self.sample_rate, self.hop_length)
+            f0 = torch.from_numpy(f0_np).unsqueeze(0)
+            voiced = torch.from_numpy(v_np.astype(np.float32)).unsqueeze(0)
+        elif f0_method != "torch":
+            raise ValueError(f"f0_method={f0_method!r}; valid: 'torch', 'dio'")
+        cond, f0_shifted = self.features(wav, spk, sh, f0, voiced)
+        n = cond.shape[-1]
+        g = torch.Generator().manual_seed(seed)
+        if noise is None:
+            noise = torch.randn(1, self.n_mels, n, generator=g)
+        mel = self.generate_mel(cond, noise[:, :, :n], steps, sampler, kappa, g)
+        if callable(phase0):
+            phase0 = phase0(f0_shifted)
+        p0 = torch.tensor([phase0]) if phase0 else None
+        out = self.vocode(mel, f0_shifted, p0, frame_offset)[0, : wav.shape[-1]]
+        return out, f0_shifted
+
+    @torch.no_grad()
+    def convert_long(
+        self,
+        audio: np.ndarray | torch.Tensor,
+        speaker: int,
+        shift: float = 0.0,
+        steps: int = 50,
+        sampler: str = "ddim",
+        kappa: float = 0.0,
+        seed: int = 0,
+        chunk_seconds: float | None = None,
+        overlap_seconds: float | None = None,
+        progress: Any = None,
+        f0_method: str = "torch",
+    ) -> np.ndarray:
+        """Convert a long ``(T,)`` input chunk by chunk with a linear crossfade.
+
+        Chunks start on hop boundaries; consecutive chunks overlap by ``overlap_seconds``
+        (default: 0.5 s, at most a quarter of the chunk) and
+        are crossfaded over that overlap. Memory is O(chunk), plus the input and output arrays.
+        ``progress(done, total)`` is called after each chunk when given.
+        """
+        wav = torch.as_tensor(np.asarray(audio, dtype=np.float32)).reshape(-1)
+        total = wav.shape[0]
+        hop = self.hop_length
+        chunk = int(round((chunk_seconds or self.chunk_seconds) * self.sample_rate / hop)) * hop
+        if overlap_seconds is None:  # 0.5 s, at most a quarter of the chunk
+            overlap_seconds = min(0.5, chunk / self.sample_rate / 4)
+        overlap = int(round(overlap_seconds * self.sample_rate / hop)) * hop
+        if chunk <= 2 * overlap:
+            raise ValueError(f"chunk ({chunk} samples) must be longer than twice the overlap "
+                             f"({overlap} samples)")
+        if total <= chunk:
+            return self.convert(wav, speaker, shift, steps, sampler, kappa, seed,
+                                f0_method=f0_method).numpy()
+        g = torch.Generator().manual_seed(seed)
+        noise = torch.randn(1, self.n_mels, total // hop + 1, generator=g)
+        out = np.zeros(total, dtype=np.float32)
+        step = chunk - overlap
+        starts = list(range(0, total - overlap, step))
+        fade_in = np.linspace(0.0, 1.0, overlap, endpoint=False, dtype=np.float32)
+        prev_f0: torch.Tensor | None = None
+        prev_phase = 0.0
+        for i, s in enumerate(starts):
+            e = min(s + chunk, total)
+            align: float | Callable[[torch.Tensor], float] = 0.0
+            if self.vocoder_kind == "hn" and prev_f0 is not None:
+                # HN source phase: match the previous chunk's phase at the crossfade centre
+                base = prev_phase + float(self.vocoder.cycles(prev_f0, step + overlap // 2)[0])
+
+                def align(f0_new: torch.Tensor, base: float = base) -> float:
+                    return (base - float(self.vocoder.cycles(f0_new, overlap // 2)[0])) % 1.0
+
+            y_t, f0_chunk = self._convert(wav[s:e], speaker, shift, steps, sampler, kappa,
+                                          seed + i, noise[:, :, s // hop :], f0_method,
+                                          align, s // hop)
+            y = y_t.numpy()
+            if self.vocoder_kind == "hn":
+                prev_f0 = f0_chunk
+                prev_phase = float(align(f0_chunk)) if callable(align) else 0.0
+            if i > 0:
+                n = min(overlap, e - s)
+                y[:n] *= fade_in[:n]
+                out[s : s + n] *= 1.0 - fade_in[:n]
+            out[s:e] += y
+            if progress is not None:
+                progress(i + 1, len(starts))
+        return out
+
+
+def build_pipeline(**config: Any) -> SVCPipeline:
+    """Registry factory."""
+    return SVCPipeline(**config)

@@ -1,0 +1,414 @@
+"""Training of an LHQ-SVC pipeline, component by component, with checkpoints and resume.
+
+Order for ``component="all"``: ``content`` (built-in PPG encoder, cross-entropy on the corpus's
+frame phoneme labels) -> ``vocoder`` (MelGAN, multi-resolution STFT + log-mel L1, optional
+adversarial loss) -> ``decoder`` (conditioning + diffusion decoder, eq. 5 on normalised log-mel
+with content from the trained encoder, DIO F0 as in §IV.B and the singer id).
+
+Everything lands in ``out`` (a directory):
+
+* ``model.safetensors`` — the pipeline checkpoint (``models.checkpoint``); its header's
+  ``extra`` holds ``speakers``, ``phonemes``, ``progress`` (steps done per component) and
+  ``data``; ``history`` has one record per finished component;
+* ``train_state.pt`` — optimizer state of the running component (tensors only);
+* ``train_log.jsonl`` — one JSON line per logged step; ``loss.png`` — loss curves.
+
+A checkpoint is written every ``ckpt_every`` steps and at the end of each component, so a
+killed run continues from the last checkpoint (``resume=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models import checkpoint, registry
+from models.errors import CheckpointError, DataError
+from models.lhq_svc import diffusion
+from models.lhq_svc.data import Clip, Corpus, load_corpus
+from models.lhq_svc.pipeline import SVCPipeline
+from models.lhq_svc.vocoder import (
+    MultiScaleDiscriminator,
+    discriminator_loss,
+    generator_adv_loss,
+    multi_resolution_stft_loss,
+)
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("content", "vocoder", "decoder")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Step budgets and batch shapes per component (defaults sized for ``lhq-svc-demo``)."""
+
+    content_steps: int = 300
+    vocoder_steps: int = 600
+    decoder_steps: int = 2000
+    batch: int = 8
+    content_frames: int = 128
+    vocoder_frames: int = 32
+    decoder_frames: int = 128
+    lr: float = 2e-3
+    vocoder_lr: float = 1e-3
+    decoder_lr: float = 1e-3
+    vocoder_gan: bool = False
+    gan_start: int = 500
+    ckpt_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    threads: int = 0
+
+    def steps(self, component: str) -> int:
+        return int(getattr(self, f"{component}_steps"))
+
+
+PRESET_TRAINING: dict[str, TrainConfig] = {
+    "lhq-svc-unittest": TrainConfig(content_steps=5, vocoder_steps=5, decoder_steps=5, batch=2,
+                                    content_frames=32, vocoder_frames=8, decoder_frames=32,
+                                    ckpt_every=1000, log_every=1),
+    "lhq-svc-demo": TrainConfig(),
+    "lhq-svc": TrainConfig(content_steps=5000, vocoder_steps=100000, decoder_steps=200000,
+                           batch=16, vocoder_frames=64, vocoder_gan=True, gan_start=20000,
+                           ckpt_every=1000, lr=1e-3, decoder_lr=1e-4),
+}
+
+
+def _segments(
+    clips: list[Clip], n: int, frames: int, rng: np.random.Generator
+) -> list[tuple[Clip, int]]:
+    out = []
+    weights = np.array([max(c.mel.shape[1] - frames, 1) for c in clips], dtype=np.float64)
+    idx = rng.choice(len(clips), size=n, p=weights / weights.sum())
+    for i in idx:
+        c = clips[int(i)]
+        start = int(rng.integers(0, max(c.mel.shape[1] - frames, 0) + 1))
+        out.append((c, start))
+    return out
+
+
+def _crop(x: np.ndarray, start: int, length: int) -> np.ndarray:
+    y = x[..., start : start + length]
+    if y.shape[-1] < length:
+        pad = [(0, 0)] * (y.ndim - 1) + [(0, length - y.shape[-1])]
+        y = np.pad(y, pad)
+    return y
+
+
+class Trainer:
+    """Train `model` (an :class:`SVCPipeline` built from registry preset `model_name`)."""
+
+    def __init__(
+        self,
+        model: SVCPipeline,
+        model_name: str,
+        corpus: Corpus,
+        out: str | os.PathLike[str],
+        cfg: TrainConfig,
+        progress: dict[str, int] | None = None,
+        history: list[dict[str, Any]] | None = None,
+        show_progress: bool | None = None,
+    ):
+        self.model = model
+        self.model_name = model_name
+        self.corpus = corpus
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cfg = cfg
+        self.progress = dict(progress or {})
+        self.history = list(history or [])
+        self.show = sys.stderr.isatty() if show_progress is None else show_progress
+        self.train_clips = corpus.split("train")
+        if not self.train_clips:
+            raise DataError(f"corpus {corpus.root}: no clips in the train split")
+        self._content_cache: dict[str, np.ndarray] = {}
+
+    # ---- bookkeeping ------------------------------------------------------------------------
+    def extra(self) -> dict[str, Any]:
+        return {"speakers": self.model.speakers, "phonemes": self.corpus.phonemes,
+                "progress": self.progress, "data": str(self.corpus.root)}
+
+    def save(self, optimizer: torch.optim.Optimizer | None, component: str) -> Path:
+        p = checkpoint.save_checkpoint(
+            self.out / checkpoint.DEFAULT_FILENAME, self.model, model_name=self.model_name,
+            config=self.model.config, architecture=self.model.architecture,
+            history=self.history, extra=self.extra(),
+        )
+        if optimizer is not None:
+            tmp = self.out / "train_state.pt.tmp"
+            torch.save({"component": component, "step": self.progress.get(component, 0),
+                        "optimizer": optimizer.state_dict()}, tmp)
+            os.replace(tmp, self.out / "train_state.pt")
+        self.plot()
+        return p
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.out / "train_log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def plot(self) -> None:
+        path = self.out / "train_log.jsonl"
+        if not path.exists():
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        series: dict[str, list[tuple[int, float]]] = {}
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            series.setdefault(r["component"], []).append((r["step"], r["loss"]))
+        fig, axes = plt.subplots(1, max(len(series), 1), figsize=(4 * max(len(series), 1), 3))
+        axes = np.atleast_1d(axes)
+        for ax, (name, pts) in zip(axes, series.items()):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts])
+            ax.set_title(name)
+            ax.set_xlabel("step")
+            ax.set_yscale("log")
+        fig.tight_layout()
+        fig.savefig(self.out / "loss.png", dpi=80)
+        plt.close(fig)
+
+    def _restore_optimizer(self, opt: torch.optim.Optimizer, component: str) -> None:
+        p = self.out / "train_state.pt"
+        if not p.exists():
+            return
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            log.warning("ignoring unreadable %s (%s)", p, exc)
+            return
+        if state.get("component") == component and state.get("step") == self.progress.get(
+            component, 0
+        ):
+            opt.load_state_dict(state["optimizer"])
+
+    # ---- components -------------------------------------------------------------------------
+    def run(self, components: list[str]) -> None:
+        for comp in components:
+            self.train_component(comp)
+
+    def train_component(self, comp: str) -> None:
+        if comp not in COMPONENTS:
+            raise ValueError(f"component={comp!r}; valid: {COMPONENTS}")
+        total = self.cfg.steps(comp)
+        done = self.progress.get(comp, 0)
+        if done >= total:
+            log.info("%s: already trained (%d/%d steps)", comp, done, total)
+            return
+        if comp == "content" and self.model.content.kind != "builtin":
+            log.info("content: pretrained %s encoder, nothing to train", self.model.content.kind)
+            self.progress[comp] = total
+            return
+        step_fn, params, lr = self._setup(comp)
+        opt = torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99) if comp == "vocoder" else
+                                (0.9, 0.999))
+        self._restore_optimizer(opt, comp)
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=done, desc=f"train {comp}", disable=not self.show)
+        t0 = time.time()
+        self.model.train()
+        losses: list[float] = []
+        for step in range(done, total):
+            rng = np.random.default_rng([self.cfg.seed, COMPONENTS.index(comp), step])
+            torch.manual_seed(self.cfg.seed * 100003 + step)
+            frac = step / max(total, 1)
+            for g in opt.param_groups:  # cosine decay to 10 %
+                g["lr"] = float(lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac))))
+            loss = step_fn(rng, opt, step)
+            losses.append(loss)
+            self.progress[comp] = step + 1
+            bar.update(1)
+            if (step + 1) % self.cfg.log_every == 0 or step + 1 == total:
+                mean = float(np.mean(losses))
+                losses = []
+                bar.set_postfix(loss=f"{mean:.4f}")
+                self._log({"component": comp, "step": step + 1, "loss": mean,
+                           "seconds": round(time.time() - t0, 2)})
+            if (step + 1) % self.cfg.ckpt_every == 0 and step + 1 < total:
+                self.save(opt, comp)
+        bar.close()
+        self.model.eval()
+        self.history.append({"event": "train", "component": comp, "steps": total,
+                             "seconds": round(time.time() - t0, 1)})
+        self._content_cache.clear()
+        self.save(opt, comp)
+
+    def _setup(self, comp: str) -> tuple[Callable[..., float], list, float]:
+        m = self.model
+        if comp == "content":
+            clips = [c for c in self.train_clips if c.phonemes is not None]
+            if not clips:
+                raise DataError(
+                    f"corpus {self.corpus.root}: no phoneme labels; the built-in content "
+                    "encoder needs labels/*.npz (or use content_kind='hubert')"
+                )
+            return (lambda rng, opt, step: self._content_step(clips, rng, opt),
+                    list(m.content.parameters()), self.cfg.lr)
+        if comp == "vocoder":
+            self._disc = None
+            if self.cfg.vocoder_gan:
+                self._disc = MultiScaleDiscriminator()
+                self._dopt = torch.optim.AdamW(self._disc.parameters(), lr=self.cfg.vocoder_lr,
+                                               betas=(0.8, 0.99))
+            return (lambda rng, opt, step: self._vocoder_step(rng, opt, step),
+                    list(m.vocoder.parameters()), self.cfg.vocoder_lr)
+        params = list(m.conditioner.parameters()) + list(m.decoder.parameters())
+        return (lambda rng, opt, step: self._decoder_step(rng, opt),
+                params, self.cfg.decoder_lr)
+
+    def _content_step(self, clips: list[Clip], rng: np.random.Generator, opt) -> float:  # type: ignore[no-untyped-def]
+        n = self.cfg.content_frames
+        segs = _segments(clips, self.cfg.batch, n, rng)
+        mel = torch.from_numpy(np.stack([_crop(c.mel, s, n) for c, s in segs]))
+        lab = torch.from_numpy(np.stack([_crop(c.phonemes, s, n) for c, s in segs]))  # type: ignore[arg-type]
+        # small random gain / tilt augmentation so posteriors ignore level and timbre
+        gain = torch.from_numpy(rng.uniform(-1.0, 1.0, (len(segs), 1, 1)).astype(np.float32))
+        tilt = torch.from_numpy(rng.uniform(-0.5, 0.5, (len(segs), 1, 1)).astype(np.float32))
+        ramp = torch.linspace(-1, 1, mel.shape[1]).view(1, -1, 1)
+        logits = self.model.content.logits_from_mel(mel + gain + tilt * ramp)
+        loss = F.cross_entropy(logits, lab)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.content.parameters(), 5.0)
+        opt.step()
+        return float(loss.detach())
+
+    def _vocoder_step(self, rng: np.random.Generator, opt, step: int) -> float:  # type: ignore[no-untyped-def]
+        n = self.cfg.vocoder_frames
+        hop = self.model.hop_length
+        segs = _segments(self.train_clips, self.cfg.batch, n, rng)
+        mel = torch.from_numpy(np.stack([_crop(c.mel, s, n) for c, s in segs]))
+        wav = torch.from_numpy(np.stack([_crop(c.wav, s * hop, n * hop) for c, s in segs]))
+        voc = self.model.vocoder
+        f0 = torch.from_numpy(np.stack([_crop(c.f0, s, n) for c, s in segs]))
+        y = self.model.vocode(mel, f0)  # (B, n * hop)
+        loss = multi_resolution_stft_loss(y, wav)
+        mel_hat = self.model.mel(y)[:, :, :n]
+        loss = loss + F.l1_loss(mel_hat, self.model.mel(wav)[:, :, :n]) * 0.5
+        use_gan = self._disc is not None and step >= self.cfg.gan_start
+        if use_gan:
+            real = self._disc(wav)
+            fake = self._disc(y)
+            adv, fm = generator_adv_loss(real, fake)
+            loss = loss + 0.1 * adv + 1.0 * fm
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(voc.parameters(), 10.0)
+        opt.step()
+        if use_gan:
+            d_loss = discriminator_loss(self._disc(wav), self._disc(y.detach()))
+            self._dopt.zero_grad()
+            d_loss.backward()
+            self._dopt.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def _content_of(self, clip: Clip) -> np.ndarray:
+        if clip.id not in self._content_cache:
+            self.model.content.eval()
+            feats = self.model.content(torch.from_numpy(clip.wav).unsqueeze(0))[0]
+            self._content_cache[clip.id] = feats[:, : clip.mel.shape[1]].numpy()
+        return self._content_cache[clip.id]
+
+    def _decoder_step(self, rng: np.random.Generator, opt) -> float:  # type: ignore[no-untyped-def]
+        m = self.model
+        n = self.cfg.decoder_frames
+        segs = _segments(self.train_clips, self.cfg.batch, n, rng)
+        x = m.normalize_mel(torch.from_numpy(np.stack([_crop(c.mel, s, n) for c, s in segs])))
+        content = torch.from_numpy(np.stack([_crop(self._content_of(c), s, n) for c, s in segs]))
+        f0 = torch.from_numpy(np.stack([_crop(c.f0, s, n) for c, s in segs]))
+        voiced = torch.from_numpy(np.stack([_crop(c.voiced.astype(np.float32), s, n)
+                                            for c, s in segs]))
+        spk = torch.tensor([m.speaker_index(c.singer) for c, _ in segs], dtype=torch.long)
+        cond = m.conditioner(content, m.f0_features(f0, voiced), spk)
+        t = torch.rand(x.shape[0])
+        noise = torch.randn_like(x)
+        z = diffusion.q_sample(x, t, noise)
+        out = m.decoder(z, t, cond)
+        loss = diffusion.training_loss(out, z, x, noise, t, m.prediction, m.weighting)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(m.conditioner.parameters())
+                                       + list(m.decoder.parameters()), 1.0)
+        opt.step()
+        return float(loss.detach())
+
+
+def train(
+    model_name: str,
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    components: list[str] | None = None,
+    steps: int | None = None,
+    resume: bool = False,
+    cfg: TrainConfig | None = None,
+    show_progress: bool | None = None,
+    max_clips: int | None = None,
+) -> Path:
+    """Train preset `model_name` on the corpus at `data`; returns the checkpoint path.
+
+    ``steps`` overrides every selected component's step budget. With ``resume`` and an
+    existing checkpoint in `out`, training continues where it stopped.
+    """
+    spec = registry.get(model_name)
+    if spec.component != "pipeline" or spec.family != "lhq-svc":
+        raise DataError(
+            f"compress train trains LHQ-SVC pipelines; {model_name!r} is a {spec.component}. "
+            "Use --component to train one part of a pipeline preset (e.g. lhq-svc-demo)"
+        )
+    comps = list(components or COMPONENTS)
+    bad = [c for c in comps if c not in COMPONENTS]
+    if bad:
+        raise DataError(f"unknown component(s) {bad}; valid: {list(COMPONENTS)} or 'all'")
+    cfg = cfg or PRESET_TRAINING.get(model_name, TrainConfig())
+    if steps is not None:
+        cfg = TrainConfig(**{**cfg.__dict__, **{f"{c}_steps": int(steps) for c in comps}})
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(out)
+    ckpt = out / checkpoint.DEFAULT_FILENAME
+    progress: dict[str, int] = {}
+    history: list[dict[str, Any]] = []
+    if ckpt.exists() and not resume:
+        raise CheckpointError(
+            f"{ckpt} exists; pass --resume to continue it or choose another --out"
+        )
+    base = spec.config()
+    corpus = load_corpus(data, sample_rate=base["sample_rate"], hop_length=base["hop_length"],
+                         max_clips=max_clips)
+    if resume and ckpt.exists():
+        model, header = checkpoint.load_model(ckpt)
+        if header.model != model_name:
+            raise CheckpointError(f"{ckpt} holds {header.model!r}, not {model_name!r}")
+        progress = {k: int(v) for k, v in header.extra.get("progress", {}).items()}
+        history = header.history
+        log.info("resuming %s at %s", ckpt, progress)
+    else:
+        model = spec.build(n_speakers=len(corpus.singers), speakers=corpus.singers,
+                           n_phonemes=max(len(corpus.phonemes), base["n_phonemes"]))
+    if model.speakers != corpus.singers:
+        raise DataError(f"checkpoint speakers {model.speakers} differ from the corpus's "
+                        f"singers {corpus.singers}")
+    trainer = Trainer(model, model_name, corpus, out, cfg, progress, history, show_progress)
+    trainer.run(comps)
+    return ckpt

@@ -1,0 +1,212 @@
+"""compress.distill: the Algorithm-2 target, progressive distillation to one step, output
+distillation, on a toy conditional Gaussian mixture whose teacher trains in about a second."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from compress.distill import (
+    LogMelL1,
+    distill_progressive,
+    distill_target,
+    output_distill,
+)
+from compress.errors import CompressError
+from models.lhq_svc import diffusion
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: these tiny models only lose time to thread contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+MODES = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
+
+
+class ToyDenoiser(nn.Module):
+    """``forward(z (B, 2), t (B,), cond (B, 1)) -> prediction (B, 2)``."""
+
+    def __init__(self, hidden: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(2 + 1 + 16, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 2),
+        )
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        ang = t[:, None] * (2.0 ** torch.arange(8, dtype=z.dtype))[None] * math.pi  # (B, 8)
+        temb = torch.cat([ang.sin(), ang.cos()], dim=1)  # (B, 16)
+        return self.net(torch.cat([z, cond, temb], dim=1))  # (B, 2)
+
+
+def toy_batch(b: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """x = one of 4 modes + 0.3·cond + small noise; cond ~ N(0, 1)."""
+    k = torch.randint(0, 4, (b,), generator=g)
+    cond = torch.randn(b, 1, generator=g)
+    x = MODES[k] + 0.3 * cond + 0.05 * torch.randn(b, 2, generator=g)
+    return x, cond
+
+
+def train_teacher(prediction: str, steps: int = 600) -> ToyDenoiser:
+    g = torch.Generator().manual_seed(0)
+    model = ToyDenoiser()
+    opt = torch.optim.Adam(model.parameters(), 2e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
+    for _ in range(steps):
+        x, c = toy_batch(256, g)
+        t = torch.rand(256, generator=g)
+        n = torch.randn(x.shape, generator=g)
+        z = diffusion.q_sample(x, t, n)
+        loss = diffusion.training_loss(model(z, t, c), z, x, n, t, prediction, "snr+1")
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def run_sampler(model: nn.Module, noise: torch.Tensor, cond: torch.Tensor, steps: int,
+                prediction: str) -> torch.Tensor:
+    return diffusion.sample(
+        lambda z, t: diffusion.predict_x(model(z, t, cond), z, t, prediction), noise, steps
+    )
+
+
+@pytest.mark.parametrize("prediction", ["x", "v"])
+@pytest.mark.parametrize(("student_steps", "t_value"), [(4, 0.75), (4, 1.0), (8, 0.125)])
+def test_target_makes_one_student_step_equal_two_teacher_steps(
+    prediction: str, student_steps: int, t_value: float
+) -> None:
+    teacher = ToyDenoiser(hidden=32).eval()
+    g = torch.Generator().manual_seed(3)
+    x, cond = toy_batch(64, g)
+    t = torch.full((64,), t_value)
+    z_t = diffusion.q_sample(x, t, torch.randn(x.shape, generator=g))
+    x_tilde = distill_target(teacher, z_t, t, student_steps, cond, prediction)
+
+    h = 1.0 / student_steps
+    s, t_mid = t_value - h, t_value - 0.5 * h
+    with torch.no_grad():
+        x1 = diffusion.predict_x(teacher(z_t, t, cond), z_t, t, prediction)
+        z_mid = diffusion.ddim_step(z_t, x1, t_value, t_mid)
+        tm = torch.full((64,), t_mid)
+        x2 = diffusion.predict_x(teacher(z_mid, tm, cond), z_mid, tm, prediction)
+        z_s_teacher = diffusion.ddim_step(z_mid, x2, t_mid, s)
+    z_s_student = diffusion.ddim_step(z_t, x_tilde, t_value, s)  # one step with x̂ = x̃
+    assert float((z_s_student - z_s_teacher).abs().max()) < 1e-5
+    assert float((x_tilde - x1).abs().max()) > 1e-3  # the target is not the teacher's x̂
+
+
+@pytest.mark.parametrize("prediction", ["x", "v"])
+def test_target_at_the_last_step_matches_the_two_step_sampler(prediction: str) -> None:
+    teacher = ToyDenoiser(hidden=32).eval()
+    g = torch.Generator().manual_seed(4)
+    _, cond = toy_batch(64, g)
+    noise = torch.randn(64, 2, generator=g)
+    two_step = run_sampler(teacher, noise, cond, 2, prediction)
+    x_tilde = distill_target(teacher, noise, torch.ones(64), 1, cond, prediction)
+    one_step = diffusion.sample(lambda z, t: x_tilde, noise, 1)  # student that outputs x̃
+    assert float((one_step - two_step).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("prediction", ["x", "v"])
+def test_progressive_distillation_to_one_step(prediction: str) -> None:
+    torch.manual_seed(0)
+    teacher = train_teacher(prediction)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    g = torch.Generator().manual_seed(1)
+    seen: list[int] = []
+    student, history = distill_progressive(
+        teacher, lambda: toy_batch(256, g), teacher_steps=8, steps_per_stage=150, lr=1e-3,
+        prediction=prediction, on_stage=lambda rec, m: seen.append(rec["to_steps"]), seed=0,
+    )
+    assert [(h["from_steps"], h["to_steps"]) for h in history] == [(8, 4), (4, 2), (2, 1)]
+    assert [h["stage"] for h in history] == [0, 1, 2] and seen == [4, 2, 1]
+    for h in history:
+        assert h["loss_end"] < h["loss_start"]
+    for k, v in teacher.state_dict().items():  # the teacher is left untouched
+        assert torch.equal(v, before[k]), k
+
+    ge = torch.Generator().manual_seed(5)
+    _, cond = toy_batch(512, ge)
+    noise = torch.randn(512, 2, generator=ge)
+    ref = run_sampler(teacher, noise, cond, 8, prediction)
+    err_student = (run_sampler(student, noise, cond, 1, prediction) - ref).norm(dim=1).mean()
+    err_teacher1 = (run_sampler(teacher, noise, cond, 1, prediction) - ref).norm(dim=1).mean()
+    err_teacher2 = (run_sampler(teacher, noise, cond, 2, prediction) - ref).norm(dim=1).mean()
+    # measured: x 0.026 vs 0.49 (1 step) / 0.28 (2 steps); v 0.013 vs 1.08 / 0.45
+    assert float(err_teacher1) > 4.0 * float(err_student)
+    assert float(err_teacher2) > 2.0 * float(err_student)
+
+
+def test_output_distill_mse_and_logmel() -> None:
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Linear(8, 64), nn.Tanh(), nn.Linear(64, 8))
+    student = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 8))
+    g = torch.Generator().manual_seed(2)
+    xs = [torch.randn(64, 8, generator=g) for _ in range(4)]
+    with torch.no_grad():
+        mse0 = float(nn.functional.mse_loss(student(xs[0]), teacher(xs[0])))
+    student, rec = output_distill(teacher, student, xs, steps=400, lr=1e-2)
+    with torch.no_grad():
+        mse1 = float(nn.functional.mse_loss(student(xs[0]), teacher(xs[0])))
+    assert mse1 < 0.1 * mse0
+    assert rec["steps"] == 400 and rec["loss_end"] < rec["loss_start"]
+
+    # a "vocoder": (B, 16) features -> (B, 2048) waveform, matched on log-mel
+    voc_t = nn.Sequential(nn.Linear(16, 2048), nn.Tanh())
+    voc_s = nn.Sequential(nn.Linear(16, 2048), nn.Tanh())
+    feats = [torch.randn(4, 16, generator=g)]
+    lm = LogMelL1()  # the loss "logmel_l1" uses these defaults
+    with torch.no_grad():
+        l0 = float(lm(voc_s(feats[0]), voc_t(feats[0])))
+    output_distill(voc_t, voc_s, feats, steps=60, lr=1e-2, loss="logmel_l1")
+    with torch.no_grad():
+        l1 = float(lm(voc_s(feats[0]), voc_t(feats[0])))
+    assert l1 < 0.5 * l0
+
+
+def test_bad_input_raises() -> None:
+    teacher = ToyDenoiser(hidden=8)
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(CompressError, match="power of two"):
+        distill_progressive(teacher, lambda: toy_batch(4, g), 6, 1)
+    with pytest.raises(CompressError, match="prediction"):
+        distill_progressive(teacher, lambda: toy_batch(4, g), 2, 1, prediction="eps")
+    with pytest.raises(CompressError, match="ran out after 1 batches"):
+        distill_progressive(teacher, iter([toy_batch(4, g)]), 2, 3)
+    with pytest.raises(CompressError, match="expected"):
+        distill_progressive(teacher, [{"x": 1}], 2, 1)
+    with pytest.raises(CompressError, match="loss="):
+        output_distill(teacher, teacher, [torch.ones(1)], 1, loss="huber")
+
+
+def test_distills_the_lhq_svc_decoder() -> None:
+    """The real decoder API: ``forward(x_t (B, 80, F), t (B,), cond (B, 256, F))``."""
+    from models import registry
+
+    teacher = registry.build("lhq-svc-decoder-unittest", skip_prob=0.5).train()
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(2, 80, 12, generator=g), torch.randn(2, 256, 12, generator=g))
+               for _ in range(2)]
+    student, history = distill_progressive(teacher, batches, teacher_steps=4,
+                                           steps_per_stage=3, lr=1e-3, prediction="v")
+    assert [(h["from_steps"], h["to_steps"]) for h in history] == [(4, 2), (2, 1)]
+    assert student.architecture == teacher.architecture and not student.training
+    assert teacher.training  # the caller's mode is restored
+    changed = [k for k, v in teacher.state_dict().items()
+               if not torch.equal(v, student.state_dict()[k])]
+    assert "out_proj.weight" in changed
+    with torch.no_grad():
+        out = student(batches[0][0], torch.ones(2), batches[0][1])
+    assert out.shape == (2, 80, 12) and bool(torch.isfinite(out).all())

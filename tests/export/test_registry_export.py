@@ -1,0 +1,97 @@
+"""Acceptance: EVERY registered ``*-unittest`` preset exports to .pte (fp32, int8) and .onnx (fp32)
+and matches eager PyTorch in the real runtimes (ExecuTorch, onnxruntime).
+
+Presets are enumerated from the registry, so a new family is covered as soon as it registers.
+Untrained presets may zero-initialise output layers (diffusion decoders do), which would make
+the parity figures vacuous; the test therefore fills every all-zero parameter with seeded
+small noise, saves a checkpoint and exports that checkpoint (which also covers the checkpoint
+path of ``export.api.export_model``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from export.api import export_model
+from export.common import fill_zero_parameters
+from export.errors import ExportError
+from models import registry
+from models.checkpoint import save_checkpoint
+
+UNITTEST_PRESETS = [n for n in registry.names() if n.endswith("-unittest")]
+CASES = [("pte", "fp32"), ("pte", "int8"), ("onnx", "fp32")]
+
+# Presets that do not export yet, with the measured error (the gate is NOT relaxed for them).
+# strict xfail: when the model is fixed the test XPASSes and fails; then delete the entry.
+KNOWN_FAILURES: dict[tuple[str, str, str], str] = {
+    ("lhq-svc-unittest", "pte", "int8"): (
+        "XNNPACK rejects an int8 convolution when the program loads "
+        "(XNNCompiler: convolution node invalid parameter)"
+    ),
+    ("lhq-svc-vocoder-hn-unittest", "pte", "int8"): (
+        "int8 SQNR -3.1 dB < 20 dB: the harmonic phase path (cumsum of f0, sin(k*phase)) "
+        "does not survive int8; HNVocoder should keep it fp32 (export_keep_fp32)"
+    ),
+}
+# Whole pipelines unroll the sampler: lowering takes minutes on the 2-core machine.
+SLOW_COMPONENTS = {"pipeline"}
+
+
+def _params() -> list:
+    out = []
+    for name in UNITTEST_PRESETS:
+        for fmt, precision in CASES:
+            marks = []
+            if registry.get(name).component in SLOW_COMPONENTS:
+                marks.append(pytest.mark.slow)
+            reason = KNOWN_FAILURES.get((name, fmt, precision))
+            if reason:
+                marks.append(pytest.mark.xfail(reason=reason, strict=True, raises=ExportError))
+            out.append(
+                pytest.param(name, fmt, precision, marks=marks, id=f"{name}-{fmt}-{precision}")
+            )
+    return out
+
+
+def test_there_are_presets():
+    assert UNITTEST_PRESETS, "no *-unittest presets registered"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    cache: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in cache:
+            spec = registry.get(name)
+            model = spec.build().eval()
+            fill_zero_parameters(model)
+            path = tmp_path_factory.mktemp(name) / "model.safetensors"
+            save_checkpoint(path, model, model_name=name, config=spec.config())
+            cache[name] = path
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize(("name", "fmt", "precision"), _params())
+def test_preset_exports_with_parity(name, fmt, precision, checkpoints, tmp_path):
+    ckpt = checkpoints(name)
+    r = export_model(ckpt, fmt, precision, tmp_path, name=name, threads=1)
+    ext = {"pte": "pte", "onnx": "onnx"}[fmt]
+    backend = {"pte": "xnnpack", "onnx": "onnxruntime"}[fmt]
+    assert r.path.name == f"{name}_{backend}_{precision}.{ext}" and r.path.is_file()
+    assert r.sidecar_path.is_file()
+    par = r.sidecar["parity"]
+    assert par["passed"]
+    for out in par["outputs"]:
+        scale = out["scale"]
+        assert scale > 1e-3, f"{name}: output {out['index']} is ~0, parity would be vacuous"
+        if precision == "fp32":
+            assert out["max_abs"] <= 1e-4 * scale
+        else:
+            assert out["sqnr_db"] == "inf" or out["sqnr_db"] >= 20.0
+    if fmt == "pte":
+        assert r.sidecar["delegation"]["hot_fallbacks"] == {}
+        assert r.sidecar["metadata"]["model_name"] == name
+        assert r.sidecar["metadata"]["sample_rate"] == registry.get(name).audio.sample_rate
