@@ -22,19 +22,11 @@ from typing import Any
 
 import torch
 
-from export.artifact import ExportResult, artifact_stem, gate_and_write
-from export.calibration import CalibrationSet, calibration_from_examples
-from export.common import (
-    check_inputs,
-    check_precision,
-    describe_dynamic,
-    input_frames,
-    max_dynamic_frames,
-    parity_inputs,
-)
+from export.artifact import ExportResult
+from export.calibration import CalibrationSet
 from export.errors import ExportError
-from export.metadata import build_metadata
-from export.parity import GateConfig, reference_outputs
+from export.job import prepare_export
+from export.parity import GateConfig
 from export.runtime import OnnxRunner
 
 log = logging.getLogger(__name__)
@@ -199,48 +191,31 @@ def export_onnx(
 
     Arguments as in :func:`export.pte.export_pte`. Raises ExportError / ParityError.
     """
-    check_precision(precision)
-    artifact_stem(name, "onnx", precision)  # validates the name before any work
-    what = f"{name} (onnx {precision})"
-    inputs = check_inputs(example_inputs, what)
-    gate = gate or GateConfig()
-    model.eval()
-    if precision == "int8" and calibration is None:
-        calibration = calibration_from_examples(inputs)
-    dyn_desc = describe_dynamic(dynamic_shapes)
-    meta = build_metadata(
-        metadata,
-        model_name=name,
-        precision="fp32",
+    job = prepare_export(
+        model,
+        example_inputs,
+        name,
+        fmt="onnx",
         backend="onnxruntime",
-        input_frames=input_frames(inputs),
-        dynamic=dynamic_shapes is not None,
-        max_frames=max_dynamic_frames(dyn_desc),
+        precision=precision,
+        calibration=calibration,
+        dynamic_shapes=dynamic_shapes,
+        metadata=metadata,
+        gate=gate,
+        meta_precision="fp32",  # converted in fp32, quantized afterwards
     )
-    checks = parity_inputs(inputs, calibration, dynamic=dynamic_shapes is not None)
-    refs = reference_outputs(model, checks)
+    what, inputs, meta = job.what, job.inputs, job.meta
     with torch.no_grad():
         data = to_onnx_fp32(model, inputs, dynamic_shapes, meta, what)
     if precision == "int8":
-        assert calibration is not None
-        data = quantize_onnx_int8(data, calibration, what, keep_fp32=keep_fp32)
+        assert job.calibration is not None
+        data = quantize_onnx_int8(data, job.calibration, what, keep_fp32=keep_fp32)
         meta["precision"] = "int8"
-    runner = OnnxRunner(data, threads=threads)
-    return gate_and_write(
-        model_name=name,
-        fmt="onnx",
-        precision=precision,
-        data=data,
-        runner=runner,
-        parity_inputs=checks,
-        refs=refs,
-        gate=gate,
-        audio_sample_rate=audio_sample_rate,
+    return job.finish(
+        data,
+        OnnxRunner(data, threads=threads),
         out_dir=out_dir,
-        metadata=meta,
-        calibration=(calibration.source if calibration is not None else {"kind": "none (fp32)"}),
-        dynamic=dyn_desc,
-        delegation=None,
+        audio_sample_rate=audio_sample_rate,
         extra={
             "onnx_opset": OPSET,
             "onnx_exporter": "torch.onnx.export(dynamo=True)",

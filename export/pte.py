@@ -24,20 +24,13 @@ from typing import Any
 
 import torch
 
-from export.artifact import ExportResult, artifact_stem, gate_and_write
-from export.calibration import CalibrationSet, calibration_from_examples
-from export.common import (
-    check_inputs,
-    check_precision,
-    describe_dynamic,
-    input_frames,
-    max_dynamic_frames,
-    parity_inputs,
-)
+from export.artifact import ExportResult
+from export.calibration import CalibrationSet
 from export.delegation import DelegationReport, check_fallbacks, delegation_report
 from export.errors import ExportError
-from export.metadata import build_metadata, constant_methods
-from export.parity import GateConfig, reference_outputs
+from export.job import prepare_export
+from export.metadata import constant_methods
+from export.parity import GateConfig
 from export.runtime import PteRunner
 
 log = logging.getLogger(__name__)
@@ -358,31 +351,24 @@ def export_pte(
         ExportError: export or lowering failed, or a hot op fell back.
         ParityError: the program does not match eager PyTorch (nothing written).
     """
-    check_precision(precision)
-    artifact_stem(name, "pte", precision)  # validates the name before any work
-    what = f"{name} (pte {precision})"
-    inputs = check_inputs(example_inputs, what)
-    gate = gate or GateConfig()
-    model.eval()
-    if precision == "int8" and calibration is None:
-        calibration = calibration_from_examples(inputs)
-    dyn_desc = describe_dynamic(dynamic_shapes)
-    meta = build_metadata(
-        metadata,
-        model_name=name,
-        precision=precision,
+    job = prepare_export(
+        model,
+        example_inputs,
+        name,
+        fmt="pte",
         backend="xnnpack",
-        input_frames=input_frames(inputs),
-        dynamic=dynamic_shapes is not None,
-        max_frames=max_dynamic_frames(dyn_desc),
+        precision=precision,
+        calibration=calibration,
+        dynamic_shapes=dynamic_shapes,
+        metadata=metadata,
+        gate=gate,
     )
-    checks = parity_inputs(inputs, calibration, dynamic=dynamic_shapes is not None)
-    refs = reference_outputs(model, checks)
+    what, inputs, meta = job.what, job.inputs, job.meta
     with torch.no_grad():
         if precision == "int8":
-            assert calibration is not None
+            assert job.calibration is not None
             graph = quantize_pt2e_xnnpack(
-                model, inputs, calibration, dynamic_shapes, what, keep_fp32=keep_fp32
+                model, inputs, job.calibration, dynamic_shapes, what, keep_fp32=keep_fp32
             )
             program = torch_export(graph, inputs, dynamic_shapes, what)
         else:
@@ -397,21 +383,11 @@ def export_pte(
             ) from exc
     log.info("%s: %s", what, report.summary())
     check_fallbacks(report, allow_fallback_ops, what)
-    runner = PteRunner(data, threads=threads)
-    return gate_and_write(
-        model_name=name,
-        fmt="pte",
-        precision=precision,
-        data=data,
-        runner=runner,
-        parity_inputs=checks,
-        refs=refs,
-        gate=gate,
-        audio_sample_rate=audio_sample_rate,
+    return job.finish(
+        data,
+        PteRunner(data, threads=threads),
         out_dir=out_dir,
-        metadata=meta,
-        calibration=(calibration.source if calibration is not None else {"kind": "none (fp32)"}),
-        dynamic=dyn_desc,
+        audio_sample_rate=audio_sample_rate,
         delegation=report.to_dict(),
         extra={
             "allow_fallback_ops": sorted(set(allow_fallback_ops)),

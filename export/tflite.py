@@ -23,12 +23,11 @@ from typing import Any
 
 import torch
 
-from export.artifact import ExportResult, artifact_stem, gate_and_write
-from export.calibration import CalibrationSet, calibration_from_examples
-from export.common import check_inputs, check_precision, input_frames, parity_inputs
+from export.artifact import ExportResult
+from export.calibration import CalibrationSet
 from export.errors import ExportError
-from export.metadata import build_metadata
-from export.parity import GateConfig, reference_outputs
+from export.job import prepare_export
+from export.parity import GateConfig
 from export.runtime import TfliteRunner, litert_available
 
 INSTALL_HINT = (
@@ -101,43 +100,29 @@ def export_tflite(
     Arguments as in :func:`export.pte.export_pte` (fixed shapes only).
     Raises ExportError (also when the [tflite] extra is missing) / ParityError.
     """
-    check_precision(precision)
-    artifact_stem(name, "tflite", precision)  # validates the name before any work
-    what = f"{name} (tflite {precision})"
-    if not litert_available():
-        raise ExportError(f"{what}: {INSTALL_HINT}")
-    inputs = check_inputs(example_inputs, what)
-    gate = gate or GateConfig()
-    model.eval()
-    if precision == "int8" and calibration is None:
-        calibration = calibration_from_examples(inputs)
-    meta = build_metadata(
-        metadata,
-        model_name=name,
-        precision=precision,
-        backend="litert",
-        input_frames=input_frames(inputs),
-        dynamic=False,
-    )
-    checks = parity_inputs(inputs, calibration, dynamic=False)
-    refs = reference_outputs(model, checks)
-    with torch.no_grad():
-        data = _convert(model, inputs, precision, calibration, what)
-    runner = TfliteRunner(data, threads=threads)
-    return gate_and_write(
-        model_name=name,
+    def require_litert(what: str) -> None:
+        if not litert_available():
+            raise ExportError(f"{what}: {INSTALL_HINT}")
+
+    job = prepare_export(
+        model,
+        example_inputs,
+        name,
         fmt="tflite",
+        backend="litert",
         precision=precision,
-        data=data,
-        runner=runner,
-        parity_inputs=checks,
-        refs=refs,
+        calibration=calibration,
+        dynamic_shapes=None,  # fixed shapes only
+        metadata=metadata,
         gate=gate,
-        audio_sample_rate=audio_sample_rate,
+        precheck=require_litert,
+    )
+    with torch.no_grad():
+        data = _convert(model, job.inputs, precision, job.calibration, job.what)
+    return job.finish(
+        data,
+        TfliteRunner(data, threads=threads),
         out_dir=out_dir,
-        metadata=meta,
-        calibration=(calibration.source if calibration is not None else {"kind": "none (fp32)"}),
-        dynamic=None,
-        delegation=None,
+        audio_sample_rate=audio_sample_rate,
         extra={"tflite_converter": "litert_torch.convert"},
     )
