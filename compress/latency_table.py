@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,16 +57,10 @@ def key_of(kind: str, shape: Sequence[int], dtype: str) -> str:
 
 
 def host_fingerprint(threads: int) -> dict[str, Any]:
-    """Identity of this host as a latency target."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    """Identity of this host as a latency target (CPU as device_bench reports it)."""
+    from device_bench.protocol import host_device
+
+    cpu = host_device()["soc"]
     return {"kind": "host", "cpu": cpu, "cores": os.cpu_count(), "threads": threads}
 
 

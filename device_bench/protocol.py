@@ -330,7 +330,7 @@ def host_device() -> dict[str, Any]:
             elif line.startswith("vendor_id") and ":" in line:
                 vendor = line.split(":", 1)[1].strip()
     except OSError:
-        pass
+        pass  # no /proc/cpuinfo (not Linux): keep platform's answer
     maxf = host_cpufreq("cpuinfo_max_freq") or [None] * (os.cpu_count() or 1)
     return {
         "kind": "host",

@@ -196,7 +196,7 @@ class _Connection:
                 data = self._recv_exact(length) if length else b""
                 self._handle(cmd, arg0, arg1, data)
         except (EOFError, OSError):
-            pass
+            pass  # the adb server closed the connection: this session is over
         finally:
             if not self.dead:
                 self.drop()
@@ -263,7 +263,7 @@ class _Connection:
         try:
             handler(stream)
         except (EOFError, _Dropped):
-            pass
+            pass  # peer closed the stream, or a planted fault dropped it on purpose
         except Exception:  # a bug in a service must not kill the daemon
             log.exception("loopback adbd service failed")
         finally:

@@ -11,7 +11,7 @@ from compress.rundir import RunDir, Stage, run_stages
 
 
 class Boom(Exception):
-    pass
+    """Raised by a stage to simulate a killed run."""
 
 
 def make_stages(calls: list[str], fail_at: str | None = None):
