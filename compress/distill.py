@@ -169,6 +169,30 @@ def _window_mean(values: list[float], first: bool) -> float:
     return float(sum(part) / len(part))
 
 
+def _optimizer_step(
+    loss: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    params: list[nn.Parameter],
+    grad_clip: float | None,
+    what: str,
+    step: int,
+    lr: float,
+) -> float:
+    """One update: refuse a non-finite loss, backprop, clip, step; the rank-mean loss."""
+    if not math.isfinite(float(loss.detach())):
+        raise CompressError(
+            f"{what}: loss became {float(loss)} at step {step}; lower the learning rate (lr={lr})"
+        )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    sched.step()
+    return float(ddp.all_reduce_mean(loss.detach()))
+
+
 def distill_stage(
     teacher: nn.Module,
     next_batch: Callable[[], Batch],
@@ -215,18 +239,18 @@ def distill_stage(
         target = distill_target(teacher, z_t, t, student_steps, cond, prediction)
         x_hat = diffusion.predict_x(_call(trained, z_t, t, cond), z_t, t, prediction)
         loss = diffusion.diffusion_loss(x_hat, target, t, weighting, max_weight=max_weight)
-        if not torch.isfinite(loss):
-            raise CompressError(
-                f"distillation to {student_steps} steps: loss became {float(loss)} at step "
-                f"{len(losses)}; lower the learning rate (lr={lr})"
+        losses.append(
+            _optimizer_step(
+                loss,
+                opt,
+                sched,
+                params,
+                grad_clip,
+                f"distillation to {student_steps} steps",
+                len(losses),
+                lr,
             )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(params, grad_clip)
-        opt.step()
-        sched.step()
-        losses.append(float(ddp.all_reduce_mean(loss.detach())))
+        )
     student.eval()
     return student, losses
 
@@ -270,8 +294,20 @@ def distill_progressive(
     gen = torch.Generator().manual_seed(int(seed) + 1000003 * ddp.rank())
     was_training = teacher.training
     try:
-        return _progressive(teacher, next_batch, teacher_steps, steps_per_stage, lr, prediction,
-                            on_stage, weighting, final_steps, grad_clip, gen, train_mode)
+        return _progressive(
+            teacher,
+            next_batch,
+            teacher_steps,
+            steps_per_stage,
+            lr,
+            prediction,
+            on_stage,
+            weighting,
+            final_steps,
+            grad_clip,
+            gen,
+            train_mode,
+        )
     finally:
         teacher.train(was_training)
 
@@ -297,8 +333,16 @@ def _progressive(
     while n > final_steps:
         t0 = time.perf_counter()
         student, losses = distill_stage(
-            current, next_batch, n // 2, steps_per_stage, lr, prediction, weighting,
-            grad_clip=grad_clip, generator=gen, train_mode=train_mode,
+            current,
+            next_batch,
+            n // 2,
+            steps_per_stage,
+            lr,
+            prediction,
+            weighting,
+            grad_clip=grad_clip,
+            generator=gen,
+            train_mode=train_mode,
         )
         rec = {
             "stage": stage,
@@ -309,8 +353,14 @@ def _progressive(
             "seconds": time.perf_counter() - t0,
         }
         history.append(rec)
-        log.info("distill stage %d: %d -> %d steps, loss %.4g -> %.4g", stage, n, n // 2,
-                 rec["loss_start"], rec["loss_end"])
+        log.info(
+            "distill stage %d: %d -> %d steps, loss %.4g -> %.4g",
+            stage,
+            n,
+            n // 2,
+            rec["loss_start"],
+            rec["loss_end"],
+        )
         if on_stage is not None:
             on_stage(rec, student)
         current = student
@@ -413,18 +463,11 @@ def output_distill(
                 f"teacher's {tuple(target.shape)}"
             )
         value = loss_fn(out, target)
-        if not math.isfinite(float(value.detach())):
-            raise CompressError(
-                f"output distillation: loss became {float(value)} at step {len(losses)}; "
-                f"lower the learning rate (lr={lr})"
+        losses.append(
+            _optimizer_step(
+                value, opt, sched, params, grad_clip, "output distillation", len(losses), lr
             )
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(params, grad_clip)
-        opt.step()
-        sched.step()
-        losses.append(float(ddp.all_reduce_mean(value.detach())))
+        )
     student.eval()
     return student, {
         "steps": steps,
@@ -432,4 +475,3 @@ def output_distill(
         "loss_end": _window_mean(losses, first=False),
         "seconds": time.perf_counter() - t0,
     }
-
