@@ -36,29 +36,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The demo: corpus -> train the lhq-svc-demo teacher (~15 min on 2 cores; DEMO_STEPS=N for a
-# quicker, worse model) -> convert a held-out song to another singer -> export the demo decoder
-# to an int8 .pte (parity-gated) -> benchmark it with the native runner. Re-running resumes.
-DEMO_STEPS ?=
+# The demo: `compress run` with the embedded default config (configs/default.yaml): synthetic
+# corpus -> train the lhq-svc-demo teacher -> robust fine-tune -> latency table on this host ->
+# architecture evolution -> step distillation to 1 step -> int8 sensitivity -> parity-gated
+# .pte export -> teacher vs student benchmark -> RUN/report.html. About 15 min on 2 cores;
+# re-running resumes at the first unfinished stage. DEMO_CONFIG=FILE runs another config.
+DEMO_CONFIG ?=
 demo: setup runner
 	$(VENV)/bin/compress models
-	test -f $(DEMO_DIR)/corpus/meta.json || \
-	  $(VENV)/bin/compress data synth --out $(DEMO_DIR)/corpus --singers 4 --minutes 2 --seed 0
-	@echo "corpus: $(abspath $(DEMO_DIR))/corpus"
-	if [ -f $(DEMO_DIR)/teacher/model.safetensors ]; then RESUME=--resume; else RESUME=; fi; \
-	$(VENV)/bin/compress train --model lhq-svc-demo --data $(DEMO_DIR)/corpus \
-	  --out $(DEMO_DIR)/teacher $$RESUME $(if $(DEMO_STEPS),--steps $(DEMO_STEPS),)
-	$(VENV)/bin/compress convert --checkpoint $(DEMO_DIR)/teacher \
-	  --input $(DEMO_DIR)/corpus/dataset_raw/singer00/song002.wav --speaker singer02 \
-	  --output $(DEMO_DIR)/singer00_to_singer02.wav --steps 50
-	@echo "export: the demo decoder preset as built (untrained: its zero-initialised output layer"
-	@echo "makes parity trivial) -- this measures the architecture's int8 latency; exporting the"
-	@echo "trained pipeline to int8 is still open (see README)"
-	$(VENV)/bin/compress export lhq-svc-decoder-demo --format pte --precision int8 \
-	  --out $(DEMO_DIR)/export
-	$(VENV)/bin/compress bench $(DEMO_DIR)/export/lhq-svc-decoder-demo_xnnpack_int8.pte --host \
-	  --threads 1 --iterations 30 --repeats 3 --json $(DEMO_DIR)/bench_host.json
-	@echo "demo outputs in $(abspath $(DEMO_DIR))"
+	$(VENV)/bin/compress run $(DEMO_CONFIG) --out $(DEMO_DIR)
+	@echo "demo report: $(abspath $(DEMO_DIR))/report.html"
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "compress.commands.train",
     "compress.commands.convert",
     "compress.commands.eval",
+    "compress.commands.run",
 ]
 
 

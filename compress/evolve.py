@@ -8,9 +8,11 @@ block skippable, each action on the current architecture is scored by
 
 While the predicted latency is over the budget, the block with the *lowest* removal value is
 removed ("modules that contribute to latency but not performance"); once under budget, the block
-with the *highest* duplication value is duplicated if the result still fits and the value is
-positive. A short robust fine-tune runs between rounds. The search stops when under budget and no
-duplication helps (convergence), or after ``max_rounds``.
+with the *highest* duplication value ("the highest performance contribution") is duplicated if
+the result still fits — as the paper states it, whatever the sign of the value; with
+``require_gain`` only a duplication that raises the score is taken. A short robust fine-tune runs
+between rounds. The search stops when under budget and no duplication fits (convergence), or
+after ``max_rounds``.
 
 The model only needs the evolvable-block API: ``block_names()``, ``remove_block(name)``,
 ``duplicate_block(name)`` and ``architecture``. The history is a list of plain records and
@@ -92,6 +94,7 @@ def evolve(
     finetune_fn: Callable[[Any, int], None] | None = None,
     min_blocks: int = 1,
     on_round: Callable[[dict[str, Any]], None] | None = None,
+    require_gain: bool = False,
 ) -> EvolutionResult:
     """Evolve `model` in place under `budget_ms` (see the module docstring).
 
@@ -136,7 +139,7 @@ def evolve(
             value, action, name, score, lat = min(options, key=lambda o: o[0])
         else:
             value, action, name, score, lat = max(options, key=lambda o: o[0])
-            if value <= 0:
+            if require_gain and value <= 0:
                 res.converged = True
                 break
         apply_action(model, action, name)

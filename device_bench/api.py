@@ -63,8 +63,12 @@ def measure(
     out_dir: str | Path | None = None,
     server: AdbServer | None = None,
     config: BenchConfig | None = None,
+    input_file: str | Path | None = None,
 ) -> BenchResult:
     """Measure one `.pte` on one target and return its BenchResult.
+
+    `input_file` holds the inputs' raw bytes (:func:`device_bench.protocol.write_input_file`);
+    without it the runner uses seeded random values.
 
     `threads` (or ``host:threads=N``) sets the runner's thread count (default 1). Raw runner
     output goes to `out_dir` (a temporary directory when not given, removed afterwards on
@@ -74,7 +78,8 @@ def measure(
     cfg = config or BenchConfig()
     n_threads = threads if threads is not None else (t.threads if t.threads is not None
                                                      else cfg.threads)
-    cfg = replace(cfg, warmup=warmup, iterations=iterations, repeats=repeats, threads=n_threads)
+    cfg = replace(cfg, warmup=warmup, iterations=iterations, repeats=repeats, threads=n_threads,
+                  input_file=str(input_file) if input_file is not None else cfg.input_file)
     if out_dir is not None:
         return _run(pte_path, t, cfg, Path(out_dir), server)
     tmp = tempfile.mkdtemp(prefix="device_bench_")

@@ -69,6 +69,10 @@ class BenchConfig:
     replication_threshold: float = REPLICATION_THRESHOLD
     run_timeout_s: float = 900.0
     start_server: bool = True
+    # raw little-endian bytes of every tensor input, concatenated in input order (see
+    # `write_input_file`); None: the runner fills inputs with seeded random values, which is
+    # wrong for index inputs such as a speaker id
+    input_file: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -84,6 +88,8 @@ class BenchConfig:
             problems.append(f"audio_seconds={self.audio_seconds} (expected > 0)")
         if self.cooldown_timeout_s < 0:
             problems.append(f"cooldown_timeout_s={self.cooldown_timeout_s} (expected >= 0)")
+        if self.input_file is not None and not Path(self.input_file).is_file():
+            problems.append(f"input_file={self.input_file} (no such file)")
         if problems:
             raise BenchError("invalid benchmark settings: " + "; ".join(problems))
 
@@ -97,15 +103,33 @@ class BenchConfig:
             "pinned_cpus": pinned,
             "audio_seconds": self.audio_seconds,
             "cooldown_timeout_s": self.cooldown_timeout_s,
+            "input_file": self.input_file,
             "runner": runner,
         }
 
 
-def _runner_args(cfg: BenchConfig, model: str, output: str) -> list[str]:
-    return [
+def _runner_args(cfg: BenchConfig, model: str, output: str, inputs: str | None = None) -> list[str]:
+    args = [
         "--model", model, "--output", output, "--threads", str(cfg.threads),
         "--warmup", str(cfg.warmup), "--iterations", str(cfg.iterations), "--seed", str(cfg.seed),
     ]
+    if inputs is not None:
+        args += ["--input-file", inputs]
+    return args
+
+
+def write_input_file(tensors: Any, path: str | Path) -> Path:
+    """Write `tensors` (a sequence of torch tensors or numpy arrays) as the runner's
+    ``--input-file``: each one's raw little-endian bytes, contiguous, in input order."""
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        for t in tensors:
+            a = t.detach().cpu().contiguous().numpy() if hasattr(t, "detach") else np.asarray(t)
+            f.write(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes())
+    return path
 
 
 def _safe(text: str) -> str:
@@ -251,6 +275,8 @@ def bench_device(
             if f.is_file():
                 dev.push(f, f"{remote}/{f.name}", mode=0o755 if f.name == RUNNER_NAME else 0o644)
         dev.push(pte, f"{remote}/model.pte")
+        if cfg.input_file is not None:
+            dev.push(Path(cfg.input_file), f"{remote}/inputs.raw")
         prefix, col.pinned, reason = _pin_prefix(dev, info, cfg)
         if col.pinned is None:
             col.flags.append("not_pinned")
@@ -260,7 +286,8 @@ def bench_device(
             if hot:
                 col.flags.append("hot_at_start")
             out_name = f"r{i}.json"
-            args = " ".join(_runner_args(cfg, "model.pte", out_name))
+            args = " ".join(_runner_args(cfg, "model.pte", out_name,
+                                         "inputs.raw" if cfg.input_file else None))
             rc, out = dev.run(
                 f"cd {remote} && LD_LIBRARY_PATH={remote} {prefix}./{RUNNER_NAME} {args}",
                 timeout=cfg.run_timeout_s,
@@ -351,7 +378,8 @@ def host_device() -> dict[str, Any]:
 def run_runner(bundle: Path, pte: Path, output: Path, cfg: BenchConfig,
                cpus: list[int] | None = None) -> dict[str, Any]:
     """Run the runner bundle on the host once; return its JSON (BenchError on failure)."""
-    cmd = [str(bundle / RUNNER_NAME), *_runner_args(cfg, str(pte), str(output))]
+    inputs = str(Path(cfg.input_file).resolve()) if cfg.input_file else None
+    cmd = [str(bundle / RUNNER_NAME), *_runner_args(cfg, str(pte), str(output), inputs)]
     if cpus:
         cmd = ["taskset", "-c", ",".join(map(str, cpus)), *cmd]
     try:

@@ -138,7 +138,9 @@ def export_model(
         max_calibration_batches: calibration chunks taken from `calibration`.
         name: model name for the files (default: the registry name).
         keep_fp32: int8: submodules (dotted names) left in fp32, added to the model's own
-            ``export_keep_fp32`` attribute when it has one (e.g. an STFT front end).
+            ``export_keep_fp32`` attribute when it has one (e.g. an STFT front end). A model
+            with an ``export_int8_modules`` attribute has only those submodules quantized
+            (``.pte``), so arithmetic between them (a sampler, an F0 shift) stays fp32.
     """
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}; valid: {', '.join(FORMATS)}")
@@ -200,6 +202,7 @@ def export_model(
             dynamic_shapes=dynamic,
             allow_fallback_ops=allow_fallback_ops,
             keep_fp32=keep,
+            only_modules=getattr(lm.model, "export_int8_modules", None),
             **common,
         )
     if format == "onnx":

@@ -49,6 +49,19 @@ def torch_export(
         raise ExportError(f"{what}: torch.export failed: {type(exc).__name__}: {exc}") from exc
 
 
+def fold_constants(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """Precompute every op whose inputs are all constants (ExecuTorch's constant propagation).
+
+    A sampler with a fixed number of steps starts from a fixed noise buffer at a fixed time, so
+    e.g. the decoder's input projection of that noise is a constant. Left in the graph, such a
+    convolution has a constant input, which XNNPACK rejects once its consumers are quantized
+    ("Failed to create convolution node ... invalid parameter" when the program loads).
+    """
+    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+
+    return constant_prop_pass(program)
+
+
 def quantize_pt2e_xnnpack(
     model: torch.nn.Module,
     example_inputs: tuple[Any, ...],
@@ -56,10 +69,12 @@ def quantize_pt2e_xnnpack(
     dynamic_shapes: Any = None,
     what: str = "model",
     keep_fp32: Sequence[str] = (),
+    only_modules: Sequence[str] | None = None,
 ) -> torch.fx.GraphModule:
     """PT2E int8: XNNPACK quantizer, symmetric per-channel weights, static activations.
 
-    Submodules named in `keep_fp32` (dotted paths, prefixes included) are not quantized.
+    Submodules named in `keep_fp32` (dotted paths, prefixes included) are not quantized; with
+    `only_modules`, nothing outside those submodules is (per-layer sensitivity analysis).
     Returns the converted graph module (quantize / dequantize pairs around int8 ops).
     """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -75,8 +90,14 @@ def quantize_pt2e_xnnpack(
     quantizer = _Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     outside = outside_modules(keep_fp32)
     memo: dict[torch.fx.Node, bool] = {}
-    quantizer.set_filter_function(lambda n: outside(n) and quantizable(n, memo))
-    graph = torch_export(model, example_inputs, dynamic_shapes, what).module()
+    not_inside = outside_modules(only_modules or ())
+
+    def inside(n: torch.fx.Node) -> bool:
+        # weights and inputs (get_attr / placeholder) carry no module stack: always accepted
+        return only_modules is None or n.op != "call_function" or not not_inside(n)
+
+    quantizer.set_filter_function(lambda n: outside(n) and inside(n) and quantizable(n, memo))
+    graph = fold_constants(torch_export(model, example_inputs, dynamic_shapes, what)).module()
     unshare_get_attr(graph)
     try:
         prepared = prepare_pt2e(graph, quantizer)
@@ -190,14 +211,15 @@ def quantizable(node: torch.fx.Node, memo: dict[torch.fx.Node, bool] | None = No
 
     Ops that depend on no model input (e.g. the timestep embedding of a fixed sampler step)
     compute constants; quantizing them hands XNNPACK an int8 weight with a float input.
-    Integer tensors (indices for gather, lengths) must never get observers. Parameters and
+    Integer tensors (indices for gather, lengths) and float64 tensors (phase accumulators)
+    must never get observers. Parameters and
     other inputs of an op (placeholders, get_attr) are always accepted.
     """
     if node.op != "call_function":
         return True
     val = node.meta.get("val")
-    if isinstance(val, torch.Tensor) and not val.dtype.is_floating_point:
-        return False
+    if isinstance(val, torch.Tensor) and val.dtype != torch.float32:
+        return False  # indices, masks, and float64 DSP accumulators stay as they are
     return depends_on_input(node, memo)
 
 
@@ -325,6 +347,7 @@ def export_pte(
     partitioner_configs: Sequence[type] | None = None,
     threads: int | None = None,
     keep_fp32: Sequence[str] = (),
+    only_modules: Sequence[str] | None = None,
 ) -> ExportResult:
     """Export `model` to ``{name}_xnnpack_{precision}.pte`` in `out_dir`, gated on parity.
 
@@ -345,6 +368,8 @@ def export_pte(
         partitioner_configs: restrict the XNNPACK partitioner to these configs (testing).
         keep_fp32: int8 only: submodules (dotted names) left in fp32, e.g. an STFT front end
             whose output goes through a log.
+        only_modules: int8 only: quantize nothing outside these submodules (the layer groups
+            a sensitivity analysis chose; glue ops between modules stay fp32).
         threads: ExecuTorch threadpool size for the parity run.
 
     Raises:
@@ -368,7 +393,8 @@ def export_pte(
         if precision == "int8":
             assert job.calibration is not None
             graph = quantize_pt2e_xnnpack(
-                model, inputs, job.calibration, dynamic_shapes, what, keep_fp32=keep_fp32
+                model, inputs, job.calibration, dynamic_shapes, what, keep_fp32=keep_fp32,
+                only_modules=only_modules,
             )
             program = torch_export(graph, inputs, dynamic_shapes, what)
         else:
@@ -392,5 +418,7 @@ def export_pte(
         extra={
             "allow_fallback_ops": sorted(set(allow_fallback_ops)),
             "keep_fp32": list(keep_fp32) if precision == "int8" else [],
+            "only_modules": list(only_modules)
+            if precision == "int8" and only_modules is not None else None,
         },
     )

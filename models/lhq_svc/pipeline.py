@@ -41,6 +41,9 @@ class SVCPipeline(nn.Module):
     # int8 export: DSP front ends (STFT / autocorrelation bases feeding logs and argmax) and the
     # vocoder's harmonic source stay fp32; the content net, conditioner and decoder go int8
     export_keep_fp32 = ("mel", "content.mel", "f0", "f0_features", "vocoder")
+    # int8 export quantizes only inside these modules: the sampler's arithmetic, the F0 shift
+    # and the mel (de)normalisation between them stay fp32 (an int8 F0 is off by Hz)
+    export_int8_modules = ("content", "conditioner", "decoder")
 
     def __init__(
         self,

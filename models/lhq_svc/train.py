@@ -107,6 +107,69 @@ def _crop(x: np.ndarray, start: int, length: int) -> np.ndarray:
     return y
 
 
+class DecoderBatches:
+    """Decoder training batches (eq. 5) from `clips`: normalised log-mel targets and their
+    conditioning.
+
+    ``batches(rng) -> (x (B, 80, F), cond (B, D, F))``: `batch` random `frames`-long segments
+    (clips weighted by length), ``x`` the normalised mel and ``cond`` the conditioner's output
+    for the segment's content (from the model's content encoder, cached per clip), DIO F0 and
+    singer id. ``cond`` is built with autograd through ``conditioner`` (default
+    ``model.conditioner``). :meth:`inputs` gives the conditioner's inputs instead (to run the
+    conditioner inside one DDP-wrapped module with the decoder). Only `rng` is consumed (the
+    torch RNG is not touched), so equal `rng` states give equal batches.
+    """
+
+    def __init__(self, model: SVCPipeline, clips: list[Clip], batch: int, frames: int):
+        if not clips:
+            raise DataError("decoder batches: no clips to draw from")
+        if batch < 1 or frames < 1:
+            raise DataError(f"decoder batches: batch={batch}, frames={frames}; both must be >= 1")
+        self.model = model
+        self.clips = clips
+        self.batch = int(batch)
+        self.frames = int(frames)
+        self._content_cache: dict[str, np.ndarray] = {}
+
+    def clear(self) -> None:
+        """Forget cached content features (after the content encoder changed)."""
+        self._content_cache.clear()
+
+    @torch.no_grad()
+    def content_of(self, clip: Clip) -> np.ndarray:
+        if clip.id not in self._content_cache:
+            was = self.model.content.training
+            self.model.content.eval()
+            feats = self.model.content(torch.from_numpy(clip.wav).unsqueeze(0))[0]
+            self.model.content.train(was)
+            self._content_cache[clip.id] = feats[:, : clip.mel.shape[1]].numpy()
+        return self._content_cache[clip.id]
+
+    def inputs(
+        self, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x (B, 80, F), content (B, C, F), f0_feats (B, K, F), speaker (B,))``: the target and
+        the conditioner's inputs, for callers that run the conditioner themselves."""
+        m = self.model
+        n = self.frames
+        segs = _segments(self.clips, self.batch, n, rng)
+        x = m.normalize_mel(torch.from_numpy(np.stack([_crop(c.mel, s, n) for c, s in segs])))
+        content = torch.from_numpy(np.stack([_crop(self.content_of(c), s, n) for c, s in segs]))
+        f0 = torch.from_numpy(np.stack([_crop(c.f0, s, n) for c, s in segs]))
+        voiced = torch.from_numpy(np.stack([_crop(c.voiced.astype(np.float32), s, n)
+                                            for c, s in segs]))
+        spk = torch.tensor([m.speaker_index(c.singer) for c, _ in segs], dtype=torch.long)
+        return x, content, m.f0_features(f0, voiced), spk
+
+    def __call__(
+        self, rng: np.random.Generator, conditioner: Callable[..., torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, content, f0_feats, spk = self.inputs(rng)
+        cond_fn = self.model.conditioner if conditioner is None else conditioner
+        cond = cond_fn(content, f0_feats, spk)  # (B, D, F)
+        return x, cond  # (B, 80, F), (B, D, F)
+
+
 class Trainer:
     """Train `model` (an :class:`SVCPipeline` built from registry preset `model_name`)."""
 
@@ -133,7 +196,7 @@ class Trainer:
         self.train_clips = corpus.split("train")
         if not self.train_clips:
             raise DataError(f"corpus {corpus.root}: no clips in the train split")
-        self._content_cache: dict[str, np.ndarray] = {}
+        self.batches = DecoderBatches(model, self.train_clips, cfg.batch, cfg.decoder_frames)
 
     # ---- bookkeeping ------------------------------------------------------------------------
     def extra(self) -> dict[str, Any]:
@@ -249,7 +312,7 @@ class Trainer:
         self.model.eval()
         self.history.append({"event": "train", "component": comp, "steps": total,
                              "seconds": round(time.time() - t0, 1)})
-        self._content_cache.clear()
+        self.batches.clear()
         self.save(opt, comp)
 
     def _setup(self, comp: str) -> tuple[Callable[..., float], list, float]:
@@ -321,25 +384,19 @@ class Trainer:
             self._dopt.step()
         return float(loss.detach())
 
-    @torch.no_grad()
     def _content_of(self, clip: Clip) -> np.ndarray:
-        if clip.id not in self._content_cache:
-            self.model.content.eval()
-            feats = self.model.content(torch.from_numpy(clip.wav).unsqueeze(0))[0]
-            self._content_cache[clip.id] = feats[:, : clip.mel.shape[1]].numpy()
-        return self._content_cache[clip.id]
+        return self.batches.content_of(clip)
+
+    def decoder_batch(
+        self, rng: np.random.Generator, conditioner: Callable[..., torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decoder training batch ``(x (B, 80, F), cond (B, D, F))`` (see
+        :class:`DecoderBatches`), drawn with `rng` from the train split."""
+        return self.batches(rng, conditioner)
 
     def _decoder_step(self, rng: np.random.Generator, opt) -> float:  # type: ignore[no-untyped-def]
         m = self.model
-        n = self.cfg.decoder_frames
-        segs = _segments(self.train_clips, self.cfg.batch, n, rng)
-        x = m.normalize_mel(torch.from_numpy(np.stack([_crop(c.mel, s, n) for c, s in segs])))
-        content = torch.from_numpy(np.stack([_crop(self._content_of(c), s, n) for c, s in segs]))
-        f0 = torch.from_numpy(np.stack([_crop(c.f0, s, n) for c, s in segs]))
-        voiced = torch.from_numpy(np.stack([_crop(c.voiced.astype(np.float32), s, n)
-                                            for c, s in segs]))
-        spk = torch.tensor([m.speaker_index(c.singer) for c, _ in segs], dtype=torch.long)
-        cond = m.conditioner(content, m.f0_features(f0, voiced), spk)
+        x, cond = self.decoder_batch(rng)
         t = torch.rand(x.shape[0])
         noise = torch.randn_like(x)
         z = diffusion.q_sample(x, t, noise)

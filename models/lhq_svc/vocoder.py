@@ -16,6 +16,7 @@ optional multi-scale waveform discriminator (MelGAN's) with hinge loss and featu
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -159,6 +160,195 @@ def generator_adv_loss(real, fake) -> torch.Tensor:  # type: ignore[no-untyped-d
     return adv, fm  # type: ignore[return-value]
 
 
+def interpolation_weights(hop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame interpolation matrices: sample ``j`` of frame ``f`` (``0 <= j < hop``) from
+    the frame values ``x_f`` and ``x_{f+1}``.
+
+    * ``linear (hop, 2)``: ``[1 - j/h, j/h]`` -- linear interpolation between frame centres;
+    * ``running (hop, 2)``: ``[A_j, B_j]``, the inclusive running sum of that interpolation
+      inside the frame, ``sum_{i <= j} (1 - i/h) x_f + (i/h) x_{f+1} = x_f A_j + x_{f+1} B_j``
+      with ``A_j = (j + 1) - j (j + 1) / (2h)`` and ``B_j = j (j + 1) / (2h)``.
+
+    Applied with ``F.linear`` to ``stack([x_f, x_{f+1}], -1)`` they give ``(..., F, hop)``,
+    i.e. ``(..., F * hop)`` after a reshape: a GEMM with a fixed weight, which XNNPACK runs.
+    """
+    j = np.arange(hop, dtype=np.float64)
+    linear = np.stack([1.0 - j / hop, j / hop], axis=1)
+    b = j * (j + 1) / (2 * hop)
+    running = np.stack([(j + 1) - b, b], axis=1)
+    return linear, running
+
+
+def inverse_stft_basis(n_fft: int, hop: int) -> np.ndarray:
+    """Inverse real-DFT basis ``(2K, n_fft)`` (rows: cos of bins 0..K-1, then -sin), windowed
+    by a periodic Hann synthesis window and normalised for Hann^2 overlap-add at `hop`."""
+    n_bins = n_fft // 2 + 1
+    n = np.arange(n_fft)
+    k = np.arange(n_bins)[:, None]
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)
+    c = np.where((k == 0) | (k == n_fft // 2), 1.0, 2.0) / n_fft
+    ang = 2 * np.pi * k * n[None, :] / n_fft
+    norm = 3.0 / 8.0 * n_fft / hop
+    return np.concatenate([c * np.cos(ang) * win, -c * np.sin(ang) * win]) / norm
+
+
+class HarmonicNoiseSource(nn.Module):
+    """The fixed DSP half of :class:`HNVocoder`: envelope -> harmonic + noise waveform.
+
+    No learned weights; it stays fp32 when the vocoder is quantized (``export_keep_fp32``).
+    Every per-sample ``(B, H, T)`` op is one XNNPACK runs: frame -> sample interpolation is
+    a GEMM with a fixed ``(hop, 2)`` weight (:func:`interpolation_weights`); the running
+    phase inside a frame has a closed form for linearly interpolated F0 (a second fixed
+    weight), so only the F-long frame-start offsets need a (float64) cumulative sum; ``2π k φ``
+    and the sum over harmonics are 1x1 convolutions with fixed weights; the noise inverse
+    STFT is a GEMM plus a shifted-block overlap-add.
+    Frame-rate ops (gather, the float64 cumsum, casts) stay on portable kernels.
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int, hop_length: int, harmonics: int):
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.n_fft = n_fft
+        self.hop = hop_length
+        self.n_bins = n_fft // 2 + 1
+        self.harmonics = harmonics
+        # STFT magnitude of a unit sinusoid under the Hann window is n_fft / 4
+        self.amp_scale = 4.0 / n_fft
+        linear, running = interpolation_weights(hop_length)
+        fixed = {
+            "up_weight": linear,  # (h, 2)
+            # [f0_f, f0_{f+1}] (Hz), frame-start offset (cycles) -> cycles: (h, 3)
+            "phase_weight": np.concatenate([running / sample_rate, np.ones((hop_length, 1))], 1),
+            # 2π k, rounded to float32 as the original 2π * harmonic_index: (H, 1, 1)
+            "harmonic_weight": 2 * np.pi * np.arange(1, harmonics + 1)[:, None, None],
+            "sum_weight": np.ones((1, harmonics, 1)),  # (1, H, 1)
+        }
+        # inverse STFT as a GEMM, frames of `overlap` hops each: (overlap * hop, 2K)
+        self.overlap = -(-n_fft // hop_length)
+        basis = inverse_stft_basis(n_fft, hop_length)
+        pad = self.overlap * hop_length - n_fft
+        fixed["synthesis_weight"] = np.pad(basis, ((0, 0), (0, pad))).T
+        # Plain tensor attributes, not buffers: checkpoints stay as they were, and
+        # torch.export lifts them as constants (XNNPACK's lowering rejects non-persistent
+        # buffers used as weights: "Non-persistent buffer ... is in the state dict").
+        # ``_apply`` below moves / casts them with the module.
+        self.up_weight, self.phase_weight, self.harmonic_weight, self.sum_weight = (
+            torch.tensor(fixed[n], dtype=torch.float32)
+            for n in ("up_weight", "phase_weight", "harmonic_weight", "sum_weight")
+        )
+        self.synthesis_weight = torch.tensor(fixed["synthesis_weight"], dtype=torch.float32)
+        # frame increment x_f A_{h-1} + x_{f+1} B_{h-1} = (x_f (h+1) + x_{f+1} (h-1)) / (2 sr):
+        # integer factors, exact in float64 (a float constant like (h+1)/(2 sr) would be
+        # rounded to float32 by the exported program and drift by ~1e-6 cycles per second)
+        self.frame_weights = (hop_length + 1, hop_length - 1)
+        self.frame_divisor = 2 * sample_rate
+
+    _FIXED = ("up_weight", "phase_weight", "harmonic_weight", "sum_weight", "synthesis_weight")
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        """``.to()``, ``.double()``, ... also convert the fixed weights (not buffers)."""
+        for name in self._FIXED:
+            setattr(self, name, fn(getattr(self, name)))
+        return super()._apply(fn, recurse)
+
+    @staticmethod
+    def _next(x: torch.Tensor) -> torch.Tensor:
+        """``x_{f+1}`` along the last axis, zero after the last frame.
+
+        No ``torch.cat`` in this module: XNNPACK's quantizer annotates every ``cat`` whatever
+        its filter says, which would put int8 observers on the fp32 (and float64) source.
+        """
+        return F.pad(x[..., 1:], (0, 1))
+
+    def upsample(self, x: torch.Tensor) -> torch.Tensor:
+        """Linear interpolation between frame centres: ``(B, C, F) -> (B, C, F * hop)``
+        (after the last centre the value ramps to zero)."""
+        b, c, f = x.shape
+        pair = torch.stack([x, self._next(x)], dim=-1)  # (B, C, F, 2)
+        y = F.linear(pair, self.up_weight)  # (B, C, F, hop)
+        return y.reshape(b, c, f * self.hop)
+
+    def frame_start_cycles(self, f0: torch.Tensor) -> torch.Tensor:
+        """Cycles elapsed before each frame's first sample, float64 ``(B, F)`` (unwrapped)."""
+        wa, wb = self.frame_weights
+        f0_64 = f0.to(torch.float64)
+        inc = f0_64 * wa + self._next(f0_64) * wb  # (B, F) Hz x samples x 2, exact
+        return (torch.cumsum(inc, dim=-1) - inc) / self.frame_divisor
+
+    def phase(self, f0: torch.Tensor, phase0: torch.Tensor | None = None) -> torch.Tensor:
+        """Wrapped source phase in cycles ``(B, 1, F * hop)``: inclusive running sum of the
+        interpolated ``f0 / sr`` plus ``phase0 (B,)`` (cycles)."""
+        b, f = f0.shape
+        start = self.frame_start_cycles(f0)  # (B, F) float64
+        if phase0 is not None:
+            p0 = phase0.reshape(-1, 1).to(torch.float64)
+            start = start + (p0 - torch.floor(p0))
+        start = (start - torch.floor(start)).to(f0.dtype)  # wrapped, in [0, 1)
+        x = torch.stack([f0, self._next(f0), start], dim=-1)  # (B, F, 3)
+        cyc = F.linear(x, self.phase_weight).reshape(b, 1, f * self.hop)  # (B, 1, T)
+        return cyc - torch.floor(cyc)
+
+    def overlap_add(self, spec: torch.Tensor) -> torch.Tensor:
+        """Inverse STFT of ``spec (B, 2K, F)`` (real rows, then imaginary): windowed frames
+        from one GEMM, overlap-added by shifted sums of hop-long blocks ->
+        ``(B, (F + overlap - 1) * hop)`` (frame ``f`` starts at sample ``f * hop``).
+
+        Equal to ``conv_transpose1d(spec, basis, stride=hop)``, which XNNPACK runs ~40x slower
+        than this for one output channel and a 512-long kernel.
+        """
+        b, _, n = spec.shape
+        r = self.overlap
+        frames = F.linear(spec.transpose(1, 2), self.synthesis_weight)  # (B, F, r * hop)
+        frames = frames.reshape(b, n, r, self.hop)  # (B, F, r, hop)
+        out = F.pad(frames[:, :, 0], (0, 0, 0, r - 1))  # (B, F + r - 1, hop)
+        for i in range(1, r):
+            out = out + F.pad(frames[:, :, i], (0, 0, i, r - 1 - i))
+        return out.reshape(b, (n + r - 1) * self.hop)
+
+    def forward(
+        self,
+        mel: torch.Tensor,
+        d: torch.Tensor,
+        f0: torch.Tensor,
+        voiced: torch.Tensor,
+        mel_pinv: torch.Tensor,
+        harmonic_index: torch.Tensor,
+        noise_cos: torch.Tensor,
+        noise_sin: torch.Tensor,
+        phase0: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``mel (B, M, F)``, learned corrections ``d (B, 3K, F)``, ``f0 (B, F)``,
+        ``voiced (B, 1, F)``, the fixed tables of :class:`HNVocoder` -> ``(B, F * hop)``."""
+        n_frames = mel.shape[-1]
+        k = self.n_bins
+        base = torch.log(torch.clamp(torch.matmul(mel_pinv, torch.exp(mel)), min=1e-5))
+        env_h = torch.exp(torch.clamp(base + d[:, :k], max=8.0))  # (B, K, F)
+        noise_gain = torch.sigmoid(d[:, 2 * k :] - 4.0 * voiced)  # ~0.5 unvoiced, ~0.01 voiced
+        env_n = torch.exp(torch.clamp(base + d[:, k : 2 * k], max=8.0)) * noise_gain
+        # harmonic amplitudes at k * f0 (fractional bin, linear interpolation), frame rate
+        bin_hz = self.sample_rate / self.n_fft
+        pos = harmonic_index * (f0.unsqueeze(1) / bin_hz)  # (B, H, F)
+        valid = (pos < (k - 2)).to(mel.dtype) * voiced
+        pos = torch.clamp(pos, max=float(k - 2))
+        lo = torch.floor(pos)
+        frac = pos - lo
+        lo_i = lo.to(torch.int64)
+        a_lo = torch.gather(env_h, 1, lo_i)
+        a_hi = torch.gather(env_h, 1, lo_i + 1)
+        amp = (a_lo + frac * (a_hi - a_lo)) * valid * self.amp_scale  # (B, H, F)
+        amp_s = self.upsample(amp)  # (B, H, T)
+        cyc = self.phase(f0, phase0)  # (B, 1, T) wrapped cycles
+        arg = F.conv1d(cyc, self.harmonic_weight)  # (B, H, T) = 2π k φ
+        harm = F.conv1d(amp_s * torch.sin(arg), self.sum_weight)[:, 0]  # (B, T)
+        b = env_n.shape[0]
+        spec = torch.stack([env_n * noise_cos, env_n * noise_sin], dim=1)  # (B, 2, K, F)
+        spec = spec.reshape(b, 2 * k, n_frames)  # (B, 2K, F)
+        noise = self.overlap_add(spec)  # (B, (F + overlap - 1) * hop)
+        start = self.n_fft // 2
+        noise = noise[:, start : start + n_frames * self.hop]
+        return harm + noise  # (B, F * hop)
+
+
 class HNVocoder(nn.Module):
     """Harmonic-plus-noise neural source-filter vocoder: ``(mel (B, M, F), f0 (B, F)) -> audio``.
 
@@ -171,13 +361,19 @@ class HNVocoder(nn.Module):
       (zero-initialised, so an untrained vocoder is the DSP baseline);
     * harmonics ``k = 1..K`` below Nyquist: amplitudes read from the envelope at ``k * f0``
       (linear interpolation between bins), linearly interpolated to the sample rate;
-      phase = 2π cumsum(f0 / sr); sum of ``a_k sin(k φ)``;
+      phase = 2π cumsum(f0 / sr) (computed per frame in closed form); sum of ``a_k sin(k φ)``;
     * noise: envelope x learned per-bin gain (mostly on unvoiced frames) with a fixed random
-      phase, synthesised through an inverse-STFT basis (``conv_transpose1d`` overlap-add).
+      phase, synthesised through an inverse-STFT basis (a GEMM and an overlap-add).
 
-    No complex tensors; exports with ``torch.export`` (gather, cumsum, sin are portable ops).
-    Output length ``F * hop`` like :class:`MelGANGenerator`.
+    The learned net (``pre``, ``stacks``, ``head``) runs at the frame rate; the fixed DSP is
+    :class:`HarmonicNoiseSource` (``self.source``), kept fp32 under int8 export
+    (``export_keep_fp32``). No complex tensors; the per-sample work is GEMMs, 1x1
+    convolutions, ``sin`` and elementwise ops that XNNPACK runs; only frame-rate ops (gather,
+    an F-long float64 cumsum) use portable kernels. Output length ``F * hop`` like
+    :class:`MelGANGenerator`.
     """
+
+    export_keep_fp32 = ("source",)
 
     def __init__(
         self,
@@ -195,7 +391,6 @@ class HNVocoder(nn.Module):
     ):
         super().__init__()
         import librosa
-        import numpy as np
 
         from models.lhq_svc.mel import as_buffer
 
@@ -220,39 +415,35 @@ class HNVocoder(nn.Module):
         self.head = nn.Conv1d(channels, 3 * self.n_bins, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-        # inverse STFT basis (periodic Hann synthesis window, Hann^2 overlap-add normalised)
-        n = np.arange(n_fft)
-        k = np.arange(self.n_bins)[:, None]
-        win = 0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)
-        c = np.where((k == 0) | (k == n_fft // 2), 1.0, 2.0) / n_fft
-        ang = 2 * np.pi * k * n[None, :] / n_fft
-        norm = 3.0 / 8.0 * n_fft / hop_length
-        basis = np.concatenate([c * np.cos(ang) * win, -c * np.sin(ang) * win])[:, None, :]
-        self.register_buffer("inverse_basis", as_buffer(basis / norm))
+        self.source = HarmonicNoiseSource(sample_rate, n_fft, hop_length, harmonics)
+        # The fixed tables below are persistent buffers of this module (checkpoints carry them
+        # under these names); the source receives them as arguments.
+        # inverse STFT basis (2K, 1, n_fft); the source uses the same matrix as a GEMM weight
+        basis = inverse_stft_basis(n_fft, hop_length)[:, None, :]
+        self.register_buffer("inverse_basis", as_buffer(basis))
         rng = np.random.default_rng(1234)
         ph = rng.uniform(0, 2 * np.pi, (self.n_bins, phase_frames))
         self.register_buffer("noise_cos", as_buffer(np.cos(ph)))
         self.register_buffer("noise_sin", as_buffer(np.sin(ph)))
+        # per-sample interpolation ramp (used by ``cycles``)
         self.register_buffer("ramp", as_buffer(np.arange(hop_length) / hop_length))
         k_idx = np.arange(1, harmonics + 1)[None, :, None]
         self.register_buffer("harmonic_index", as_buffer(k_idx))
-        # STFT magnitude of a unit sinusoid under the Hann window is n_fft / 4
-        self.amp_scale = 4.0 / n_fft
-
-    def _upsample(self, x: torch.Tensor) -> torch.Tensor:
-        """Linear interpolation between frame centres: ``(B, C, F) -> (B, C, F * hop)``
-        (after the last centre the value ramps to zero). Elementwise ops only."""
-        b, c, f = x.shape
-        nxt = torch.cat([x[:, :, 1:], x[:, :, :1] * 0.0], dim=-1)  # (B, C, F)
-        y = x.unsqueeze(-1) * (1.0 - self.ramp) + nxt.unsqueeze(-1) * self.ramp  # (B, C, F, hop)
-        return y.reshape(b, c, f * self.hop)
+        self.amp_scale = self.source.amp_scale
 
     def cycles(self, f0: torch.Tensor, n_samples: int) -> torch.Tensor:
         """Harmonic-source cycles elapsed over the first `n_samples` of ``f0 (B, F)``: ``(B,)``.
 
-        Used by chunked conversion to carry the source phase from one chunk to the next.
+        The unwrapped phase the source reaches at sample ``n_samples - 1`` (inclusive running
+        sum of the interpolated ``f0 / sr``). Used by chunked conversion to carry the source
+        phase from one chunk to the next. Eager only: float32 interpolation (with ``ramp``,
+        as when the vocoder was written, so chunked conversion gives the same numbers), summed
+        in float64, float32 result (~3e-5 cycles resolution at 500 cycles).
         """
-        f0_s = self._upsample(f0.unsqueeze(1))[:, 0, :n_samples]
+        b, f = f0.shape
+        nxt = HarmonicNoiseSource._next(f0)
+        f0_s = f0.unsqueeze(-1) * (1.0 - self.ramp) + nxt.unsqueeze(-1) * self.ramp  # (B, F, h)
+        f0_s = f0_s.reshape(b, f * self.hop)[:, :n_samples]
         return torch.sum(f0_s.double(), dim=-1).float() / self.sample_rate
 
     def forward(
@@ -272,39 +463,10 @@ class HNVocoder(nn.Module):
         for stack in self.stacks:
             h = stack(h)
         d = self.head(F.leaky_relu(h, 0.2))  # (B, 3K, F)
-        k = self.n_bins
-        base = torch.log(torch.clamp(torch.matmul(self.mel_pinv, torch.exp(mel)), min=1e-5))
-        env_h = torch.exp(torch.clamp(base + d[:, :k], max=8.0))  # (B, K, F)
-        noise_gain = torch.sigmoid(d[:, 2 * k :] - 4.0 * voiced)  # ~0.5 unvoiced, ~0.01 voiced
-        env_n = torch.exp(torch.clamp(base + d[:, k : 2 * k], max=8.0)) * noise_gain
-        # harmonic amplitudes at k * f0 (fractional bin, linear interpolation)
-        bin_hz = self.sample_rate / self.n_fft
-        pos = self.harmonic_index * (f0.unsqueeze(1) / bin_hz)  # (B, H, F)
-        valid = (pos < (k - 2)).to(mel.dtype) * voiced
-        pos = torch.clamp(pos, max=float(k - 2))
-        lo = torch.floor(pos)
-        frac = pos - lo
-        lo_i = lo.to(torch.int64)
-        a_lo = torch.gather(env_h, 1, lo_i)
-        a_hi = torch.gather(env_h, 1, lo_i + 1)
-        amp = (a_lo + frac * (a_hi - a_lo)) * valid * self.amp_scale  # (B, H, F)
-        amp_s = self._upsample(amp)  # (B, H, T)
-        f0_s = self._upsample(f0.unsqueeze(1))  # (B, 1, T)
-        # float64 running phase: a float32 cumsum drifts by ~1e-5 cycles over a few seconds,
-        # which the k-th harmonic multiplies by k (and runtimes accumulate in other orders)
-        cyc = torch.cumsum(f0_s.to(torch.float64) / self.sample_rate, dim=-1)
-        if phase0 is not None:
-            p0 = phase0.reshape(-1, 1, 1).to(torch.float64)
-            cyc = cyc + (p0 - torch.floor(p0))
-        cyc = (cyc - torch.floor(cyc)).to(mel.dtype)  # wrapped cycles (B, 1, T)
-        harm = torch.sum(amp_s * torch.sin(2 * torch.pi * self.harmonic_index * cyc), dim=1)
         if frame_offset == 0 and n_frames <= self.noise_cos.shape[1]:
             n_cos, n_sin = self.noise_cos[:, :n_frames], self.noise_sin[:, :n_frames]
         else:  # eager chunked / very long inputs: wrap around the phase table
             idx = (torch.arange(n_frames) + frame_offset) % self.noise_cos.shape[1]
             n_cos, n_sin = self.noise_cos[:, idx], self.noise_sin[:, idx]
-        spec = torch.cat([env_n * n_cos, env_n * n_sin], dim=1)  # (B, 2K, F)
-        noise = F.conv_transpose1d(spec, self.inverse_basis, stride=self.hop)
-        start = self.n_fft // 2
-        noise = noise[:, 0, start : start + n_frames * self.hop]
-        return harm + noise  # (B, F * hop)
+        return self.source(mel, d, f0, voiced, self.mel_pinv, self.harmonic_index, n_cos, n_sin,
+                           phase0)  # (B, F * hop)

@@ -66,3 +66,17 @@ def test_converges_when_nothing_fits():
     m = Toy(["xattn"])
     res = evolve(m, score_fn=score, latency_fn=latency, budget_ms=6.5, max_rounds=5)
     assert res.history == [] and res.converged and res.met_budget
+
+
+def test_duplication_of_a_harmful_block_follows_the_paper_unless_gain_is_required():
+    def penalise_copies(m: Toy) -> float:  # a second copy of anything lowers the score
+        return score(m) - 2.0 * (len(m.architecture) - len(set(m.architecture)))
+
+    res = evolve(Toy(["res"]), score_fn=penalise_copies, latency_fn=latency, budget_ms=5.5,
+                 max_rounds=3)
+    assert [(h["action"], h["block"]) for h in res.history] == [("duplicate", "res0")]
+    assert res.history[0]["value"] == pytest.approx((0.5 - 2.0) / 2.0)
+    assert res.final_latency_ms == pytest.approx(5.0) and res.converged
+    strict = evolve(Toy(["res"]), score_fn=penalise_copies, latency_fn=latency, budget_ms=5.5,
+                    max_rounds=3, require_gain=True)
+    assert strict.history == [] and strict.converged

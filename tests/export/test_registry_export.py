@@ -23,16 +23,7 @@ CASES = [("pte", "fp32"), ("pte", "int8"), ("onnx", "fp32")]
 
 # Presets that do not export yet, with the measured error (the gate is NOT relaxed for them).
 # strict xfail: when the model is fixed the test XPASSes and fails; then delete the entry.
-KNOWN_FAILURES: dict[tuple[str, str, str], str] = {
-    ("lhq-svc-unittest", "pte", "int8"): (
-        "XNNPACK rejects an int8 convolution when the program loads "
-        "(XNNCompiler: convolution node invalid parameter)"
-    ),
-    ("lhq-svc-vocoder-hn-unittest", "pte", "int8"): (
-        "int8 SQNR -3.1 dB < 20 dB: the harmonic phase path (cumsum of f0, sin(k*phase)) "
-        "does not survive int8; HNVocoder should keep it fp32 (export_keep_fp32)"
-    ),
-}
+KNOWN_FAILURES: dict[tuple[str, str, str], str] = {}
 # Whole pipelines unroll the sampler: lowering takes minutes on the 2-core machine.
 SLOW_COMPONENTS = {"pipeline"}
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
+import torch.nn.functional as F
 
 from models.data.features import dio_f0
 from models.lhq_svc.mel import LogMel
@@ -44,6 +46,128 @@ def test_hn_phase_continues_across_chunks():
     assert (part[:4000] - full[seg]).abs().max() < 1e-2 * full.abs().max()
     restart = v(mel[:, :, off:], f0[:, off:])[0]
     assert (restart[:4000] - full[seg]).abs().max() > 0.1 * full.abs().max()
+
+
+def _old_upsample(v: HNVocoder, x: torch.Tensor) -> torch.Tensor:
+    b, c, f = x.shape
+    nxt = torch.cat([x[:, :, 1:], x[:, :, :1] * 0.0], dim=-1)
+    y = x.unsqueeze(-1) * (1.0 - v.ramp) + nxt.unsqueeze(-1) * v.ramp
+    return y.reshape(b, c, f * v.hop)
+
+
+def _old_hn_forward(v: HNVocoder, mel, f0, phase0=None, frame_offset=0):  # type: ignore[no-untyped-def]
+    """The HN vocoder as first written (elementwise upsampling, float64 cumsum over samples,
+    sum over a (B, H, T) product, conv_transpose1d noise): the reference for the rewrite."""
+    n_frames = mel.shape[-1]
+    f0 = f0[:, :n_frames]
+    voiced = (f0 > 0).to(mel.dtype).unsqueeze(1)
+    x = torch.cat([(mel - v.mel_mean) / v.mel_std, voiced], dim=1)
+    h = F.leaky_relu(v.pre(x), 0.2)
+    for stack in v.stacks:
+        h = stack(h)
+    d = v.head(F.leaky_relu(h, 0.2))
+    k = v.n_bins
+    base = torch.log(torch.clamp(torch.matmul(v.mel_pinv, torch.exp(mel)), min=1e-5))
+    env_h = torch.exp(torch.clamp(base + d[:, :k], max=8.0))
+    noise_gain = torch.sigmoid(d[:, 2 * k :] - 4.0 * voiced)
+    env_n = torch.exp(torch.clamp(base + d[:, k : 2 * k], max=8.0)) * noise_gain
+    pos = v.harmonic_index * (f0.unsqueeze(1) / (v.sample_rate / v.n_fft))
+    valid = (pos < (k - 2)).to(mel.dtype) * voiced
+    pos = torch.clamp(pos, max=float(k - 2))
+    lo = torch.floor(pos)
+    frac = pos - lo
+    lo_i = lo.to(torch.int64)
+    a_lo = torch.gather(env_h, 1, lo_i)
+    a_hi = torch.gather(env_h, 1, lo_i + 1)
+    amp = (a_lo + frac * (a_hi - a_lo)) * valid * v.amp_scale
+    amp_s = _old_upsample(v, amp)
+    f0_s = _old_upsample(v, f0.unsqueeze(1))
+    cyc = torch.cumsum(f0_s.to(torch.float64) / v.sample_rate, dim=-1)
+    if phase0 is not None:
+        p0 = phase0.reshape(-1, 1, 1).to(torch.float64)
+        cyc = cyc + (p0 - torch.floor(p0))
+    cyc = (cyc - torch.floor(cyc)).to(mel.dtype)
+    harm = torch.sum(amp_s * torch.sin(2 * torch.pi * v.harmonic_index * cyc), dim=1)
+    idx = (torch.arange(n_frames) + frame_offset) % v.noise_cos.shape[1]
+    spec = torch.cat([env_n * v.noise_cos[:, idx], env_n * v.noise_sin[:, idx]], dim=1)
+    noise = F.conv_transpose1d(spec, v.inverse_basis, stride=v.hop)
+    start = v.n_fft // 2
+    return harm + noise[:, 0, start : start + n_frames * v.hop]
+
+
+def _trained_like_vocoder(seed: int = 0) -> HNVocoder:
+    torch.manual_seed(seed)
+    v = HNVocoder(channels=16).eval()
+    with torch.no_grad():
+        for p in v.parameters():
+            p.normal_(0.0, 0.05)
+    return v
+
+
+def _hard_f0(frames: int, batch: int = 2) -> torch.Tensor:
+    """Slow drift, unvoiced stretches, an octave jump, very low and high F0, seeded."""
+    g = torch.Generator().manual_seed(3)
+    f0 = 150 + 3 * torch.randn(batch, frames, generator=g).cumsum(-1)
+    f0 = f0.clamp(70.0, 700.0)
+    f0[:, 20:60] = 0.0  # unvoiced stretch
+    f0[0, frames // 2 :] *= 2.0  # octave jump
+    f0[-1, -30:-20] = 0.0
+    f0[-1, :10] = 55.0  # low: every harmonic below Nyquist
+    f0[0, -5:] = 0.0  # ends unvoiced
+    return f0
+
+
+@pytest.mark.parametrize(
+    ("phase0", "frame_offset"),
+    [(None, 0), ((0.3, 7.9), 0), ((-2.25, 0.5), 77), (None, 4090)],
+    ids=["plain", "phase0", "phase0-offset", "offset-wraps-noise-table"],
+)
+def test_hn_rewrite_matches_the_original_formula(phase0, frame_offset):
+    v = _trained_like_vocoder()
+    frames = 400  # 3.2 s: the phase has accumulated ~1000 cycles by the end
+    g = torch.Generator().manual_seed(1)
+    mel = -5 + 0.7 * torch.randn(2, 80, frames, generator=g)
+    f0 = _hard_f0(frames)
+    p0 = None if phase0 is None else torch.tensor(phase0)
+    with torch.no_grad():
+        ref = _old_hn_forward(v, mel, f0, p0, frame_offset)
+        out = v(mel, f0, p0, frame_offset)
+    assert out.shape == ref.shape == (2, frames * 128)
+    scale = float(ref.abs().max())
+    assert scale > 0.05
+    assert float((out - ref).abs().max()) <= 1e-4 * scale
+
+
+def test_hn_cycles_is_the_phase_reached_by_the_source():
+    v = _trained_like_vocoder()
+    f0 = _hard_f0(300)
+    cyc = v.source.phase(f0)[:, 0]  # wrapped source phase (B, T)
+    for n in (1, 127, 128, 129, 5000, 300 * 128):
+        f0_s = _old_upsample(v, f0.unsqueeze(1).double())[:, 0, :n]
+        ref = f0_s.sum(-1) / v.sample_rate  # float64
+        assert torch.allclose(v.cycles(f0, n).double(), ref, rtol=1e-6, atol=1e-6)
+        # the phase the source reaches at sample n - 1 is cycles(f0, n) mod 1
+        diff = (cyc[:, n - 1].double() - ref % 1.0).abs()
+        assert float(torch.minimum(diff, 1 - diff).max()) < 2e-6
+
+
+def test_hn_fixed_weights_stay_out_of_the_checkpoint():
+    v = HNVocoder(channels=16)
+    keys = set(v.state_dict())
+    assert {"mel_pinv", "inverse_basis", "noise_cos", "noise_sin", "ramp",
+            "harmonic_index"} <= keys
+    assert not any(k.startswith("source.") for k in keys)
+    assert HNVocoder.export_keep_fp32 == ("source",)
+    w = HNVocoder(channels=16).eval()
+    w.load_state_dict(v.state_dict(), strict=True)
+    # the fixed source weights (plain tensors, not buffers) follow .double() / .to()
+    mel = -5 + torch.randn(1, 80, 30, generator=torch.Generator().manual_seed(0))
+    f0 = torch.full((1, 30), 200.0)
+    with torch.no_grad():
+        y32 = w(mel, f0)
+        y64 = w.double()(mel.double(), f0.double())
+    assert y64.dtype == torch.float64
+    assert float((y64 - y32.double()).abs().max()) < 1e-4 * float(y32.abs().max())
 
 
 def test_stft_loss():

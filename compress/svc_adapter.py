@@ -1,0 +1,134 @@
+"""Exported or quantized SVC graphs seen as pipelines, so :mod:`compress.scores` can score them.
+
+The on-device graph of an :class:`~models.lhq_svc.pipeline.SVCPipeline` takes one fixed-length
+chunk: ``(audio (1, T), speaker (1,), shift (1,)) -> audio (1, T)``. :class:`ChunkedSVC` wraps
+any such callable — an ExecuTorch program (:class:`export.runtime.PteRunner`), a PT2E-converted
+graph, the eager module — and converts inputs of any length the way an app does: chunks of T
+samples with a linear crossfade over a quarter chunk, the last chunk zero-padded. Its
+fingerprint (for the score cache) is a hash of a caller-given tag, e.g. the ``.pte`` sha256.
+
+:func:`eager_ms_per_audio_s` times the eager teacher the same way for the speed comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from compress.errors import CompressError
+
+Graph = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Any]
+
+
+def _first(out: Any) -> torch.Tensor:
+    if isinstance(out, list | tuple):
+        out = out[0]
+    if not isinstance(out, torch.Tensor):
+        raise CompressError(f"the SVC graph returned {type(out).__name__}, expected a tensor")
+    return out
+
+
+class ChunkedSVC(nn.Module):
+    """A fixed-chunk SVC graph with the ``convert_long`` / ``speaker_index`` of a pipeline."""
+
+    tag: torch.Tensor
+
+    def __init__(
+        self,
+        graph: Graph,
+        chunk_samples: int,
+        speakers: Sequence[str],
+        sample_rate: int,
+        tag: str,
+    ) -> None:
+        super().__init__()
+        if chunk_samples < 4:
+            raise CompressError(f"chunk_samples must be >= 4, got {chunk_samples}")
+        # kept outside the module tree: eval() / state_dict() must not reach into the graph
+        object.__setattr__(self, "graph", graph)
+        self.chunk = int(chunk_samples)
+        self.speakers = list(speakers)
+        self.sample_rate = int(sample_rate)
+        digest = hashlib.sha256(tag.encode()).digest()[:16]
+        self.register_buffer("tag", torch.tensor(list(digest), dtype=torch.uint8))
+
+    def speaker_index(self, name: str) -> int:
+        if name not in self.speakers:
+            raise KeyError(f"unknown speaker {name!r}; valid: {', '.join(self.speakers)}")
+        return self.speakers.index(name)
+
+    @torch.no_grad()
+    def run_chunk(self, audio: np.ndarray, speaker: int, shift: float) -> np.ndarray:
+        """One call of the graph on exactly `chunk` samples (zero-padded when shorter)."""
+        x = np.zeros(self.chunk, dtype=np.float32)
+        n = min(len(audio), self.chunk)
+        x[:n] = audio[:n]
+        out = _first(self.graph(torch.from_numpy(x).unsqueeze(0),
+                                torch.tensor([speaker], dtype=torch.long),
+                                torch.tensor([float(shift)])))
+        return out.reshape(-1).detach().float().numpy()[:n]
+
+    @torch.no_grad()
+    def convert_long(
+        self, audio: Any, speaker: int, shift: float = 0.0, **_: Any
+    ) -> np.ndarray:
+        """Convert `audio` (T,) chunk by chunk with a linear crossfade over a quarter chunk.
+
+        Sampler arguments of :meth:`SVCPipeline.convert_long` are accepted and ignored: the
+        graph has its sampler baked in.
+        """
+        wav = np.asarray(audio, dtype=np.float32).reshape(-1)
+        total = len(wav)
+        if total <= self.chunk:
+            return self.run_chunk(wav, speaker, shift)
+        overlap = self.chunk // 4
+        step = self.chunk - overlap
+        out = np.zeros(total, dtype=np.float32)
+        fade = np.linspace(0.0, 1.0, overlap, endpoint=False, dtype=np.float32)
+        for i, s in enumerate(range(0, total - overlap, step)):
+            y = self.run_chunk(wav[s : s + self.chunk], speaker, shift)
+            if i > 0:
+                n = min(overlap, len(y))
+                y[:n] *= fade[:n]
+                out[s : s + n] *= 1.0 - fade[:n]
+            out[s : s + len(y)] += y
+        return out
+
+
+def eager_ms_per_audio_s(
+    model: Any,
+    audio: torch.Tensor,
+    steps: int,
+    *,
+    repeats: int = 3,
+    threads: int = 1,
+    speaker: int = 0,
+) -> dict[str, Any]:
+    """Median wall time of ``model.convert`` (DDIM, `steps` steps, torch F0) per audio second.
+
+    Runs with `threads` torch threads (restored afterwards) after one warm-up call.
+    """
+    seconds = audio.numel() / model.sample_rate
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model.eval()
+        model.convert(audio, speaker, 0.0, steps=steps, f0_method="torch")
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model.convert(audio, speaker, 0.0, steps=steps, f0_method="torch")
+            times.append((time.perf_counter() - t0) * 1000.0)
+    finally:
+        torch.set_num_threads(old)
+    p50 = statistics.median(times)
+    return {"p50_ms": p50, "ms_per_audio_s": p50 / seconds, "rtf": p50 / 1000.0 / seconds,
+            "audio_seconds": seconds, "threads": threads, "steps": steps,
+            "samples_ms": times}

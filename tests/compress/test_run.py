@@ -1,0 +1,195 @@
+"""`compress run` end to end on the tiny preset, its resume after a kill, and its parts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from compress import latency_probe as lp
+from compress.latency_table import LatencyStats
+from compress.quantize import choose_fp32, layer_groups, predicted_sqnr_db, sqnr_db
+from compress.svc_adapter import ChunkedSVC
+from models import registry
+
+UT_CONFIG = """\
+name: ut
+data: {source: synthetic, singers: 2, minutes: 0.3}
+model: {name: lhq-svc-unittest}
+train: {steps: 20, content_steps: 10, vocoder_steps: 10, batch_size: 2}
+robust: {steps: 5}
+latency: {warmup: 1, iterations: 5}
+evolve: {budget_fraction: 0.5, max_rounds: 2, finetune_steps: 2, val_clips: 2, val_seconds: 1.0}
+distill: {teacher_steps: 4, steps_per_stage: 3}
+quantize: {calibration_clips: 2}
+export: {chunk_seconds: 0.25}
+bench: {iterations: 5, warmup: 1, repeats: 1, teacher_steps: 4, eval_clips: 2, eval_seconds: 1.0}
+"""
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _compress(*args: str, cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, LHQ_MOBILE_LATENCY_CACHE=str(cwd / "latency_cache"))
+    return subprocess.Popen([sys.executable, "-m", "compress", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_run_resumes_after_a_kill_and_writes_the_report(tmp_path: Path) -> None:
+    cfg = tmp_path / "ut.yaml"
+    cfg.write_text(UT_CONFIG)
+    run = tmp_path / "run"
+    # 1) start, kill -9 while the latency stage runs
+    p = _compress("run", str(cfg), "--out", str(run), cwd=tmp_path)
+    deadline = time.time() + 600
+    while not (run / "03_latency").exists():
+        assert p.poll() is None, p.stdout.read() if p.stdout else ""
+        assert time.time() < deadline, "the run never reached the latency stage"
+        time.sleep(0.5)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (run / "03_latency" / "done.json").exists()
+    done = {d: (run / d / "done.json").read_text()
+            for d in ("00_data", "01_teacher", "02_robust")}
+    teacher_sha = _sha(run / "01_teacher" / "model.safetensors")
+    robust_sha = _sha(run / "02_robust" / "model.safetensors")
+    # 2) re-run: finished stages reused untouched, the rest runs to the end
+    p = _compress("run", str(cfg), "--out", str(run), cwd=tmp_path)
+    out, _ = p.communicate(timeout=1500)
+    assert p.returncode == 0, out
+    for name in ("data", "teacher", "robust"):
+        assert f"{name}: reused" in out
+    assert "stage 03 latency: done" in out
+    for d, text in done.items():
+        assert (run / d / "done.json").read_text() == text
+    assert _sha(run / "01_teacher" / "model.safetensors") == teacher_sha
+    assert _sha(run / "02_robust" / "model.safetensors") == robust_sha
+
+    rep = json.loads((run / "report.json").read_text())
+    for key in ("teacher", "student"):
+        for k in ("params", "size_mb", "latency_ms_per_audio_s", "rtf", "scores"):
+            assert k in rep[key], (key, k)
+        assert rep[key]["latency_ms_per_audio_s"] > 0
+        assert 0.0 < rep[key]["scores"]["speaker_similarity"] <= 1.0
+    assert rep["target"] == "host"
+    assert rep["budget_ms"] > 0 and rep["speedup"] > 0
+    assert math.isfinite(rep["latency_table"]["prediction_error_pct"])
+    assert rep["evolution"], "the evolution made no decision"
+    for r in rep["evolution"]:
+        assert r["action"] in ("remove", "duplicate") and math.isfinite(r["value"])
+    ptes = [Path(v) for v in rep["artifacts"].values() if str(v).endswith(".pte")]
+    assert ptes and all(p.is_file() and p.stat().st_size > 1000 for p in ptes)
+    sidecar = json.loads(ptes[-1].with_suffix(".json").read_text())
+    assert sidecar["parity"]["passed"] is True
+    assert sidecar["parity"]["sqnr_db"] >= 20.0
+    assert rep["quant_sensitivity"] and all("kept_fp32" in r for r in rep["quant_sensitivity"])
+    assert (run / "report.html").read_text().count("<audio") >= 3
+    # 3) a finished run re-runs as a no-op
+    p = _compress("run", str(cfg), "--out", str(run), cwd=tmp_path)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out
+    assert out.count(": reused") == 10
+
+
+def test_run_refuses_a_run_dir_of_another_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text(UT_CONFIG)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"digest": "0" * 16}))
+    p = _compress("run", str(cfg), "--out", str(tmp_path / "run"), cwd=tmp_path)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 1
+    assert "different config" in out and out.strip().count("\n") < 3
+
+
+def test_run_rejects_a_bad_target(tmp_path: Path) -> None:
+    p = _compress("run", "--target", "phone", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 1 and "latency target" in out
+
+
+# ---- parts ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ut_pipeline() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return registry.get("lhq-svc-unittest").build().eval()
+
+
+def test_layer_groups_split_the_decoder_and_skip_fp32_modules(ut_pipeline) -> None:
+    groups = layer_groups(ut_pipeline, ut_pipeline.export_keep_fp32)
+    n = len(ut_pipeline.architecture)
+    assert [g for g in groups if g.startswith("decoder.blocks.")] == [
+        f"decoder.blocks.{i}" for i in range(n)]
+    assert "content" in groups and "conditioner" in groups
+    assert not any(g.startswith(("vocoder", "f0", "mel")) for g in groups)
+
+
+def test_choose_fp32_keeps_noisy_groups_until_the_floor_is_cleared() -> None:
+    rows = [{"layer": "a", "sqnr_db": 40.0, "score_drop": 0.0},
+            {"layer": "b", "sqnr_db": 20.0, "score_drop": 0.0},
+            {"layer": "c", "sqnr_db": 35.0, "score_drop": 0.05}]
+    assert predicted_sqnr_db([20.0, 20.0]) == pytest.approx(20.0 - 10 * math.log10(2))
+    keep = choose_fp32(rows, score_threshold=0.02, sqnr_floor_db=20.0, margin_db=3.0)
+    assert keep == ["c", "b"]  # c by its score drop, then b (a alone gives 40 dB)
+    assert [r["kept_fp32"] for r in rows] == [False, True, True]
+    assert choose_fp32([dict(r) for r in rows], score_threshold=1.0, sqnr_floor_db=10.0,
+                       margin_db=0.0) == []
+
+
+def test_sqnr_db() -> None:
+    ref = [torch.ones(10)]
+    assert sqnr_db(ref, [torch.ones(10)]) == math.inf
+    assert sqnr_db(ref, [torch.ones(10) * 1.1]) == pytest.approx(20.0)
+
+
+def test_chunked_svc_matches_the_graph_on_one_chunk_and_crossfades(ut_pipeline) -> None:
+    m = ut_pipeline
+    n = 2048
+    calls = []
+
+    def graph(a, s, sh):
+        calls.append(tuple(a.shape))
+        return [a * 0.5]
+
+    svc = ChunkedSVC(graph, n, m.speakers, m.sample_rate, "t")
+    x = np.random.default_rng(0).standard_normal(5000).astype(np.float32)
+    y = svc.convert_long(x, 0, 0.0, steps=50)
+    assert y.shape == x.shape and all(c == (1, n) for c in calls)
+    np.testing.assert_allclose(y, 0.5 * x, atol=1e-6)  # crossfade of equal signals
+    assert svc.speaker_index(m.speakers[1]) == 1
+    with pytest.raises(KeyError):
+        svc.speaker_index("nobody")
+
+
+def test_block_inputs_and_only_block(ut_pipeline) -> None:
+    m = lp.with_device_steps(registry.get("lhq-svc-unittest").build().eval(), 1)
+    inputs = registry.get("lhq-svc-unittest").example_inputs(m)
+    ins = lp.block_inputs(m, inputs)
+    assert len(ins) == len(m.architecture)
+    h, _, cond = ins[0]
+    assert h.shape[1] == m.decoder.channels and cond.shape[-1] == h.shape[-1]
+    one = lp.only_block(m, 1)
+    assert one.architecture == [m.architecture[1]] and len(m.architecture) == 3
+    probe = lp.BlockProbe(m.decoder.blocks[1])
+    torch.testing.assert_close(probe(*ins[1]), m.decoder.blocks[1](*ins[1]))
+    assert lp.model_tag(m) == lp.model_tag(lp.with_device_steps(one, 4))
+
+
+def test_latency_difference() -> None:
+    a = LatencyStats(10.0, 11.0, 9.0, 12.0, 20)
+    b = LatencyStats(2.0, 2.5, 1.5, 3.0, 10)
+    d = lp.difference(a, b)
+    assert (d.p50_ms, d.mean_ms, d.min_ms, d.p90_ms, d.n) == (8.0, 8.5, 7.5, 9.0, 10)
