@@ -77,7 +77,7 @@ class LatencyConfig:
     threads: int = option(1, lo=1, hi=64)
     warmup: int = option(3, lo=0)
     iterations: int = option(20, lo=1)
-    repeats: int = option(3, lo=1, help="runner processes per probe (samples pooled)")
+    repeats: int = option(3, lo=1, help="interleaved timing rounds per probe (samples pooled)")
     table: str | None = option(None, help="reuse a saved latency table (JSON)")
 
     def problems(self, path: str) -> list[Problem]:
@@ -93,13 +93,16 @@ class EvolveConfig:
         0.75, lo=0.0, hi=1.0,
         help="without budget_ms: base + this fraction of the teacher's block latency",
     )
-    score: str = "speaker_similarity"
+    score: str = option("sim_stoi", help="a registered score (compress/scores.py)")
     max_rounds: int = option(4, lo=0)
     require_gain: bool = option(
         False, help="duplicate only when the score rises (the paper duplicates the best block)"
     )
+    swap: bool = option(
+        True, help="under budget with no room to duplicate: try improving duplicate+remove pairs"
+    )
     finetune_steps: int = option(80, lo=0)
-    val_clips: int = option(3, lo=1)
+    val_clips: int = option(4, lo=1)
     val_seconds: float = option(3.0, lo=0.5, hi=60.0)
 
     def problems(self, path: str) -> list[Problem]:

@@ -11,8 +11,14 @@ removed ("modules that contribute to latency but not performance"); once under b
 with the *highest* duplication value ("the highest performance contribution") is duplicated if
 the result still fits — as the paper states it, whatever the sign of the value; with
 ``require_gain`` only a duplication that raises the score is taken. A short robust fine-tune runs
-between rounds. The search stops when under budget and no duplication fits (convergence), or
-after ``max_rounds``.
+between rounds.
+
+When under budget but no duplication fits, a **swap** is tried (``swap=True``): duplicate block
+d (its value as above, though the copy alone overshoots) and then remove block r, the pair
+chosen by the best score among pairs that fit; it is taken only if that score beats the current
+one, so swaps strictly improve the score and the search cannot cycle. Both halves are recorded
+as their own decisions. The search stops when under budget and neither a duplication nor an
+improving swap fits (convergence), or after ``max_rounds``.
 
 The model only needs the evolvable-block API: ``block_names()``, ``remove_block(name)``,
 ``duplicate_block(name)`` and ``architecture``. The history is a list of plain records and
@@ -95,6 +101,7 @@ def evolve(
     min_blocks: int = 1,
     on_round: Callable[[dict[str, Any]], None] | None = None,
     require_gain: bool = False,
+    swap: bool = True,
 ) -> EvolutionResult:
     """Evolve `model` in place under `budget_ms` (see the module docstring).
 
@@ -132,6 +139,24 @@ def evolve(
                         continue  # would not fit
                     value = (score - cur_score) / d_lat
                 options.append((value, action, name, score, lat))
+        if not options and not over and swap:
+            pair = _best_swap(model, score_fn, latency_fn, budget_ms, cur_score, cur_lat, rnd,
+                              res, min_blocks)
+            if pair is not None:
+                for rec in pair:
+                    apply_action(model, rec["action"], rec["block"])
+                if finetune_fn is not None:
+                    finetune_fn(model, rnd)
+                    pair[-1]["score"] = score_fn(model)
+                pair[-1]["architecture"] = list(model.architecture)
+                for rec in pair:
+                    res.history.append(rec)
+                    log.info("evolve round %d: %s %s (value %.4g, swap)", rnd, rec["action"],
+                             rec["block"], rec["value"])
+                    if on_round is not None:
+                        on_round(rec)
+                cur_score, cur_lat = pair[-1]["score"], pair[-1]["latency_ms"]
+                continue
         if not options:
             res.converged = not over
             break
@@ -163,3 +188,50 @@ def evolve(
     res.final_score, res.final_latency_ms = cur_score, cur_lat
     res.met_budget = cur_lat <= budget_ms
     return res
+
+
+def _best_swap(
+    model: Evolvable,
+    score_fn: Callable[[Any], float],
+    latency_fn: Callable[[list[str]], float],
+    budget_ms: float,
+    cur_score: float,
+    cur_lat: float,
+    rnd: int,
+    res: EvolutionResult,
+    min_blocks: int,
+) -> list[dict[str, Any]] | None:
+    """The best improving (duplicate d, remove r) pair under the budget, as two records."""
+    best: tuple[float, list[dict[str, Any]]] | None = None
+    start = list(model.architecture)
+    for d in model.block_names():
+        dup = copy.deepcopy(model)
+        apply_action(dup, "duplicate", d)
+        lat_d = latency_fn(list(dup.architecture))
+        score_d = score_fn(dup)
+        res.evaluated.append(Candidate(list(dup.architecture), score_d, lat_d, "duplicate", d,
+                                       rnd))
+        if lat_d - cur_lat <= 1e-9 or len(dup.block_names()) <= min_blocks:
+            continue
+        for r in dup.block_names():
+            cand = copy.deepcopy(dup)
+            apply_action(cand, "remove", r)
+            if list(cand.architecture) == start:
+                continue  # undoes the duplication
+            lat = latency_fn(list(cand.architecture))
+            if lat > budget_ms or lat_d - lat <= 1e-9:
+                continue
+            score = score_fn(cand)
+            res.evaluated.append(Candidate(list(cand.architecture), score, lat, "remove", r,
+                                           rnd))
+            if score <= cur_score or (best is not None and score <= best[0]):
+                continue
+            best = (score, [
+                {"round": rnd, "action": "duplicate", "block": d,
+                 "value": (score_d - cur_score) / (lat_d - cur_lat), "score": score_d,
+                 "latency_ms": lat_d, "architecture": list(dup.architecture), "swap": True},
+                {"round": rnd, "action": "remove", "block": r,
+                 "value": (score_d - score) / (lat_d - lat), "score": score,
+                 "latency_ms": lat, "architecture": list(cand.architecture), "swap": True},
+            ])
+    return None if best is None else best[1]

@@ -117,16 +117,20 @@ def block_inputs(
     return out
 
 
-def _export_and_time(
+Samples = Callable[[Path, tuple[torch.Tensor, ...]], list[float]]
+
+
+def export_probe(
     module: nn.Module,
     inputs: tuple[torch.Tensor, ...],
     calibration: list[tuple[torch.Tensor, ...]],
     precision: str,
     name: str,
     out_dir: Path,
-    measure_fn: Callable[[Path, tuple[torch.Tensor, ...]], LatencyStats],
     keep_fp32: Sequence[str] = (),
-) -> tuple[LatencyStats, dict[str, Any]]:
+    only_modules: Sequence[str] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Export one probe to ``.pte`` (recorded parity, no gate); its path and details."""
     from export.pte import export_pte
 
     res = export_pte(
@@ -140,28 +144,37 @@ def _export_and_time(
         else None,
         gate=PROBE_GATE,
         keep_fp32=keep_fp32,
+        only_modules=only_modules if precision == "int8" else None,
     )
-    stats = measure_fn(Path(res.path), inputs)
-    return stats, {"pte": str(res.path), "size_bytes": Path(res.path).stat().st_size,
-                   "parity_sqnr_db": res.parity.get("sqnr_db")}
+    path = Path(str(res.path))
+    return path, {"pte": str(path), "size_bytes": path.stat().st_size,
+                  "parity_sqnr_db": res.parity.get("sqnr_db")}
 
 
-def bench_measure_fn(
-    target: str, threads: int, warmup: int, iterations: int, work: Path, repeats: int = 1
-) -> Callable[[Path, tuple[torch.Tensor, ...]], LatencyStats]:
-    """``(pte, inputs) -> LatencyStats`` via :func:`device_bench.api.measure` on `target`."""
+def measure_rounds(
+    jobs: dict[str, tuple[Path, tuple[torch.Tensor, ...]]], samples_fn: Samples, rounds: int
+) -> dict[str, LatencyStats]:
+    """Time every job `rounds` times, interleaved (job A, B, C, A, B, C, ...), and pool each
+    job's samples: a slow spell of a shared machine then hits all jobs alike instead of one."""
+    pooled: dict[str, list[float]] = {k: [] for k in jobs}
+    for _ in range(max(1, rounds)):
+        for k, (pte, inputs) in jobs.items():
+            pooled[k] += samples_fn(pte, inputs)
+    return {k: LatencyStats.from_samples(v) for k, v in pooled.items()}
+
+
+def bench_samples_fn(
+    target: str, threads: int, warmup: int, iterations: int, work: Path
+) -> Samples:
+    """``(pte, inputs) -> latency samples (ms)`` via :func:`device_bench.api.measure`."""
     from device_bench.api import measure
     from device_bench.protocol import write_input_file
 
-    def fn(pte: Path, inputs: tuple[torch.Tensor, ...]) -> LatencyStats:
+    def fn(pte: Path, inputs: tuple[torch.Tensor, ...]) -> list[float]:
         raw = write_input_file(inputs, pte.with_suffix(".inputs.raw"))
         res = measure(pte, target, warmup=warmup, iterations=iterations, threads=threads,
-                      repeats=repeats, input_file=raw, out_dir=work / "bench_raw").to_dict()
-        samples = [x for r in res["repeats"] for x in r.get("latencies_ms", [])]
-        if not samples:
-            m = res["metrics"]
-            samples = [m["p50_inference_latency(ms)"]]
-        return LatencyStats.from_samples(samples)
+                      input_file=raw, out_dir=work / "bench_raw").to_dict()
+        return [float(x) for r in res["repeats"] for x in r.get("latencies_ms", [])]
 
     return fn
 
@@ -175,14 +188,19 @@ def measure_table(
     fingerprint: dict[str, Any],
     precisions: Sequence[str],
     out_dir: Path,
-    measure_fn: Callable[[Path, tuple[torch.Tensor, ...]], LatencyStats],
+    samples_fn: Samples,
+    rounds: int = 3,
     keep_fp32: Sequence[str] = (),
+    only_modules: Sequence[str] | None = None,
+    whole: str | None = None,
     progress: Callable[[str], None] | None = None,
-) -> tuple[LatencyTable, dict[str, Any]]:
+) -> tuple[LatencyTable, dict[str, Any], LatencyStats | None]:
     """Measure ``base`` and one block of every kind in `model` at `inputs`' shapes.
 
     `model` is an SVC pipeline set to one device step; `calibration` are real-clip input
-    tuples. Returns the table and per-probe details (paths, sizes, parity).
+    tuples. With `whole` (a precision), the whole model is exported too and timed in the same
+    interleaved rounds (for validation). Returns the table, per-probe details and the whole
+    model's statistics (or None).
     """
     tag = model_tag(model)
     table = LatencyTable(target, fingerprint)
@@ -195,31 +213,42 @@ def measure_table(
         kinds.setdefault(k, i)
     per_block = block_inputs(model, inputs)
     calib_blocks = [block_inputs(model, c) for c in calibration]
+    jobs: dict[str, tuple[Path, tuple[torch.Tensor, ...]]] = {}
     for precision in precisions:
         if progress:
-            progress(f"base {precision}")
-        one, det = _export_and_time(base, inputs, calibration, precision,
-                                    f"probe-base-{precision}", out_dir, measure_fn, keep_fp32)
-        details[f"base|{precision}"] = det
-        block_stats: dict[str, LatencyStats] = {}
+            progress(f"export base {precision}")
+        path, details[f"base|{precision}"] = export_probe(
+            base, inputs, calibration, precision, f"probe-base-{precision}", out_dir,
+            keep_fp32, only_modules)
+        jobs[f"base|{precision}"] = (path, inputs)
         for kind, idx in kinds.items():
             if progress:
-                progress(f"{kind} {precision}")
+                progress(f"export {kind} {precision}")
             probe = BlockProbe(copy.deepcopy(model.decoder.blocks[idx])).eval()
-            stats, det = _export_and_time(
+            path, details[f"{kind}|{precision}"] = export_probe(
                 probe, per_block[idx], [cb[idx] for cb in calib_blocks], precision,
-                f"probe-{kind}-{precision}", out_dir, measure_fn,
-            )
-            table.add(kind_key(kind, tag), shape, precision, stats)
-            details[f"{kind}|{precision}"] = det
-            block_stats[kind] = stats
-        first_kind = model.architecture[first]
+                f"probe-{kind}-{precision}", out_dir)
+            jobs[f"{kind}|{precision}"] = (path, per_block[idx])
+    if whole is not None:
+        if progress:
+            progress(f"export whole {whole}")
+        path, details["whole"] = export_probe(model, inputs, calibration, whole,
+                                              "probe-whole-teacher", out_dir, keep_fp32,
+                                              only_modules)
+        jobs["whole"] = (path, inputs)
+    if progress:
+        progress(f"timing {len(jobs)} programs on {target}, {rounds} interleaved rounds")
+    stats = measure_rounds(jobs, samples_fn, rounds)
+    first_kind = model.architecture[first]
+    for precision in precisions:
+        for kind in kinds:
+            table.add(kind_key(kind, tag), shape, precision, stats[f"{kind}|{precision}"])
         table.add(kind_key(BASE, tag), shape, precision,
-                  difference(one, block_stats[first_kind]))
+                  difference(stats[f"base|{precision}"], stats[f"{first_kind}|{precision}"]))
         details[f"base|{precision}"]["base_from"] = (
             f"one-{first_kind}-block pipeline minus the block"
         )
-    return table, details
+    return table, details, stats.get("whole")
 
 
 def predictor(
@@ -260,18 +289,3 @@ def calibrate(table: LatencyTable, model: Any, shape: Sequence[int], precision: 
                            min_ms=measured.min_ms - raw, p90_ms=measured.p90_ms - raw,
                            n=measured.n))
     return delta
-
-
-def measure_whole(
-    model: Any,
-    inputs: tuple[torch.Tensor, ...],
-    calibration: list[tuple[torch.Tensor, ...]],
-    precision: str,
-    name: str,
-    out_dir: Path,
-    measure_fn: Callable[[Path, tuple[torch.Tensor, ...]], LatencyStats],
-    keep_fp32: Sequence[str] = (),
-) -> tuple[LatencyStats, dict[str, Any]]:
-    """Export and time the whole pipeline (for validating predictions)."""
-    return _export_and_time(model, inputs, calibration, precision, name, out_dir, measure_fn,
-                            keep_fp32)

@@ -13,7 +13,10 @@ Registered scores (``score_names()``):
 * ``stoi`` / ``pesq`` — against the target's ground-truth rendering;
 * ``neg_lsd`` / ``neg_mcd`` — negated log-spectral / mel-cepstral distance (dB);
 * ``chroma_accuracy`` — F0 raw chroma accuracy of the output vs the source melody + shift;
-* ``neg_f0_rmse_cents`` — negated F0 RMSE (cents) on frames voiced in both.
+* ``neg_f0_rmse_cents`` — negated F0 RMSE (cents) on frames voiced in both;
+* ``sim_stoi`` — the mean of ``speaker_similarity`` and ``stoi``: timbre and intelligibility
+  together (the default score of ``compress run``'s search: with speaker similarity alone the
+  search removed the blocks that carry content — see README).
 """
 
 from __future__ import annotations
@@ -154,6 +157,8 @@ _SCORES: dict[str, Score] = {
     "neg_mcd": lambda m, e: -_with_reference(m, e, metrics.mel_cepstral_distance),
     "chroma_accuracy": lambda m, e: _f0(m, e, "raw_chroma_accuracy"),
     "neg_f0_rmse_cents": lambda m, e: -_f0(m, e, "f0_rmse_cents"),
+    "sim_stoi": lambda m, e: 0.5 * (speaker_similarity(m, e)
+                                    + _with_reference(m, e, metrics.stoi)),
 }
 
 

@@ -273,29 +273,36 @@ def stage_latency(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
             _say(ctx, f"latency: saved table does not fit this run ({exc}); measuring")
             table, source = None, "measured"
     details: dict[str, Any] = {}
-    measure_fn = lp.bench_measure_fn(target, threads, cfg.latency.warmup,
-                                     cfg.latency.iterations, out, cfg.latency.repeats)
+    samples_fn = lp.bench_samples_fn(target, threads, cfg.latency.warmup,
+                                     cfg.latency.iterations, out)
+    only = list(getattr(model, "export_int8_modules", ()) or ()) or None
+    whole = None
     if table is None:
-        _say(ctx, f"latency: measuring blocks on {target} (fp32, int8)")
-        table, details = lp.measure_table(
+        _say(ctx, f"latency: measuring blocks on {target} (fp32, int8) and the whole teacher "
+                  f"architecture ({precision})")
+        table, details, whole = lp.measure_table(
             model, inputs, calib, target=target, fingerprint=fp, precisions=("fp32", "int8"),
-            out_dir=out / "probes", measure_fn=measure_fn, keep_fp32=model.export_keep_fp32,
-            progress=lambda s: _say(ctx, f"latency: probe {s}"),
+            out_dir=out / "probes", samples_fn=samples_fn, rounds=cfg.latency.repeats,
+            keep_fp32=model.export_keep_fp32, only_modules=only, whole=precision,
+            progress=lambda s: _say(ctx, f"latency: {s}"),
         )
-    raw_predict = lp.predictor(table, model, shape, precision, calibrated=False)
-    predicted = raw_predict(list(model.architecture))
+    elif not target.startswith("adb:"):
+        _say(ctx, f"latency: validating the saved table on the whole teacher ({precision})")
+        pte, details["whole"] = lp.export_probe(model, inputs, calib, precision,
+                                                "probe-whole-teacher", out / "probes",
+                                                model.export_keep_fp32, only)
+        whole = lp.measure_rounds({"whole": (pte, inputs)}, samples_fn,
+                                  cfg.latency.repeats)["whole"]
+    predicted = lp.predictor(table, model, shape, precision, calibrated=False)(
+        list(model.architecture))
     calibration = None
-    if not (target.startswith("adb:") and source != "measured"):
-        _say(ctx, f"latency: validating on the whole teacher architecture ({precision})")
-        stats, det = lp.measure_whole(model, inputs, calib, precision, "probe-whole-teacher",
-                                      out / "probes", measure_fn, model.export_keep_fp32)
+    if whole is not None:
         table.record_validation(
             f"teacher architecture {model.architecture} ({precision}, sum of parts)",
-            predicted, stats.p50_ms)
+            predicted, whole.p50_ms)
         if source == "measured":
-            calibration = lp.calibrate(table, model, shape, precision, stats,
+            calibration = lp.calibrate(table, model, shape, precision, whole,
                                        list(model.architecture))
-        details["whole-teacher"] = det
     path = table.save(out)
     try:
         cache = table.save(latency_cache_dir())
@@ -364,7 +371,7 @@ def stage_evolve(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
               f"score {ec.score} on {len(eval_set.items)} clips")
     res = evolve(model, score_fn=lambda m: score(m, eval_set), latency_fn=_latency_fn(ctx, model),
                  budget_ms=budget["budget_ms"], max_rounds=ec.max_rounds, finetune_fn=finetune,
-                 require_gain=ec.require_gain,
+                 require_gain=ec.require_gain, swap=ec.swap,
                  on_round=lambda r: _say(ctx, f"evolve: round {r['round']}: {r['action']} "
                                               f"{r['block']} (value {r['value']:.4g}) -> "
                                               f"{r['latency_ms']:.2f} ms"))

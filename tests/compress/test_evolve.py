@@ -80,3 +80,19 @@ def test_duplication_of_a_harmful_block_follows_the_paper_unless_gain_is_require
     strict = evolve(Toy(["res"]), score_fn=penalise_copies, latency_fn=latency, budget_ms=5.5,
                     max_rounds=3, require_gain=True)
     assert strict.history == [] and strict.converged
+
+
+def test_swap_duplicates_then_removes_when_a_copy_alone_does_not_fit():
+    # [junk, res]: 1 + 4 + 2 = 7 ms under a 7.5 ms budget; duplicating res (9 ms) does not fit,
+    # but duplicating res and removing junk (5 ms) does, and scores higher
+    m = Toy(["junk", "res"])
+    res = evolve(m, score_fn=score, latency_fn=latency, budget_ms=7.5, max_rounds=3)
+    acts = [(h["action"], h["block"], h.get("swap")) for h in res.history]
+    assert acts[:2] == [("duplicate", "res1", True), ("remove", "junk0", True)]
+    assert m.architecture[:2] == ["res", "res"] and res.met_budget
+    assert res.history[1]["value"] == pytest.approx((score(Toy(["junk", "res", "res"]))
+                                                     - 1.5) / 4.0)
+    assert replay(Toy(["junk", "res"]), res.history).architecture == m.architecture
+    plain = evolve(Toy(["junk", "res"]), score_fn=score, latency_fn=latency, budget_ms=7.5,
+                   max_rounds=3, swap=False)
+    assert plain.history == [] and plain.converged
