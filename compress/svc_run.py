@@ -551,9 +551,9 @@ def stage_export(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
                         )
                         break
                     except Exception as exc:
-                        from export.errors import ParityError
+                        from export.errors import ExportError
 
-                        if not (isinstance(exc, ParityError) and precision == "int8"
+                        if not (isinstance(exc, ExportError) and precision == "int8"
                                 and remaining):
                             raise
                         attempts.append({"keep_fp32": list(keep), "error": str(exc)})
@@ -577,16 +577,35 @@ def stage_export(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
         # denoiser (z_t, t, cond) -> prediction, calibrated on the real clips' conditioning
         dec_in = _decoder_inputs(model, [inputs])[0]
         dec_calib = _decoder_inputs(model, calib)
-        dec_groups = [g[len("decoder."):] for g in groups
-                      if g.startswith("decoder.") and g not in keep]
-        res = export_pte(
-            model.decoder, dec_in, out, f"{name}-decoder", precision=ec.precision,
-            calibration=CalibrationSet(dec_calib, {"kind": "real clips (conditioning)",
-                                                   "n_batches": len(dec_calib)})
-            if ec.precision == "int8" else None,
-            metadata={**meta, "component": "decoder"}, gate=gate,
-            only_modules=dec_groups if ec.precision == "int8" else None,
-        )
+        # gated on its own output: starts from every decoder group int8 (keeping one
+        # cross-attention block fp32 between int8 neighbours fails XNNPACK lowering, "missing
+        # out variant dequantize_per_channel"), then keeps the noisiest groups fp32 on failure
+        dec_keep: list[str] = []
+        dec_left = [r["layer"] for r in sorted(ctx["quantize"].get("rows", []),
+                                               key=lambda r: r["sqnr_db"])
+                    if r["layer"].startswith("decoder.")]
+        while True:
+            dec_groups = [g[len("decoder."):] for g in groups
+                          if g.startswith("decoder.") and g not in dec_keep]
+            try:
+                res = export_pte(
+                    model.decoder, dec_in, out, f"{name}-decoder", precision=ec.precision,
+                    calibration=CalibrationSet(dec_calib, {"kind": "real clips (conditioning)",
+                                                           "n_batches": len(dec_calib)})
+                    if ec.precision == "int8" else None,
+                    metadata={**meta, "component": "decoder"}, gate=gate,
+                    only_modules=dec_groups if ec.precision == "int8" else None,
+                )
+                break
+            except Exception as exc:
+                from export.errors import ExportError
+
+                if not (isinstance(exc, ExportError) and ec.precision == "int8" and dec_left):
+                    raise
+                attempts.append({"decoder_keep_fp32": list(dec_keep), "error": str(exc)})
+                dec_keep.append(dec_left.pop(0))
+                _say(ctx, f"export: decoder int8 failed ({str(exc)[:160]}); also keeping "
+                          f"{dec_keep[-1]} fp32 and retrying")
         artifacts[f"decoder_pte_{ec.precision}"] = str(res.path)
         parity[f"decoder_pte_{ec.precision}"] = res.parity
     return {"artifacts": artifacts, "parity": parity, "keep_fp32": keep,
