@@ -62,8 +62,7 @@ def kind_key(kind: str, tag: str) -> str:
 
 def with_device_steps(model: Any, steps: int) -> nn.Module:
     """Set the number of sampler steps the exported on-device graph takes (in place)."""
-    model.device_steps = int(steps)
-    model._config["device_steps"] = int(steps)
+    model.device_steps = int(steps)  # the pipeline's config (and checkpoints) follow it
     return model
 
 

@@ -161,22 +161,26 @@ def validate(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def pareto_points(evaluated: Iterable[Any], chosen_architecture: Sequence[str]) -> list[dict]:
-    """Report ``pareto`` rows from :attr:`compress.evolve.EvolutionResult.evaluated`.
+    """Report ``pareto`` rows from :attr:`compress.evolve.EvolutionResult.evaluated`
+    (candidates, or their ``asdict`` records).
 
     Duplicated architectures are kept once (the last evaluation); ``chosen`` marks the one equal
     to `chosen_architecture`.
     """
     rows: dict[tuple[str, ...], dict[str, Any]] = {}
     for c in evaluated:
-        arch = tuple(c.architecture)
+        def get(key: str, default: Any = None, c: Any = c) -> Any:
+            return c.get(key, default) if isinstance(c, Mapping) else getattr(c, key, default)
+
+        arch = tuple(get("architecture"))
         rows[arch] = {
             "architecture": list(arch),
-            "score": float(c.score),
-            "latency_ms": float(c.latency_ms),
+            "score": float(get("score")),
+            "latency_ms": float(get("latency_ms")),
             "chosen": arch == tuple(chosen_architecture),
-            "round": int(getattr(c, "round", 0)),
-            "action": str(getattr(c, "action", "")),
-            "block": str(getattr(c, "block", "")),
+            "round": int(get("round", 0)),
+            "action": str(get("action", "")),
+            "block": str(get("block", "")),
         }
     return list(rows.values())
 

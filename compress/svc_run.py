@@ -30,6 +30,7 @@ the stage from their own checkpoints. What each stage does and returns (its ``do
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -114,11 +115,11 @@ def _clip_inputs(ctx: dict[str, Any], model: Any, n: int, split: str = "train",
                  offset: int = 0) -> list[tuple[torch.Tensor, ...]]:
     """`n` real input tuples ``(audio (1, T), speaker, shift)`` of one chunk from `split`."""
     corpus = _corpus(ctx)
-    clips = [c for c in corpus.split(split) if len(c.wav) >= _chunk_samples(ctx, model)]
+    t = _chunk_samples(ctx, model)
+    clips = [c for c in corpus.split(split) if len(c.wav) >= t]
     if not clips:
         raise CompressError(f"corpus {corpus.root}: no {split} clip is as long as one chunk "
                             f"({ctx['cfg'].export.chunk_seconds} s)")
-    t = _chunk_samples(ctx, model)
     out: list[tuple[torch.Tensor, ...]] = []
     for i in range(n):
         c = clips[(offset + i * 7) % len(clips)]
@@ -136,12 +137,6 @@ def _eval_set(ctx: dict[str, Any], model: Any, *, split: str, items: int, second
     return build_eval_set(ctx["data"]["corpus"], model.speakers, sample_rate=model.sample_rate,
                           hop_length=model.hop_length, max_items=items, seconds=seconds,
                           split=split, steps=steps, f0_method="dio")
-
-
-def _robust(ctx: dict[str, Any]) -> Callable[..., dict[str, Any]]:
-    from compress.robust import robust_finetune
-
-    return robust_finetune
 
 
 def _fingerprint(target: str, threads: int) -> dict[str, Any]:
@@ -233,8 +228,10 @@ def stage_robust(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
     _say(ctx, f"robust: {rc.steps} steps with skip_prob={rc.skip_prob}")
     rec: dict[str, Any] = {"steps": 0}
     if rc.steps > 0:
-        rec = _robust(ctx)(model, _corpus(ctx), steps=rc.steps, skip_prob=rc.skip_prob,
-                           lr=rc.lr, seed=cfg.seed)
+        from compress.robust import robust_finetune
+
+        rec = robust_finetune(model, _corpus(ctx), steps=rc.steps, skip_prob=rc.skip_prob,
+                              lr=rc.lr, seed=cfg.seed)
     path = _save(model, out / MODEL_FILE, header.model,
                  [*header.history, {"event": "robust", "skip_prob": rc.skip_prob, **rec}],
                  header.extra)
@@ -264,11 +261,9 @@ def stage_latency(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
         table = LatencyTable.find(latency_cache_dir(), target, fp)
         if table is not None:
             source = f"reused {latency_cache_dir()}"
-    predict = None
     if table is not None:
         try:
-            predict = lp.predictor(table, model, shape, precision)
-            predict(list(model.architecture))
+            lp.predictor(table, model, shape, precision)(list(model.architecture))
         except CompressError as exc:
             _say(ctx, f"latency: saved table does not fit this run ({exc}); measuring")
             table, source = None, "measured"
@@ -358,7 +353,8 @@ def stage_evolve(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
     score = get_score(ec.score)
     eval_set = _eval_set(ctx, model, split="train", items=ec.val_clips, seconds=ec.val_seconds,
                          steps=cfg.distill.teacher_steps)
-    robust = _robust(ctx)
+    from compress.robust import robust_finetune as robust
+
     corpus = _corpus(ctx)
 
     def finetune(m: Any, rnd: int) -> None:
@@ -506,23 +502,53 @@ def _decoder_inputs(model: Any, clips: list[tuple[torch.Tensor, ...]]
     return out
 
 
+def _gated_pte(ctx: dict[str, Any], module: torch.nn.Module, inputs: tuple[torch.Tensor, ...],
+               calib: list[tuple[torch.Tensor, ...]], out: Path, name: str, *, precision: str,
+               groups: list[str], left: list[str], prefix: str, attempts: list[dict[str, Any]],
+               **kwargs: Any) -> tuple[Any, list[str]]:
+    """Export `module` to a gated ``.pte``; int8 quantizes the layer `groups` (names under
+    `prefix`), and after an :class:`ExportError` (gate or lowering) keeps the next group of
+    `left` fp32 and tries again. Returns the result and the groups kept fp32."""
+    from export.calibration import CalibrationSet
+    from export.errors import ExportError
+    from export.pte import export_pte
+
+    int8 = precision == "int8"
+    keep: list[str] = []
+    left = list(left)
+    while True:
+        try:
+            res = export_pte(
+                module, inputs, out, name, precision=precision,
+                calibration=CalibrationSet(calib, {"kind": "real clips", "n_batches": len(calib)})
+                if int8 else None,
+                only_modules=[g[len(prefix):] for g in groups if g not in keep] if int8 else None,
+                **kwargs,
+            )
+            return res, keep
+        except ExportError as exc:
+            if not (int8 and left):
+                raise
+            attempts.append({"model": name, "keep_fp32": list(keep), "error": str(exc)})
+            keep.append(left.pop(0))
+            _say(ctx, f"export: {name} int8 failed ({str(exc)[:160]}); also keeping {keep[-1]} "
+                      "fp32 and retrying")
+
+
 def stage_export(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
+    from compress.quantize import layer_groups
     from export.metadata import spec_metadata
     from export.parity import GateConfig
-    from export.pte import export_pte
 
     cfg = ctx["cfg"]
     ec = cfg.export
     model, _ = _load(ctx["distill"]["checkpoint"])
     inputs = _clip_inputs(ctx, model, 1, split="test")[0]
     calib = _clip_inputs(ctx, model, cfg.quantize.calibration_clips)
-    from compress.quantize import layer_groups
-    from export.calibration import CalibrationSet
-
-    groups = layer_groups(model, model.export_keep_fp32)
-    keep = list(ctx["quantize"].get("keep_fp32", []))
-    remaining = [r["layer"] for r in sorted(ctx["quantize"].get("rows", []),
-                                            key=lambda r: r["sqnr_db"]) if r["layer"] not in keep]
+    chosen = list(ctx["quantize"].get("keep_fp32", []))
+    by_noise = [r["layer"] for r in sorted(ctx["quantize"].get("rows", []),
+                                           key=lambda r: r["sqnr_db"])]
+    groups = [g for g in layer_groups(model, model.export_keep_fp32) if g not in chosen]
     meta = dict(spec_metadata(_spec(ctx), model.config))
     meta["chunk_seconds"] = _chunk_samples(ctx, model) / model.sample_rate
     meta["device_steps"] = 1
@@ -531,37 +557,32 @@ def stage_export(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
     name = f"{cfg.name}-student"
     artifacts: dict[str, str] = {}
     parity: dict[str, Any] = {}
-    attempts = []
+    attempts: list[dict[str, Any]] = []
+    keep = list(chosen)
     for fmt in ec.formats:
         if fmt == "pte":
-            for precision in [ec.precision]:
-                while True:
-                    try:
-                        res = export_pte(
-                            model, inputs, out, name, precision=precision,
-                            calibration=CalibrationSet(calib, {"kind": "real clips",
-                                                               "n_batches": len(calib)})
-                            if precision == "int8" else None,
-                            metadata=meta, gate=gate, audio_sample_rate=model.sample_rate,
-                            allow_fallback_ops=ec.allow_fallback_ops,
-                            keep_fp32=[*model.export_keep_fp32, *keep]
-                            if precision == "int8" else (),
-                            only_modules=[g for g in groups if g not in keep]
-                            if precision == "int8" else None,
-                        )
-                        break
-                    except Exception as exc:
-                        from export.errors import ExportError
-
-                        if not (isinstance(exc, ExportError) and precision == "int8"
-                                and remaining):
-                            raise
-                        attempts.append({"keep_fp32": list(keep), "error": str(exc)})
-                        keep.append(remaining.pop(0))
-                        _say(ctx, f"export: int8 gate failed ({exc}); also keeping {keep[-1]} "
-                                  "fp32 and retrying")
-                artifacts[f"pte_{precision}"] = str(res.path)
-                parity[f"pte_{precision}"] = res.parity
+            res, extra = _gated_pte(
+                ctx, model, inputs, calib, out, name, precision=ec.precision, groups=groups,
+                left=[g for g in by_noise if g in groups], prefix="", attempts=attempts,
+                metadata=meta, gate=gate, audio_sample_rate=model.sample_rate,
+                allow_fallback_ops=ec.allow_fallback_ops, keep_fp32=model.export_keep_fp32)
+            keep += extra
+            artifacts[f"pte_{ec.precision}"] = str(res.path)
+            parity[f"pte_{ec.precision}"] = res.parity
+            # the mobile decoder alone (Table I reports the decoder's size): one DDIM step's
+            # denoiser (z_t, t, cond) -> prediction, calibrated on the real clips' conditioning.
+            # Gated on its own output, it starts from every decoder group int8: keeping one
+            # cross-attention block fp32 between int8 neighbours fails XNNPACK lowering
+            # ("missing out variant dequantize_per_channel")
+            dec = [g for g in layer_groups(model, model.export_keep_fp32)
+                   if g.startswith("decoder.")]
+            res, _ = _gated_pte(
+                ctx, model.decoder, _decoder_inputs(model, [inputs])[0],
+                _decoder_inputs(model, calib), out, f"{name}-decoder", precision=ec.precision,
+                groups=dec, left=[g for g in by_noise if g in dec], prefix="decoder.",
+                attempts=attempts, metadata={**meta, "component": "decoder"}, gate=gate)
+            artifacts[f"decoder_pte_{ec.precision}"] = str(res.path)
+            parity[f"decoder_pte_{ec.precision}"] = res.parity
         elif fmt == "onnx":
             from export.onnx_export import export_onnx
 
@@ -572,42 +593,6 @@ def stage_export(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
         else:
             raise CompressError(f"compress run exports pte and onnx; {fmt!r} is not supported "
                                 "here (use `compress export --format tflite` on the checkpoint)")
-    if "pte" in ec.formats:
-        # the mobile decoder alone (Table I reports the decoder's size): one DDIM step's
-        # denoiser (z_t, t, cond) -> prediction, calibrated on the real clips' conditioning
-        dec_in = _decoder_inputs(model, [inputs])[0]
-        dec_calib = _decoder_inputs(model, calib)
-        # gated on its own output: starts from every decoder group int8 (keeping one
-        # cross-attention block fp32 between int8 neighbours fails XNNPACK lowering, "missing
-        # out variant dequantize_per_channel"), then keeps the noisiest groups fp32 on failure
-        dec_keep: list[str] = []
-        dec_left = [r["layer"] for r in sorted(ctx["quantize"].get("rows", []),
-                                               key=lambda r: r["sqnr_db"])
-                    if r["layer"].startswith("decoder.")]
-        while True:
-            dec_groups = [g[len("decoder."):] for g in groups
-                          if g.startswith("decoder.") and g not in dec_keep]
-            try:
-                res = export_pte(
-                    model.decoder, dec_in, out, f"{name}-decoder", precision=ec.precision,
-                    calibration=CalibrationSet(dec_calib, {"kind": "real clips (conditioning)",
-                                                           "n_batches": len(dec_calib)})
-                    if ec.precision == "int8" else None,
-                    metadata={**meta, "component": "decoder"}, gate=gate,
-                    only_modules=dec_groups if ec.precision == "int8" else None,
-                )
-                break
-            except Exception as exc:
-                from export.errors import ExportError
-
-                if not (isinstance(exc, ExportError) and ec.precision == "int8" and dec_left):
-                    raise
-                attempts.append({"decoder_keep_fp32": list(dec_keep), "error": str(exc)})
-                dec_keep.append(dec_left.pop(0))
-                _say(ctx, f"export: decoder int8 failed ({str(exc)[:160]}); also keeping "
-                          f"{dec_keep[-1]} fp32 and retrying")
-        artifacts[f"decoder_pte_{ec.precision}"] = str(res.path)
-        parity[f"decoder_pte_{ec.precision}"] = res.parity
     return {"artifacts": artifacts, "parity": parity, "keep_fp32": keep,
             "gate_retries": attempts, "chunk_seconds": meta["chunk_seconds"],
             "student_checkpoint": ctx["distill"]["checkpoint"]}
@@ -669,7 +654,7 @@ def stage_bench(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
     t_scores = evaluate(teacher, es_t)
     runner = PteRunner(pte, threads=bc.threads)
     adapter = ChunkedSVC(runner, inputs[0].shape[-1], student.speakers, student.sample_rate,
-                         Path(pte).read_bytes().hex()[:64] + pte)
+                         hashlib.sha256(Path(pte).read_bytes()).hexdigest())
     es_s = _eval_set(ctx, student, split="test", items=bc.eval_clips, seconds=bc.eval_seconds,
                      steps=1)
     s_scores = evaluate(adapter, es_s)
@@ -733,10 +718,6 @@ def stage_report(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
         retention[name] = (sv / tv if sv is not None and tv and math.isfinite(tv) and tv > 0
                            else None)
 
-    class _C:  # pareto_points reads attributes
-        def __init__(self, d: dict[str, Any]):
-            self.__dict__.update(d)
-
     final = {k: b["final_prediction"][k] for k in ("predicted_ms", "measured_ms", "error_pct")}
     lat_valid = [*ctx["latency"]["validation"],
                  {"name": f"final architecture {ev['architecture']}", **final}]
@@ -756,7 +737,7 @@ def stage_report(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
                           "source": ctx["latency"]["source"]},
         "artifacts": ctx["export"]["artifacts"],
         "stages": ctx.get("stage_rows", []),
-        "pareto": pareto_points([_C(c) for c in ev["evaluated"]], ev["architecture"]),
+        "pareto": pareto_points(ev["evaluated"], ev["architecture"]),
         "quant_sensitivity": [{"layer": r["layer"], "score_drop": r["score_drop"],
                                "sqnr_db": r["sqnr_db"], "kept_fp32": bool(r["kept_fp32"])}
                               for r in ctx["quantize"].get("rows", [])],

@@ -157,6 +157,7 @@ class SVCPipeline(nn.Module):
         cfg = dict(self._config)
         cfg["architecture"] = self.decoder.architecture
         cfg["skip_prob"] = self.decoder.skip_prob
+        cfg["device_steps"] = self.device_steps
         return cfg
 
     @property
