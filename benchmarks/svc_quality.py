@@ -9,11 +9,16 @@ Usage::
 Measures (held-out songs of the corpus):
 
 1. vocoder copy-synthesis STOI (ground-truth mel (+ DIO F0 for the HN vocoder) -> vocoder ->
-   audio vs the original);
+   audio vs the original), next to Griffin-Lim from the same mel and from the linear STFT;
 2. A -> B conversion with the multi-step teacher (DDIM, ``--steps``): fraction of clips whose
    output is closer (Resemblyzer cosine) to B's references than to A's; F0 raw chroma accuracy
    vs the source melody + shift; STOI vs B's ground-truth rendering;
 3. A -> A reconstruction STOI;
+   STOI is measured against B's *parallel* rendering (B's voice on A's performance) when the
+   synthetic corpus has one (``models.data.corpus``), else against B's own rendering; the
+   report says which (``reference_kind``) and also gives the **corpus ceiling**: STOI of each
+   held-out source against its retake (the same performance and voice, another noise stream),
+   the best a re-synthesis from frame-level features can expect;
 4. ``compress convert`` on a ``--long-seconds`` input (held-out clips concatenated) in a child
    process: wall time and peak RSS (``ru_maxrss`` of the child).
 """
@@ -53,6 +58,55 @@ def vocoder_copy_synthesis(model, corpus, seconds: float) -> dict:  # type: igno
     return {"stoi_mean": float(np.mean(vals)), "stoi_min": float(np.min(vals)), "clips": len(vals)}
 
 
+def griffin_lim_reference(corpus, seconds: float, n_mels: int) -> dict:  # type: ignore[no-untyped-def]
+    """STOI of Griffin-Lim (60 iterations) from the same log-mel's power mel spectrogram and
+    from the full linear STFT magnitude (512 / 128, as the model's mel): what a classic
+    inversion of the vocoder's input, and of the richer spectrogram, gets on these clips."""
+    import librosa
+
+    from models import metrics
+
+    sr, n = corpus.sample_rate, int(seconds * corpus.sample_rate)
+    out: dict[str, list[float]] = {"mel": [], "linear": []}
+    kw = {"n_fft": 512, "hop_length": 128, "win_length": 512}
+    for c in corpus.split("test"):
+        wav = c.wav[:n]
+        mag = np.abs(librosa.stft(wav, **kw))
+        y = librosa.griffinlim(mag, n_iter=60, **kw)
+        out["linear"].append(metrics.stoi(wav[: len(y)], y, sr))
+        mel = librosa.feature.melspectrogram(S=mag**2, sr=sr, n_mels=n_mels, norm="slaney")
+        y = librosa.feature.inverse.mel_to_audio(mel, sr=sr, n_iter=60, norm="slaney", **kw)
+        out["mel"].append(metrics.stoi(wav[: len(y)], y, sr))
+    return {f"stoi_{k}": float(np.mean(v)) for k, v in out.items()} | {"clips": len(out["mel"])}
+
+
+def corpus_ceiling(corpus, seconds: float) -> dict | None:  # type: ignore[no-untyped-def]
+    """STOI(source, retake) over the held-out clips that have a retake (module docstring)."""
+    from models import metrics
+    from models.audio import load_audio
+
+    n = int(seconds * corpus.sample_rate)
+    vals = []
+    for c in corpus.split("test"):
+        ref = corpus.parallel_reference(c.id, c.singer)
+        if ref is None or not ref.retake:
+            continue
+        retake, _ = load_audio(ref.path, sample_rate=corpus.sample_rate)
+        m = min(n, len(retake), len(c.wav))
+        vals.append(metrics.stoi(c.wav[:m], retake[:m], corpus.sample_rate))
+    if not vals:
+        return None
+    return {"stoi_mean": float(np.mean(vals)), "stoi_min": float(np.min(vals)),
+            "clips": len(vals)}
+
+
+def _reference_kinds(es) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    kinds: dict[str, int] = {}
+    for it in es.items:
+        kinds[it.reference_kind] = kinds.get(it.reference_kind, 0) + 1
+    return kinds
+
+
 def conversion(model, data: str, speakers: list[str], args, recon: bool) -> dict:  # type: ignore[no-untyped-def]
     from compress.scores import build_eval_set, evaluate
 
@@ -79,7 +133,7 @@ def conversion(model, data: str, speakers: list[str], args, recon: bool) -> dict
     ]
     if recon:
         names = ["stoi", "chroma_accuracy", "pesq", "neg_lsd"]
-    return evaluate(model, es, names)
+    return {**evaluate(model, es, names), "reference_kind": _reference_kinds(es)}
 
 
 def long_convert(ckpt: str, corpus, seconds: float, speaker: str) -> dict:  # type: ignore[no-untyped-def]
@@ -176,8 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     report["model"] = header.model
     report["history"] = header.history
+    report["corpus_ceiling"] = corpus_ceiling(corpus, args.seconds)
+    print("corpus ceiling (source vs retake):", report["corpus_ceiling"], flush=True)
     report["vocoder_copy_synthesis"] = vocoder_copy_synthesis(model, corpus, args.seconds)
     print("vocoder:", report["vocoder_copy_synthesis"], flush=True)
+    report["griffin_lim"] = griffin_lim_reference(corpus, args.seconds, model.n_mels)
+    print("Griffin-Lim (same clips):", report["griffin_lim"], flush=True)
     report["conversion"] = conversion(model, args.data, speakers, args, recon=False)
     print("conversion A->B:", report["conversion"], flush=True)
     report["reconstruction"] = conversion(model, args.data, speakers, args, recon=True)

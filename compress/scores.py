@@ -50,6 +50,9 @@ class EvalItem:
     shift: float
     reference: np.ndarray | None  # target singer's rendering of the same song
     source_f0: np.ndarray  # Hz per hop (labels or DIO), before the shift
+    # "parallel": the target's voice on the source's performance (synthetic corpus);
+    # "independent": the target's own rendering of the song; "source": reconstruction
+    reference_kind: str = "independent"
 
 
 @dataclass
@@ -197,10 +200,13 @@ def build_eval_set(
 ) -> EvalSet:
     """A→B jobs on the corpus's held-out songs (B = next singer; A→A if `reconstruction`).
 
-    The pitch shift is B's key minus A's key (median F0 ratio, rounded to semitones), so the
-    output is comparable with B's ground-truth rendering. Clips are cut to `seconds`.
-    Speaker references are the singers' train-split clips.
+    The reference is B's *parallel* rendering when the corpus has one (B's voice on A's
+    performance, ``models.data.corpus``; the shift is then exactly the key difference it was
+    rendered with), else B's own rendering of the song (other timing and expression), with the
+    shift B's key minus A's key (median F0 ratio, rounded to semitones). Clips are cut to
+    `seconds`. Speaker references are the singers' train-split clips.
     """
+    from models.audio import load_audio
     from models.lhq_svc.data import load_corpus
 
     corpus = load_corpus(data, sample_rate=sample_rate, hop_length=hop_length)
@@ -223,7 +229,13 @@ def build_eval_set(
         ref = corpus.by(target, c.song)
         src_f0 = c.label_f0 if c.label_f0 is not None else c.f0
         shift = 0.0
-        if ref is not None and not reconstruction:
+        par = None if reconstruction else corpus.parallel_reference(c.id, target)
+        reference = None if ref is None else ref.wav
+        kind = "source" if reconstruction else "independent"
+        if par is not None:
+            reference, _ = load_audio(par.path, sample_rate=sample_rate)
+            shift, kind = par.shift, "parallel"
+        elif ref is not None and not reconstruction:
             rf0 = ref.label_f0 if ref.label_f0 is not None else ref.f0
             m = min(len(src_f0), len(rf0))
             both = (src_f0[:m] > 0) & (rf0[:m] > 0)
@@ -233,8 +245,8 @@ def build_eval_set(
         items.append(EvalItem(
             id=f"{c.id}->{target}", source=c.wav[: n or None], source_speaker=c.singer,
             target_speaker=target, shift=shift,
-            reference=None if ref is None else ref.wav[: n or None],
-            source_f0=src_f0[:frames],
+            reference=None if reference is None else reference[: n or None],
+            source_f0=src_f0[:frames], reference_kind=kind,
         ))
         if max_items is not None and len(items) >= max_items:
             break

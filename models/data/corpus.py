@@ -7,7 +7,19 @@
     DIR/musdb/{train,test}/<song>__<singer>/{mixture,vocals,accompaniment}.wav   stereo
     DIR/nus48e/<singer>/{sing,read}/<song>.{wav,txt}    paired sung / spoken + "start end phone"
     DIR/labels/<singer>/<song>_{sung,spoken}.npz        per-frame f0 (Hz, 0 unvoiced), phonemes
-    DIR/meta.json                                       seed, rate, phonemes, singers, songs, clips
+    DIR/parallel/<B>/<song>__from_<A>.wav               held-out songs only: B's voice on A's
+                                                        performance (+ labels/parallel/...npz)
+    DIR/meta.json                                       seed, rate, phonemes, singers, songs,
+                                                        clips, parallel
+
+**Parallel ground truth.** A conversion A → B has no ground truth in real data; a synthetic
+corpus can render one. For every held-out song and every ordered pair of singers, A's
+*performance* (phoneme timing, and the expressive F0 contour with its portamento, vibrato and
+drift, moved into B's key) is rendered with B's voice (vocal tract, tilt, breathiness,
+jitter, shimmer). With A == B this is a *retake*: the same performance and voice with another
+noise stream (glottal jitter, shimmer, aspiration) — the ceiling of any metric that compares a
+re-synthesis with the original sample by sample (e.g. STOI), since no model conditioned on
+frame-level features can know the cycle-level noise.
 
 Determinism: every random draw comes from ``numpy.random.default_rng([seed, tag, singer,
 song])``, so a rendering depends only on (seed, singer index, song index) and not on the order of
@@ -41,10 +53,12 @@ from models.data.synth import (
     COLOUR_HZ,
     PHONEMES,
     NoteEvent,
+    Performance,
     VoiceIdentity,
     VoiceRender,
     frame_labels,
-    sing,
+    perform,
+    render_voice,
     speak,
 )
 from models.errors import DataError
@@ -57,7 +71,8 @@ TAIL_S = 0.6
 _GOLDEN = 0.6180339887498949
 # rng stream tags
 _T_SINGER, _T_SONG, _T_SUNG, _T_SPOKEN, _T_ACC, _T_MIX, _T_SPLIT, _T_OFFSET = range(1, 9)
-LAYOUT_DIRS = ("dataset_raw", "musdb", "nus48e", "labels")
+_T_PARALLEL = 9
+LAYOUT_DIRS = ("dataset_raw", "musdb", "nus48e", "labels", "parallel")
 
 
 @dataclass(frozen=True)
@@ -232,6 +247,46 @@ def _prepare_out(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def _write_parallel(
+    root: Path,
+    cfg: CorpusConfig,
+    singers: list[VoiceIdentity],
+    songs: list[Song],
+    performances: dict[tuple[int, int], tuple[Performance, int]],
+    show: bool,
+) -> list[dict[str, Any]]:
+    """Render every held-out performance with every singer's voice (module docstring)."""
+    from tqdm import tqdm
+
+    sr = cfg.sample_rate
+    out = []
+    jobs = [(a, b, j) for (a, j) in sorted(performances) for b in range(len(singers))]
+    for a, b, j in tqdm(jobs, desc="parallel", unit="clip", disable=not show):
+        perf, tonic_a = performances[(a, j)]
+        voice, name_a, sname = singers[b], singers[a].name, songs[j].name
+        tonic_b = songs[j].tonic_for_range(*voice.range_midi)
+        shift = tonic_b - tonic_a
+        render = render_voice(perf.segments, perf.f0 * 2.0 ** (shift / 12.0), voice, sr,
+                              _rng(cfg.seed, _T_PARALLEL, a, b, j))
+        path = f"parallel/{voice.name}/{sname}__from_{name_a}.wav"
+        lab = f"labels/parallel/{voice.name}/{sname}__from_{name_a}.npz"
+        write_wav(root / path, render.wav, sr)
+        f0, ph = frame_labels(render, cfg.label_hop)
+        write_npz(root / lab, f0=f0.astype(np.float32), phonemes=ph.astype(np.int16))
+        out.append({
+            "id": f"{voice.name}/{sname}/from_{name_a}",
+            "source": f"{name_a}/{sname}/sung",
+            "target_singer": voice.name,
+            "song": sname,
+            "shift_semitones": shift,
+            "retake": a == b,
+            "path": path,
+            "labels": lab,
+            "duration_s": _r(render.wav.shape[0] / sr, 4),
+        })
+    return out
+
+
 def synthesize_corpus(
     out: str | os.PathLike[str], cfg: CorpusConfig, *, progress: bool | None = None
 ) -> CorpusSummary:
@@ -248,6 +303,7 @@ def synthesize_corpus(
     files = 0
     sung_s = spoken_s = 0.0
     jobs = [(i, j) for i in range(len(singers)) for j in range(len(songs))]
+    performances: dict[tuple[int, int], tuple[Performance, int]] = {}
     show = sys.stderr.isatty() if progress is None else progress
     for i, j in tqdm(jobs, desc="synth", unit="clip", disable=not show):
         voice, song, split = singers[i], songs[j], splits[j]
@@ -258,7 +314,11 @@ def synthesize_corpus(
             for n in song.notes
         ]
         total = LEAD_S + song.music_seconds + TAIL_S
-        sung = sing(song.lyrics, events, voice, sr, total, _rng(cfg.seed, _T_SUNG, i, j))
+        sung_rng = _rng(cfg.seed, _T_SUNG, i, j)
+        perf = perform(song.lyrics, events, voice, sr, total, sung_rng)
+        sung = render_voice(perf.segments, perf.f0, voice, sr, sung_rng)  # = sing(...)
+        if split == "test":
+            performances[(i, j)] = (perf, tonic)
         spoken = speak(song.lyrics, song.phrases, voice, sr, _rng(cfg.seed, _T_SPOKEN, i, j))
         acc = render_accompaniment(song, tonic, sr, total, LEAD_S, _rng(cfg.seed, _T_ACC, j))
         # mix: accompaniment 2 dB under the vocal, vocal panned slightly off centre
@@ -312,6 +372,8 @@ def synthesize_corpus(
                 sung_s += dur
             else:
                 spoken_s += dur
+    parallel = _write_parallel(root, cfg, singers, songs, performances, show)
+    files += 2 * len(parallel)
     meta = {
         "version": CORPUS_VERSION,
         "seed": cfg.seed,
@@ -327,6 +389,7 @@ def synthesize_corpus(
         "singers": {v.name: v.to_json() for v in singers},
         "songs": {s.name: {"split": sp, **s.to_json()} for s, sp in zip(songs, splits)},
         "clips": clips,
+        "parallel": parallel,
     }
     _write_text(root / "meta.json", json.dumps(meta, sort_keys=True, indent=1) + "\n")
     files += 1

@@ -402,6 +402,14 @@ def _slow_noise(t: int, sr: int, rng: np.random.Generator, lo: float, hi: float)
     return out
 
 
+class Performance(NamedTuple):
+    """What a singer does with a score, before any voice is heard: the phoneme timing and the
+    expressive per-sample F0 contour (Hz, > 0 everywhere; portamento, vibrato and drift in)."""
+
+    segments: list[Segment]
+    f0: np.ndarray
+
+
 def sing(
     syllables: Sequence[str],
     notes: Sequence[NoteEvent],
@@ -411,6 +419,23 @@ def sing(
     rng: np.random.Generator,
 ) -> VoiceRender:
     """Sing `notes` (one syllable each, vowel stretched over the note) in a `total_s` clip."""
+    perf = perform(syllables, notes, voice, sr, total_s, rng)
+    return render_voice(perf.segments, perf.f0, voice, sr, rng)
+
+
+def perform(
+    syllables: Sequence[str],
+    notes: Sequence[NoteEvent],
+    voice: VoiceIdentity,
+    sr: int,
+    total_s: float,
+    rng: np.random.Generator,
+) -> Performance:
+    """The :class:`Performance` half of :func:`sing` (same draws from `rng`, in the same order).
+
+    :func:`render_voice` of a performance with *another* singer's voice (its F0 moved to that
+    singer's key) is the parallel ground truth of a conversion: same timing and expression,
+    other timbre."""
     t = int(round(total_s * sr))
     if not notes:
         raise DataError("sing: no notes")
@@ -455,7 +480,7 @@ def sing(
     vib_phase = 2 * np.pi * np.cumsum(rate) / sr + rng.uniform(0, 2 * np.pi)
     midi = midi + (voice.vibrato_cents / 100.0) * vib_env * np.sin(vib_phase)
     midi = midi + 0.08 * _slow_noise(t, sr, rng, 0.15, 0.6)
-    return render_voice(segs, midi_to_hz(midi), voice, sr, rng)
+    return Performance(segs, midi_to_hz(midi))
 
 
 def speak(

@@ -38,6 +38,19 @@ class Clip:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ParallelRef:
+    """A parallel ground truth of the synthetic corpus (``models.data.corpus``): singer
+    `target`'s voice on the performance of clip `source`, `shift` semitones into its key;
+    `retake` when target is the source's own singer (same performance, other noise)."""
+
+    source: str
+    target: str
+    path: Path
+    shift: float
+    retake: bool
+
+
 @dataclass
 class Corpus:
     root: Path
@@ -45,6 +58,11 @@ class Corpus:
     singers: list[str]
     phonemes: list[str]
     clips: list[Clip]
+    parallel: dict[tuple[str, str], ParallelRef] = field(default_factory=dict)
+
+    def parallel_reference(self, source_id: str, target: str) -> ParallelRef | None:
+        """The parallel rendering of clip `source_id` by `target`, if the corpus has one."""
+        return self.parallel.get((source_id, target))
 
     def split(self, name: str) -> list[Clip]:
         return [c for c in self.clips if c.split == name]
@@ -105,5 +123,10 @@ def load_corpus(
     if not clips:
         raise DataError(f"corpus {root}: no sung clips in splits {list(splits)}")
     singers = sorted({c.singer for c in clips})
+    parallel = {}
+    for p in (sc.meta or {}).get("parallel", []):
+        ref = ParallelRef(source=p["source"], target=p["target_singer"], path=root / p["path"],
+                          shift=float(p["shift_semitones"]), retake=bool(p["retake"]))
+        parallel[(ref.source, ref.target)] = ref
     return Corpus(root=root, sample_rate=sample_rate, singers=singers, phonemes=phonemes,
-                  clips=clips)
+                  clips=clips, parallel=parallel)

@@ -95,12 +95,52 @@ def test_same_song_sung_by_every_singer_in_their_range(tiny_corpus: pathlib.Path
     assert all(len(d) == 1 for d in durations.values())  # same song, same timing
 
 
+def test_parallel_ground_truth_is_the_source_performance_in_the_target_voice(
+    tiny_corpus: pathlib.Path,
+) -> None:
+    from models import metrics
+    from models.lhq_svc.data import load_corpus
+
+    meta = json.loads((tiny_corpus / "meta.json").read_text())
+    singers = sorted(meta["singers"])
+    test_songs = [s for s, v in meta["songs"].items() if v["split"] == "test"]
+    par = meta["parallel"]
+    assert len(par) == len(test_songs) * len(singers) ** 2  # every ordered pair, retakes too
+    clips = {c["id"]: c for c in meta["clips"]}
+    for p in par:
+        src = clips[p["source"]]
+        tgt = clips[f"{p['target_singer']}/{p['song']}/sung"]
+        assert p["retake"] == (src["singer"] == p["target_singer"])
+        assert p["shift_semitones"] == tgt["tonic_midi"] - src["tonic_midi"]
+        wav, sr = sf.read(tiny_corpus / p["path"], dtype="float32")
+        src_wav, _ = sf.read(tiny_corpus / src["path"], dtype="float32")
+        assert sr == 16000 and wav.shape == src_wav.shape  # same performance, same timing
+        with np.load(tiny_corpus / p["labels"]) as z, np.load(tiny_corpus / src["labels"]) as s:
+            # same phoneme timing, and the source's F0 contour moved by exactly the key change
+            # (the labels carry each rendering's own cycle-level jitter: < 1 % per cycle)
+            assert np.array_equal(z["phonemes"], s["phonemes"])
+            v = (z["f0"] > 0) & (s["f0"] > 0)
+            assert v.mean() > 0.3 and np.array_equal(z["f0"] > 0, s["f0"] > 0)
+            cents = 1200 * np.log2(z["f0"][v] / s["f0"][v]) - 100 * p["shift_semitones"]
+            assert abs(np.median(cents)) < 2.0 and np.percentile(np.abs(cents), 95) < 40.0
+        if p["retake"]:  # same performance and voice, another noise stream: close, not equal
+            assert np.abs(wav - src_wav).max() > 1e-3
+            assert 0.5 < metrics.stoi(src_wav, wav, sr) < 0.98
+    corpus = load_corpus(tiny_corpus, splits=("test",))
+    held = corpus.split("test")[0]
+    other = next(s for s in corpus.singers if s != held.singer)
+    ref = corpus.parallel_reference(held.id, other)
+    assert ref is not None and not ref.retake and ref.path.is_file()
+    assert corpus.parallel_reference(held.id, "nobody") is None
+
+
 def test_two_runs_same_seed_are_byte_identical_other_seed_differs(tmp_path: pathlib.Path) -> None:
     cfg = CorpusConfig(singers=2, minutes=0.1, seed=0)
     synthesize_corpus(tmp_path / "a", cfg, progress=False)
     synthesize_corpus(tmp_path / "b", cfg, progress=False)
     da, db = _digest(tmp_path / "a"), _digest(tmp_path / "b")
-    assert "meta.json" in da and len(da) == 2 * 2 * 10 + 1
+    # 10 files per (singer, song), meta.json, and a wav + labels per (test song, A, B) pair
+    assert "meta.json" in da and len(da) == 2 * 2 * 10 + 1 + 1 * 2 * 2 * 2
     assert da == db
     synthesize_corpus(tmp_path / "c", CorpusConfig(singers=2, minutes=0.1, seed=1), progress=False)
     dc = _digest(tmp_path / "c")
@@ -149,7 +189,7 @@ def test_cli_data_synth(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[st
     assert rc == 0
     text = capsys.readouterr().out
     assert f"wrote corpus to {out.resolve()}" in text
-    assert "1 singers, 2 songs (1 train / 1 test)" in text and "21 files" in text
+    assert "1 singers, 2 songs (1 train / 1 test)" in text and "23 files" in text  # + retake
     assert json.loads((out / "meta.json").read_text())["sample_rate"] == 22050
     assert sf.info(out / "dataset_raw/singer00/song000.wav").samplerate == 22050
     rc = main(["data", "synth", "--out", str(out), "--singers", "0"])
