@@ -4,7 +4,8 @@ Preprocessing uses DIO (``models.data.features.dio_f0``) as the paper does; DIO 
 cannot run inside an exported graph, so the on-device path uses :class:`TorchF0`, a DSP
 estimator made of torch ops only:
 
-1. decimate to ~8 kHz with a windowed-sinc low-pass ``conv1d`` (stride = factor);
+1. decimate to ~8 kHz with a windowed-sinc low-pass (float64, a polyphase sum of slices: the
+   same numbers as a strided ``conv1d``);
 2. Hann-windowed frames (centred, hop = ``hop_length / factor``), power spectrum through a
    zero-padded conv1d Fourier basis (linear, not circular, autocorrelation);
 3. autocorrelation = power spectrum @ cosine basis, divided by the window's own autocorrelation
@@ -12,6 +13,24 @@ estimator made of torch ops only:
 4. the first local maximum reaching ``octave_ratio`` x the best peak is the period (guards
    against octave-down errors), refined by parabolic interpolation;
 5. voiced = peak strength above ``voicing_threshold`` and frame level above a floor.
+
+Steps 2-4 pick the peak in float32 (the big DFT conv1d and matmuls run in XNNPACK); the
+refinement recomputes the normalised autocorrelation at the five lags around that peak
+directly in the time domain in float64 (``sum_n y[n] y[n + lag]`` of the windowed frame — the
+same linear autocorrelation, up to rounding), re-centres on the float64 maximum of the peak
+and its two neighbours (inside the search range, only when a peak was found) and
+interpolates there; the voicing strength and the frame level are float64 too.
+
+Why (export issue 4): the HN vocoder integrates F0 into the harmonic phase, so F0 differences
+of a few float32 ulps between the exported program and eager PyTorch (float32 sums ordered
+differently, then divided by the peak's curvature in the parabolic interpolation) became a
+phase drift: a trained ``lhq-svc-demo`` pipeline missed the fp32 export gate (1e-4 of the
+output's scale) by 2.3x although every stage alone passed. In float64 the refinement is exact
+to ~1e-16, so the exported F0 is bit-identical to eager (barring ties at that level), and a
+near-tie between two neighbouring float32 lags no longer moves the interpolation centre. The
+float64 work runs on portable kernels (~3 ms per second of audio on the 2-core x86 host, one
+thread, vs ~2 ms for the float32 part), avoids ``torch.sum`` (:func:`sum64`), ``cat`` (the int8
+quantizer would annotate it) and float64 convolutions (onnxruntime has none).
 
 Frames line up with the log-mel frames: ``1 + T // hop_length``.
 """
@@ -34,6 +53,18 @@ def _decimation(sample_rate: int, hop_length: int) -> int:
     while hop_length % (d * 2) == 0 and sample_rate / (d * 2) >= 7000:
         d *= 2
     return d
+
+
+def sum64(x: torch.Tensor) -> torch.Tensor:
+    """Sum over the last axis in float64, in order: ``cumsum(x)[..., -1]``.
+
+    Not ``torch.sum``: ExecuTorch's optimized ``sum.IntList_out`` kernel (executorch 1.5)
+    accumulates a one-dimension reduction in float32 even for float64 and int64 tensors, which
+    would throw the float64 refinement back to float32 precision on device. ``cumsum`` is a
+    sequential scan with a float64 accumulator both in eager PyTorch and in ExecuTorch, so the
+    two give the same bits.
+    """
+    return torch.cumsum(x, dim=-1)[..., -1]
 
 
 class TorchF0(nn.Module):
@@ -63,6 +94,7 @@ class TorchF0(nn.Module):
         self.octave_ratio = octave_ratio
         self.silence = 10 ** (silence_db / 10)  # mean-square floor
         # low-pass before decimation (windowed sinc at 0.9 x the new Nyquist)
+        h = np.ones(1)
         if self.factor > 1:
             taps = 8 * self.factor + 1
             n = np.arange(taps) - taps // 2
@@ -96,15 +128,80 @@ class TorchF0(nn.Module):
         rw = rw / np.sum(hann * hann)
         self.register_buffer("win_acf", as_buffer(rw))
         self.win_energy = float(np.sum(hann * hann))
+        # float64 refinement (module docstring): lags lag_lo - 2 .. lag_hi + 2 around the peak
+        self.max_lag = self.lag_hi + 2
+        all_lags = np.arange(self.max_lag + 1)
+        rw_all = np.array([np.sum(hann[: self.win - t] * hann[t:]) for t in all_lags])
+        # Plain float64 tensor attributes, not buffers: checkpoints stay as they were and
+        # torch.export lifts them as constants; ``_apply`` moves them with the module.
+        self.hann64 = torch.tensor(hann, dtype=torch.float64)  # (W,)
+        self.win_acf64 = torch.tensor(rw_all / np.sum(hann * hann), dtype=torch.float64)
+        # the low-pass taps rounded to float32 as the `lowpass` buffer, as Python floats (exact
+        # in float32 and float64: an exported program may hold scalars in float32)
+        self.taps = tuple(float(v) for v in np.asarray(h, dtype=np.float32))
+
+    _FIXED64 = ("hann64", "win_acf64")
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        """``.to(device)`` moves the float64 tables; they stay float64 whatever ``fn`` casts to."""
+        for name in self._FIXED64:
+            setattr(self, name, fn(getattr(self, name)).to(torch.float64))
+        return super()._apply(fn, recurse)
+
+    def decimate64(self, wav: torch.Tensor) -> torch.Tensor:
+        """Low-pass + decimate ``(B, T)`` in float64 -> ``(B, 1, T')``: the strided conv1d as a
+        polyphase sum of shifted slices in a fixed order (the same bits in every runtime, and no
+        float64 convolution, which onnxruntime lacks)."""
+        x = wav.to(torch.float64)  # (B, T)
+        if self.factor == 1:
+            return x.unsqueeze(1)
+        d = self.factor
+        taps = len(self.taps)
+        n_out = (x.shape[-1] - 1) // d + 1  # = conv1d(pad taps // 2, stride d) output length
+        q_max = (taps - 1) // d
+        need = (n_out + q_max) * d
+        x = F.pad(x, (taps // 2, need - x.shape[-1] - taps // 2))  # (B, need)
+        poly = x.reshape(x.shape[0], n_out + q_max, d).transpose(1, 2).contiguous()
+        rows = [poly[:, p] for p in range(d)]  # d x (B, n): row p holds x[q * d + p]
+        out = rows[0][:, 0:n_out] * self.taps[0]
+        for j in range(1, taps):
+            q, p = divmod(j, d)
+            out = out + rows[p][:, q : q + n_out] * self.taps[j]
+        return out.unsqueeze(1)  # (B, 1, T')
+
+    def frames64(self, x: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """Hann-windowed frames ``(B, F, W)`` of the padded signal ``x (B, 1, T' + W)`` (frame
+        ``f`` starts at ``f * hop_d``, as in the strided DFT conv), read with one index_select."""
+        b = x.shape[0]
+        start = torch.arange(n_frames, device=x.device).unsqueeze(1) * self.hop_d  # (F, 1)
+        index = (start + torch.arange(self.win, device=x.device)).reshape(-1)  # (F * W,)
+        fr = torch.index_select(x[:, 0], 1, index).reshape(b, n_frames, self.win)
+        return fr * self.hann64  # (B, F, W)
+
+    def acf64(self, y: torch.Tensor, first: torch.Tensor, n_lags: int) -> list[torch.Tensor]:
+        """Linear autocorrelation ``sum_n y[n] y[n + lag]`` of ``y (B, F, W)`` at the lags
+        ``first + i`` (``i < n_lags``) of each frame (``first (B, F, 1)`` int64, ``0 <= first``,
+        ``first + n_lags - 1 <= max_lag``) -> ``n_lags`` tensors ``(B, F, 1)``.
+
+        One gather reads ``y[first : first + W + n_lags - 1]`` of each (zero-padded) frame; the
+        lagged copies are static slices of it. A list, not a stacked tensor: no ``cat`` on
+        float64 (XNNPACK's int8 quantizer annotates every ``cat``).
+        """
+        b, f, w = y.shape
+        wp = w + self.max_lag
+        span = w + n_lags - 1
+        flat = F.pad(y, (0, self.max_lag)).reshape(b, f * wp)  # (B, F * Wp)
+        start = torch.arange(f, device=y.device).view(1, f, 1) * wp + first  # (B, F, 1)
+        index = (start + torch.arange(span, device=y.device)).reshape(b, f * span)
+        z = torch.gather(flat, 1, index).reshape(b, f, span)  # (B, F, W + n_lags - 1)
+        return [sum64(y * z[..., i : i + w]).unsqueeze(-1) for i in range(n_lags)]
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n_frames = wav.shape[-1] // self.hop_length + 1
-        x = wav.unsqueeze(1)  # (B, 1, T)
-        if self.factor > 1:
-            pad = self.lowpass.shape[-1] // 2
-            x = F.conv1d(F.pad(x, (pad, pad)), self.lowpass, stride=self.factor)
         half = self.win // 2
-        x = F.pad(x, (half, half), mode="reflect")  # (B, 1, T' + W)
+        x64 = F.pad(self.decimate64(wav), (half, half), mode="reflect")  # (B, 1, T' + W)
+        # --- peak search, float32 (as the DFT conv / matmuls run in XNNPACK)
+        x = x64.to(wav.dtype)
         spec = F.conv1d(x, self.basis, stride=self.hop_d)  # (B, 2K, Fr)
         spec = spec[:, :, :n_frames]
         re = spec[:, : self.n_bins]
@@ -121,23 +218,49 @@ class TorchF0(nn.Module):
         n_mid = mid.shape[-1]
         rank = torch.arange(n_mid, 0, -1, device=wav.device, dtype=wav.dtype)
         idx = torch.argmax(is_peak.to(wav.dtype) * rank, dim=-1, keepdim=True)  # (B, F, 1)
-        c = torch.gather(mid, -1, idx)
-        a = torch.gather(left, -1, idx)
-        b = torch.gather(right, -1, idx)
-        denom = torch.clamp(a - 2 * c + b, max=-1e-6)
+        # --- refinement, float64: lags idx - 2 .. idx + 2 (mid[i] is lag lag_lo + i)
+        y = self.frames64(x64, n_frames)  # (B, F, W)
+        lag0 = idx + self.lag_lo  # (B, F, 1) int64, the float32 peak
+        r64 = self.acf64(y, lag0 - 2, 5)  # 5 x (B, F, 1)
+        r0_64 = sum64(y * y).unsqueeze(-1)  # (B, F, 1)
+        # constants exactly representable in float32 (an exported program may round scalars)
+        den = r0_64 + 2.0**-30
+        n0, n1, n2, n3, n4 = (
+            r64[i] / den / self.win_acf64[lag0 + (i - 2)] for i in range(5)
+        )  # normalised autocorrelation at lag0 - 2 .. lag0 + 2, each (B, F, 1)
+        # re-centre on the float64 maximum of lag0 - 1, lag0, lag0 + 1 (the centre wins ties),
+        # only when the float32 search found a peak, and only inside the search range
+        has_peak = torch.gather(is_peak, -1, idx)  # (B, F, 1)
+        floor = torch.full_like(n2, -(2.0**30))
+        lo = torch.where(has_peak & (lag0 > self.lag_lo), n1, floor)
+        hi = torch.where(has_peak & (lag0 < self.lag_hi), n3, floor)
+        go_lo = (lo > n2) & (lo >= hi)
+        go_hi = (hi > n2) & (hi > lo)
+        a = torch.where(go_lo, n0, torch.where(go_hi, n2, n1))
+        c = torch.where(go_lo, n1, torch.where(go_hi, n3, n2))
+        b = torch.where(go_lo, n2, torch.where(go_hi, n4, n3))
+        centre = lag0 - go_lo.to(torch.int64) + go_hi.to(torch.int64)  # (B, F, 1)
+        denom = torch.clamp(a - 2 * c + b, max=-(2.0**-20))
         delta = torch.clamp(0.5 * (a - b) / denom, -0.5, 0.5)
-        lag = idx.to(wav.dtype) + float(self.lag_lo) + delta  # mid[i] is lag lag_lo + i
-        f0 = (self.sr_d / lag).squeeze(-1)  # (B, F)
+        lag = centre.to(torch.float64) + delta
+        f0 = (self.sr_d / lag).squeeze(-1).to(wav.dtype)  # (B, F)
         strength = c.squeeze(-1)
-        level = r0.squeeze(-1) / self.win_energy
+        level = r0_64.squeeze(-1) / self.win_energy
         voiced = (strength > self.voicing_threshold) & (level > self.silence)
         voiced_f = voiced.to(wav.dtype)
         return f0 * voiced_f, voiced_f
 
 
 def shift_f0(f0: torch.Tensor, semitones: torch.Tensor) -> torch.Tensor:
-    """Shift ``(B, F)`` F0 by ``(B,)`` semitones (unvoiced zeros stay zero)."""
-    return f0 * torch.pow(2.0, semitones.to(f0.dtype) / 12.0).unsqueeze(-1)
+    """Shift ``(B, F)`` F0 by ``(B,)`` semitones (unvoiced zeros stay zero).
+
+    The ratio ``2 ** (semitones / 12)`` and the product are computed in float64 and rounded
+    once: a float32 ``pow`` differs by an ulp between ExecuTorch's kernel and eager PyTorch for
+    some shifts, and a constant 1-ulp F0 scale integrates into a harmonic phase drift that
+    breaks the fp32 export gate (:class:`TorchF0`'s docstring).
+    """
+    ratio = torch.pow(2.0, semitones.to(torch.float64) / 12.0).unsqueeze(-1)  # (B, 1)
+    return (f0.to(torch.float64) * ratio).to(f0.dtype)
 
 
 class F0Features(nn.Module):
