@@ -10,6 +10,8 @@ nothing and every helper below degrades to its single-process meaning:
 * :func:`shard` gives each rank its own slice of the data; :func:`distributed_sampler` does the
   same for a ``Dataset`` / ``DataLoader``;
 * :func:`all_reduce_mean`, :func:`barrier`, :func:`is_main` (write files and logs only there);
+* :func:`optimizer_step`: one guarded update (non-finite loss refused, clip, step), returning
+  the rank-mean loss;
 * :func:`train_loop` is a tiny generic loop (``loss_fn(model, batch) -> scalar``) that runs the
   same with 1 or N processes: with equal-sized shards, N ranks with per-rank batches of size b
   take the same steps as one process with batches of size N·b (up to float summation order).
@@ -122,6 +124,35 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         out /= dist.get_world_size()
     return out
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    *,
+    grad_clip: float | None,
+    what: str,
+    step: int,
+    lr: float,
+    sched: Any = None,
+) -> float:
+    """One update: refuse a non-finite loss, backprop, clip, step (and `sched`); the loss's
+    mean over the ranks."""
+    import math
+
+    if not math.isfinite(float(loss.detach())):
+        raise CompressError(
+            f"{what}: loss became {float(loss)} at step {step}; lower the learning rate (lr={lr})"
+        )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    if sched is not None:
+        sched.step()
+    return float(all_reduce_mean(loss.detach()))
 
 
 def broadcast_object(obj: T, src: int = 0) -> T:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -169,30 +168,6 @@ def _window_mean(values: list[float], first: bool) -> float:
     return float(sum(part) / len(part))
 
 
-def _optimizer_step(
-    loss: torch.Tensor,
-    opt: torch.optim.Optimizer,
-    sched: Any,
-    params: list[nn.Parameter],
-    grad_clip: float | None,
-    what: str,
-    step: int,
-    lr: float,
-) -> float:
-    """One update: refuse a non-finite loss, backprop, clip, step; the rank-mean loss."""
-    if not math.isfinite(float(loss.detach())):
-        raise CompressError(
-            f"{what}: loss became {float(loss)} at step {step}; lower the learning rate (lr={lr})"
-        )
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip is not None:
-        nn.utils.clip_grad_norm_(params, grad_clip)
-    opt.step()
-    sched.step()
-    return float(ddp.all_reduce_mean(loss.detach()))
-
-
 def distill_stage(
     teacher: nn.Module,
     next_batch: Callable[[], Batch],
@@ -240,16 +215,8 @@ def distill_stage(
         x_hat = diffusion.predict_x(_call(trained, z_t, t, cond), z_t, t, prediction)
         loss = diffusion.diffusion_loss(x_hat, target, t, weighting, max_weight=max_weight)
         losses.append(
-            _optimizer_step(
-                loss,
-                opt,
-                sched,
-                params,
-                grad_clip,
-                f"distillation to {student_steps} steps",
-                len(losses),
-                lr,
-            )
+            ddp.optimizer_step(loss, opt, params, grad_clip=grad_clip, sched=sched, lr=lr,
+                               what=f"distillation to {student_steps} steps", step=len(losses))
         )
     student.eval()
     return student, losses
@@ -464,9 +431,8 @@ def output_distill(
             )
         value = loss_fn(out, target)
         losses.append(
-            _optimizer_step(
-                value, opt, sched, params, grad_clip, "output distillation", len(losses), lr
-            )
+            ddp.optimizer_step(value, opt, params, grad_clip=grad_clip, sched=sched, lr=lr,
+                               what="output distillation", step=len(losses))
         )
     student.eval()
     return student, {

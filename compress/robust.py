@@ -177,17 +177,8 @@ def _finetune(
         z = diffusion.q_sample(x, t, noise)
         out = net(z, t, content, f0_feats, spk)  # (B, 80, F)
         loss = diffusion.training_loss(out, z, x, noise, t, model.prediction, model.weighting)
-        if not math.isfinite(float(loss.detach())):
-            raise CompressError(
-                f"robust fine-tune: loss became {float(loss)} at step {step}; lower the "
-                f"learning rate (lr={lr})"
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(params, grad_clip)
-        opt.step()
-        value = float(ddp.all_reduce_mean(loss.detach()))
+        value = ddp.optimizer_step(loss, opt, params, grad_clip=grad_clip,
+                                   what="robust fine-tune", step=step, lr=lr)
         losses.append(value)
         if progress is not None:
             progress(step + 1, value)

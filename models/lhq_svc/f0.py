@@ -101,9 +101,8 @@ class TorchF0(nn.Module):
             fc = 0.9 / (2 * self.factor)
             h = 2 * fc * np.sinc(2 * fc * n) * np.hamming(taps)
             h = h / h.sum()
-            self.register_buffer(
-                "lowpass", as_buffer(h[None, None, :])
-            )
+            # checkpoints carry this buffer (strict load); the forward uses ``self.taps``
+            self.register_buffer("lowpass", as_buffer(h[None, None, :]))
         else:
             self.register_buffer("lowpass", torch.ones(1, 1, 1))
         n_fft = 2 * self.win
@@ -136,9 +135,9 @@ class TorchF0(nn.Module):
         # torch.export lifts them as constants; ``_apply`` moves them with the module.
         self.hann64 = torch.tensor(hann, dtype=torch.float64)  # (W,)
         self.win_acf64 = torch.tensor(rw_all / np.sum(hann * hann), dtype=torch.float64)
-        # the low-pass taps rounded to float32 as the `lowpass` buffer, as Python floats (exact
-        # in float32 and float64: an exported program may hold scalars in float32)
-        self.taps = tuple(float(v) for v in np.asarray(h, dtype=np.float32))
+        # the float32 low-pass taps as Python floats (exact in float32 and float64: an exported
+        # program may hold scalars in float32)
+        self.taps = tuple(float(v) for v in self.lowpass.reshape(-1).tolist())
 
     _FIXED64 = ("hann64", "win_acf64")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -70,32 +68,18 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
-def test_two_ranks_agree_and_match_single_process(tmp_path: Path) -> None:
+def test_two_ranks_agree_and_match_single_process(  # type: ignore[no-untyped-def]
+    tmp_path: Path, torchrun, clean_env
+) -> None:
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT)
     out2 = tmp_path / "two"
     out1 = tmp_path / "one"
     out2.mkdir()
     out1.mkdir()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           str(script), str(out2)]
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    r = torchrun(script, out2, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
-    r1 = subprocess.run([sys.executable, str(script), str(out1)], env=_env(),
+    r1 = subprocess.run([sys.executable, str(script), str(out1)], env=clean_env,
                         capture_output=True, text=True, timeout=120)
     assert r1.returncode == 0, r1.stderr[-3000:]
 
@@ -140,3 +124,22 @@ def test_bad_input_raises() -> None:
         ddp.train_loop(m, lambda mm, b: mm(b).sum(), [torch.ones(1, 2)], 0, 0.1)
     with pytest.raises(CompressError, match="backend"):
         ddp.init_distributed("mpi")
+
+
+def test_optimizer_step_refuses_a_non_finite_loss_and_leaves_weights() -> None:
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 1)
+    params = list(lin.parameters())
+    opt = torch.optim.SGD(params, lr=0.1)
+    before = [p.detach().clone() for p in params]
+    bad = lin(torch.ones(1, 3)).sum() * float("nan")
+    with pytest.raises(CompressError, match=r"fine-tune: loss became nan at step 7; .*lr=0.1"):
+        ddp.optimizer_step(bad, opt, params, grad_clip=1.0, what="fine-tune", step=7, lr=0.1)
+    assert all(torch.equal(a, b) for a, b in zip(before, params))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 ** i)
+    loss = (lin(torch.ones(1, 3)) - 4.0).pow(2).sum()
+    value = ddp.optimizer_step(loss, opt, params, grad_clip=None, what="x", step=0, lr=0.1,
+                               sched=sched)
+    assert value == pytest.approx(float(loss))
+    assert not all(torch.equal(a, b) for a, b in zip(before, params))
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)  # the schedule stepped once
