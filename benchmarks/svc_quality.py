@@ -230,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     report["model"] = header.model
     report["history"] = header.history
+    meta = Path(args.data) / "meta.json"
+    if meta.exists():  # corpora written before the voice-noise knob had scale 1
+        cfg = json.loads(meta.read_text()).get("config", {})
+        report["corpus_voice_noise"] = cfg.get("voice_noise", 1.0)
     report["corpus_ceiling"] = corpus_ceiling(corpus, args.seconds)
     print("corpus ceiling (source vs retake):", report["corpus_ceiling"], flush=True)
     report["vocoder_copy_synthesis"] = vocoder_copy_synthesis(model, corpus, args.seconds)

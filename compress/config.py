@@ -38,6 +38,9 @@ class DataConfig:
     minutes: float = option(2.0, lo=0.1, hi=600.0, help="synthetic corpus: minutes per singer")
     sample_rate: int = option(16000, lo=8000, hi=96000)
     seed: int = 0
+    voice_noise: float = option(0.25, lo=0.0, hi=4.0,
+                                help="synthetic corpus: scale of cycle-level jitter / shimmer / "
+                                     "aspiration (models.data.corpus.VOICE_NOISE)")
 
     def problems(self, path: str) -> list[Problem]:
         if self.source == "folder" and not self.path:

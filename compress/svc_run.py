@@ -172,7 +172,8 @@ def stage_data(ctx: dict[str, Any], out: Path) -> dict[str, Any]:
         root = out / "corpus"
         _say(ctx, f"data: synthesising {dc.singers} singers x {dc.minutes} min into {root}")
         synthesize_corpus(root, CorpusConfig(singers=dc.singers, minutes=dc.minutes,
-                                             seed=dc.seed, sample_rate=dc.sample_rate),
+                                             seed=dc.seed, sample_rate=dc.sample_rate,
+                                             voice_noise=dc.voice_noise),
                           progress=ctx.get("progress"))
     else:
         root = Path(str(dc.path)).expanduser()

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from compress.cli import main
-from models.data.corpus import CorpusConfig, synthesize_corpus
+from models.data.corpus import CorpusConfig, make_singer, synthesize_corpus
 from models.data.synth import PHONEMES
 from models.errors import DataError
 
@@ -184,13 +184,18 @@ def test_cli_data_synth(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[st
             "3",
             "--sample-rate",
             "22050",
+            "--voice-noise",
+            "0.5",
         ]
     )
     assert rc == 0
     text = capsys.readouterr().out
     assert f"wrote corpus to {out.resolve()}" in text
     assert "1 singers, 2 songs (1 train / 1 test)" in text and "23 files" in text  # + retake
-    assert json.loads((out / "meta.json").read_text())["sample_rate"] == 22050
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["sample_rate"] == 22050 and meta["config"]["voice_noise"] == 0.5
+    loud = make_singer(3, 0, 1.0)
+    assert meta["singers"]["singer00"]["shimmer"] == pytest.approx(0.5 * loud.shimmer, abs=1e-6)
     assert sf.info(out / "dataset_raw/singer00/song000.wav").samplerate == 22050
     rc = main(["data", "synth", "--out", str(out), "--singers", "0"])
     assert rc == 1

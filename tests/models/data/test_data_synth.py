@@ -127,6 +127,32 @@ def test_singers_are_deterministic_and_varied() -> None:
     assert min(np.diff(scales)) > 0.03
 
 
+def test_voice_noise_scales_only_the_cycle_noise_and_raises_the_retake_ceiling() -> None:
+    """`voice_noise` multiplies jitter / shimmer / breathiness and nothing else; a retake (same
+    performance, another noise stream) of the steadier voice is closer to the original."""
+    from models import metrics
+    from models.data.synth import perform
+
+    loud, calm = make_singer(0, 1, 1.0), make_singer(0, 1, 0.25)
+    noisy = ("breathiness", "jitter", "shimmer")
+    for f in noisy:
+        assert getattr(calm, f) == pytest.approx(0.25 * getattr(loud, f), abs=1e-6)
+        assert getattr(loud, f) > 0
+    assert dataclasses.replace(calm, **{f: getattr(loud, f) for f in noisy}) == loud
+    notes = [NoteEvent(0, 0.1, 1.2, 69), NoteEvent(1, 1.3, 1.4, 72)]
+    scores = {}
+    for name, v in (("loud", loud), ("calm", calm)):
+        perf = perform(["la", "ma"], notes, v, SR, 3.0, np.random.default_rng(5))
+        a = render_voice(perf.segments, perf.f0, v, SR, np.random.default_rng(1)).wav
+        b = render_voice(perf.segments, perf.f0, v, SR, np.random.default_rng(2)).wav
+        scores[name] = metrics.stoi(a, b, SR)
+    assert scores["calm"] > scores["loud"] + 0.05, scores
+    with pytest.raises(DataError, match="voice_noise"):
+        from models.data.corpus import CorpusConfig
+
+        CorpusConfig(voice_noise=-1)
+
+
 def test_pan_gains_constant_power() -> None:
     for p in (-1.0, -0.3, 0.0, 0.15, 1.0):
         gl, gr = pan_gains(p)

@@ -74,3 +74,20 @@ def test_bad_arguments():
         diffusion.time_grid(0)
     with pytest.raises(ValueError, match="valid"):
         diffusion.sample(lambda z, t: z, torch.zeros(1, 1, 1), 2, "euler")
+
+
+def test_loss_weights_of_eq5():
+    """w(θ) for each weighting at SNR 0.01, 3 and 100 (θ = log SNR); the capped weighting is
+    max(SNR, 1) truncated at 5, so a small-τ batch weighs at most 5x a large-τ one."""
+    snr = torch.tensor([0.01, 3.0, 100.0], dtype=torch.float64)
+    # invert θ(τ) numerically on a fine grid
+    grid = torch.linspace(0.0, 1.0, 200001, dtype=torch.float64)
+    lam = diffusion.logsnr(grid)
+    t = torch.stack([grid[(lam - torch.log(s)).abs().argmin()] for s in snr])
+    got = {w: diffusion.loss_weight(t, w) for w in diffusion.WEIGHTINGS}
+    expect = {"snr+1": [1.01, 4.0, 101.0], "max(snr,1)": [1.0, 3.0, 100.0],
+              "clip(snr,1,5)": [1.0, 3.0, 5.0]}
+    for w, e in expect.items():
+        assert torch.allclose(got[w], torch.tensor(e, dtype=torch.float64), rtol=1e-3), (w, got[w])
+    with pytest.raises(ValueError, match="valid"):
+        diffusion.loss_weight(t, "min-snr")
