@@ -28,7 +28,7 @@ correlation is decided by exactly this randomness: with the noise at scale 1 (ji
 shimmer 2-8 % per cycle, the ranges of untrained voices) a retake of the same performance scores
 STOI 0.79 against the original (12 held-out 8 s clips of the 4-singer corpus), which would cap
 every re-synthesis metric below the conversion targets. At 0.25 (jitter 0.05-0.2 %, shimmer
-0.5-2 %: a very steady, trained voice) the retake scores 0.91; with no noise 0.99 (the rest is
+0.5-2 %: a very steady, trained voice) the retake scores 0.90; with no noise 0.99 (the rest is
 the consonants' noise). Scaling happens after the draws, so every other parameter and every
 random stream is the same at any scale.
 
