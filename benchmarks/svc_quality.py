@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -100,13 +101,6 @@ def corpus_ceiling(corpus, seconds: float) -> dict | None:  # type: ignore[no-un
             "clips": len(vals)}
 
 
-def _reference_kinds(es) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    kinds: dict[str, int] = {}
-    for it in es.items:
-        kinds[it.reference_kind] = kinds.get(it.reference_kind, 0) + 1
-    return kinds
-
-
 def conversion(model, data: str, speakers: list[str], args, recon: bool) -> dict:  # type: ignore[no-untyped-def]
     from compress.scores import build_eval_set, evaluate
 
@@ -133,7 +127,8 @@ def conversion(model, data: str, speakers: list[str], args, recon: bool) -> dict
     ]
     if recon:
         names = ["stoi", "chroma_accuracy", "pesq", "neg_lsd"]
-    return {**evaluate(model, es, names), "reference_kind": _reference_kinds(es)}
+    kinds = Counter(it.reference_kind for it in es.items)
+    return {**evaluate(model, es, names), "reference_kind": dict(kinds)}
 
 
 def long_convert(ckpt: str, corpus, seconds: float, speaker: str) -> dict:  # type: ignore[no-untyped-def]
@@ -230,10 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     report["model"] = header.model
     report["history"] = header.history
-    meta = Path(args.data) / "meta.json"
-    if meta.exists():  # corpora written before the voice-noise knob had scale 1
-        cfg = json.loads(meta.read_text()).get("config", {})
-        report["corpus_voice_noise"] = cfg.get("voice_noise", 1.0)
+    report["corpus_voice_noise"] = corpus.voice_noise
     report["corpus_ceiling"] = corpus_ceiling(corpus, args.seconds)
     print("corpus ceiling (source vs retake):", report["corpus_ceiling"], flush=True)
     report["vocoder_copy_synthesis"] = vocoder_copy_synthesis(model, corpus, args.seconds)

@@ -59,6 +59,9 @@ class Corpus:
     phonemes: list[str]
     clips: list[Clip]
     parallel: dict[tuple[str, str], ParallelRef] = field(default_factory=dict)
+    # scale of the synthetic voices' cycle noise (models.data.corpus.VOICE_NOISE) as rendered;
+    # 1.0 for synthetic corpora written before the knob, None for folders without meta.json
+    voice_noise: float | None = None
 
     def parallel_reference(self, source_id: str, target: str) -> ParallelRef | None:
         """The parallel rendering of clip `source_id` by `target`, if the corpus has one."""
@@ -128,5 +131,7 @@ def load_corpus(
         ref = ParallelRef(source=p["source"], target=p["target_singer"], path=root / p["path"],
                           shift=float(p["shift_semitones"]), retake=bool(p["retake"]))
         parallel[(ref.source, ref.target)] = ref
+    voice_noise = None if sc.meta is None else float(
+        sc.meta.get("config", {}).get("voice_noise", 1.0))
     return Corpus(root=root, sample_rate=sample_rate, singers=singers, phonemes=phonemes,
-                  clips=clips, parallel=parallel)
+                  clips=clips, parallel=parallel, voice_noise=voice_noise)

@@ -13,7 +13,7 @@ noise scale γ_τ (= σ), log-SNR θ_τ = log(β_τ² / γ_τ²), decreasing in 
   Min-SNR Weighting Strategy"). Uncapped, the x-MSE weight reaches 10⁴ near τ = 0, so a batch
   that happens to draw a small τ dominates the gradient; on the demo decoder (2000 CPU steps,
   4-singer corpus) the cap lowered the sampled mel's L1 error from 0.51 to 0.38 and raised
-  A → A STOI from 0.51 to 0.60 (caps 1 / 20 gave 0.59 / 0.57).
+  A → A STOI from 0.51 to 0.60 (caps 1 / 20 gave 0.59 / 0.57; one-off probes, see README).
 * Samplers: ancestral with κ (eqs. 6–9) and DDIM (eq. 10), any number of steps on the uniform
   grid τ_i = i / N. The last step returns x̂ itself (γ_0 ≈ 0), so a perfect x-predictor is
   recovered exactly and a 1-step sampler is the network's x̂ at τ = 1.

@@ -204,4 +204,11 @@ def test_cli_data_synth(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[st
     assert "missing sub-command; valid: synth" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["data", "synth", "--help"])
-    assert "example:\n  compress data synth --out" in capsys.readouterr().out
+    help_text = capsys.readouterr().out
+    assert "example:\n  compress data synth --out" in help_text
+    # the documented default is the one the corpus and `compress run` configs use
+    from compress.config import DataConfig
+    from models.data.corpus import VOICE_NOISE
+
+    assert f"default {VOICE_NOISE}" in " ".join(help_text.split())
+    assert DataConfig().voice_noise == CorpusConfig().voice_noise == VOICE_NOISE

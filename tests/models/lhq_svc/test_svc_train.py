@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -18,6 +19,19 @@ from models.lhq_svc.train import PRESET_TRAINING, Trainer
 @pytest.fixture(scope="module")
 def corpus(svc_corpus):
     return load_corpus(svc_corpus)
+
+
+def test_corpus_reports_the_voice_noise_it_was_rendered_with(corpus, svc_corpus, tmp_path):
+    from models.data.corpus import VOICE_NOISE
+
+    assert corpus.voice_noise == VOICE_NOISE
+    # a corpus written before the knob (no config.voice_noise in meta.json) had scale 1
+    old = tmp_path / "old"
+    shutil.copytree(svc_corpus, old)
+    meta = json.loads((old / "meta.json").read_text())
+    del meta["config"]["voice_noise"]
+    (old / "meta.json").write_text(json.dumps(meta))
+    assert load_corpus(old, max_clips=1).voice_noise == 1.0
 
 
 @pytest.mark.parametrize("component,steps", [("content", 25), ("vocoder", 25), ("decoder", 40)])
