@@ -18,7 +18,8 @@ Measures (held-out songs of the corpus):
    synthetic corpus has one (``models.data.corpus``), else against B's own rendering; the
    report says which (``reference_kind``) and also gives the **corpus ceiling**: STOI of each
    held-out source against its retake (the same performance and voice, another noise stream),
-   the best a re-synthesis from frame-level features can expect;
+   the best a re-synthesis from frame-level features can expect, and the same retake passed
+   through the checkpoint's vocoder (the reconstruction ceiling of the pipeline as trained);
 4. ``compress convert`` on a ``--long-seconds`` input (held-out clips concatenated) in a child
    process: wall time and peak RSS (``ru_maxrss`` of the child).
 """
@@ -81,13 +82,19 @@ def griffin_lim_reference(corpus, seconds: float, n_mels: int) -> dict:  # type:
     return {f"stoi_{k}": float(np.mean(v)) for k, v in out.items()} | {"clips": len(out["mel"])}
 
 
-def corpus_ceiling(corpus, seconds: float) -> dict | None:  # type: ignore[no-untyped-def]
-    """STOI(source, retake) over the held-out clips that have a retake (module docstring)."""
+def corpus_ceiling(corpus, seconds: float, model=None) -> dict | None:  # type: ignore[no-untyped-def]
+    """STOI(source, retake) over the held-out clips that have a retake (module docstring).
+
+    With `model`, also STOI(source, vocoder(mel(retake), DIO F0 of the retake)): what a decoder
+    that generated a perfect retake's mel would score through this checkpoint's vocoder, i.e.
+    the reconstruction (A -> A) ceiling of the pipeline as trained.
+    """
     from models import metrics
     from models.audio import load_audio
+    from models.data.features import dio_f0
 
     n = int(seconds * corpus.sample_rate)
-    vals = []
+    vals, voc = [], []
     for c in corpus.split("test"):
         ref = corpus.parallel_reference(c.id, c.singer)
         if ref is None or not ref.retake:
@@ -95,10 +102,20 @@ def corpus_ceiling(corpus, seconds: float) -> dict | None:  # type: ignore[no-un
         retake, _ = load_audio(ref.path, sample_rate=corpus.sample_rate)
         m = min(n, len(retake), len(c.wav))
         vals.append(metrics.stoi(c.wav[:m], retake[:m], corpus.sample_rate))
+        if model is not None:
+            with torch.no_grad():
+                mel = model.mel(torch.from_numpy(retake[:m])[None])
+                f0, _ = dio_f0(retake[:m], corpus.sample_rate, model.hop_length)
+                f0 = torch.from_numpy(np.asarray(f0[: mel.shape[-1]], dtype=np.float32))[None]
+                y = model.vocode(mel, f0)[0, :m].numpy()
+            voc.append(metrics.stoi(c.wav[:m], y, corpus.sample_rate))
     if not vals:
         return None
-    return {"stoi_mean": float(np.mean(vals)), "stoi_min": float(np.min(vals)),
-            "clips": len(vals)}
+    out = {"stoi_mean": float(np.mean(vals)), "stoi_min": float(np.min(vals)),
+           "clips": len(vals)}
+    if voc:
+        out["retake_through_vocoder_stoi_mean"] = float(np.mean(voc))
+    return out
 
 
 def conversion(model, data: str, speakers: list[str], args, recon: bool) -> dict:  # type: ignore[no-untyped-def]
@@ -226,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     report["model"] = header.model
     report["history"] = header.history
     report["corpus_voice_noise"] = corpus.voice_noise
-    report["corpus_ceiling"] = corpus_ceiling(corpus, args.seconds)
+    report["corpus_ceiling"] = corpus_ceiling(corpus, args.seconds, model)
     print("corpus ceiling (source vs retake):", report["corpus_ceiling"], flush=True)
     report["vocoder_copy_synthesis"] = vocoder_copy_synthesis(model, corpus, args.seconds)
     print("vocoder:", report["vocoder_copy_synthesis"], flush=True)
