@@ -45,18 +45,22 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "compress", *args]
 
 
+@torch.no_grad()
+def copy_synthesis(model, wav: np.ndarray, f0: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """`wav`'s log-mel (+ its DIO F0 `f0`, used by the HN vocoder only) through the vocoder."""
+    mel = model.mel(torch.from_numpy(wav)[None])
+    f0_t = torch.from_numpy(np.asarray(f0[: mel.shape[-1]], dtype=np.float32))[None]
+    return model.vocode(mel, f0_t)[0, : wav.shape[0]].numpy()
+
+
 def vocoder_copy_synthesis(model, corpus, seconds: float) -> dict:  # type: ignore[no-untyped-def]
     from models import metrics
 
     vals = []
     n = int(seconds * corpus.sample_rate)
-    with torch.no_grad():
-        for c in corpus.split("test"):
-            wav = c.wav[:n]
-            mel = model.mel(torch.from_numpy(wav)[None])
-            f0 = torch.from_numpy(c.f0[: mel.shape[-1]])[None]  # DIO F0 (HN vocoder only)
-            y = model.vocode(mel, f0)[0, : wav.shape[0]].numpy()
-            vals.append(metrics.stoi(wav, y, corpus.sample_rate))
+    for c in corpus.split("test"):
+        wav = c.wav[:n]
+        vals.append(metrics.stoi(wav, copy_synthesis(model, wav, c.f0), corpus.sample_rate))
     return {"stoi_mean": float(np.mean(vals)), "stoi_min": float(np.min(vals)), "clips": len(vals)}
 
 
@@ -103,11 +107,8 @@ def corpus_ceiling(corpus, seconds: float, model=None) -> dict | None:  # type: 
         m = min(n, len(retake), len(c.wav))
         vals.append(metrics.stoi(c.wav[:m], retake[:m], corpus.sample_rate))
         if model is not None:
-            with torch.no_grad():
-                mel = model.mel(torch.from_numpy(retake[:m])[None])
-                f0, _ = dio_f0(retake[:m], corpus.sample_rate, model.hop_length)
-                f0 = torch.from_numpy(np.asarray(f0[: mel.shape[-1]], dtype=np.float32))[None]
-                y = model.vocode(mel, f0)[0, :m].numpy()
+            f0, _ = dio_f0(retake[:m], corpus.sample_rate, model.hop_length)
+            y = copy_synthesis(model, retake[:m], f0)
             voc.append(metrics.stoi(c.wav[:m], y, corpus.sample_rate))
     if not vals:
         return None
