@@ -56,6 +56,9 @@ def vocoder_checkpoint(checkpoint: str | None, preset: str, work: Path) -> tuple
     voc_spec = registry.get(name)
     config = dict(voc_spec.defaults)
     config["channels"] = header.config["vocoder_channels"]
+    # checkpoints written before the STFT synthesis have neither key: the sum of sinusoids
+    config["synthesis"] = header.config.get("vocoder_synthesis", "harmonic")
+    config["phase_iters"] = header.config.get("vocoder_phase_iters", 0)
     model = HNVocoder(**config)
     _, state = load_state(checkpoint)
     sub = {k[len("vocoder."):]: v for k, v in state.items() if k.startswith("vocoder.")}

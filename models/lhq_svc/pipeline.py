@@ -70,6 +70,8 @@ class SVCPipeline(nn.Module):
         vocoder_kind: str = "melgan",
         vocoder_channels: int = 256,
         vocoder_ratios: list[int] | tuple[int, ...] = (8, 4, 4),
+        vocoder_synthesis: str = "harmonic",
+        vocoder_phase_iters: int = 0,
         mel_mean: float = -6.0,
         mel_std: float = 3.0,
         device_steps: int = 4,
@@ -98,7 +100,8 @@ class SVCPipeline(nn.Module):
             "res_dilations": list(res_dilations), "skip_prob": skip_prob,
             "prediction": prediction, "weighting": weighting,
             "vocoder_kind": vocoder_kind, "vocoder_channels": vocoder_channels,
-            "vocoder_ratios": list(vocoder_ratios),
+            "vocoder_ratios": list(vocoder_ratios), "vocoder_synthesis": vocoder_synthesis,
+            "vocoder_phase_iters": vocoder_phase_iters,
             "mel_mean": mel_mean, "mel_std": mel_std, "device_steps": device_steps,
             "noise_frames": noise_frames, "noise_seed": noise_seed,
             "chunk_seconds": chunk_seconds, "speakers": list(speakers) if speakers else None,
@@ -145,7 +148,9 @@ class SVCPipeline(nn.Module):
                                            mel_mean=mel_mean, mel_std=mel_std)
         elif vocoder_kind == "hn":
             self.vocoder = HNVocoder(n_mels, vocoder_channels, sample_rate, 512, hop_length,
-                                     mel_mean=mel_mean, mel_std=mel_std)
+                                     mel_mean=mel_mean, mel_std=mel_std,
+                                     synthesis=vocoder_synthesis,
+                                     phase_iters=vocoder_phase_iters)
         else:
             raise ValueError(f"vocoder_kind={vocoder_kind!r}; valid: 'melgan', 'hn'")
         g = torch.Generator().manual_seed(noise_seed)

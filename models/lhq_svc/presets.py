@@ -42,6 +42,9 @@ PIPELINES: dict[str, dict[str, Any]] = {
         "channels": 96, "heads": 4, "temb_dim": 64, "res_dilations": [1, 2, 4],
         "vocoder_kind": "hn", "vocoder_channels": 96, "device_steps": 4,
         "noise_frames": 512, "chunk_seconds": 4.0,
+        # one STFT shaped by the envelopes, excitation phase + 2 Griffin-Lim iterations:
+        # copy-synthesis STOI 0.853 -> 0.917 over the sum of sinusoids (vocoder.py)
+        "vocoder_synthesis": "stft", "vocoder_phase_iters": 2,
         # x-prediction with truncated-SNR weights degrades gracefully when the decoder is
         # short-trained (multi-step DDIM with v-prediction drifted after 2000 CPU steps); the
         # cap at 5 keeps small-τ batches from dominating (see diffusion.py)
@@ -52,7 +55,7 @@ PIPELINES: dict[str, dict[str, Any]] = {
         "architecture": ["res", "xattn", "res"], "cond_dim": 256,
         "channels": 32, "heads": 2, "temb_dim": 32, "res_dilations": [1, 2],
         "vocoder_kind": "hn", "vocoder_channels": 16, "device_steps": 2, "noise_frames": 64,
-        "chunk_seconds": 0.5,
+        "chunk_seconds": 0.5, "vocoder_synthesis": "stft", "vocoder_phase_iters": 2,
     },
 }
 
@@ -60,7 +63,8 @@ _PIPELINE_BASE: dict[str, Any] = {
     "sample_rate": SR, "hop_length": HOP, "n_mels": 80, "content_kind": "builtin",
     "content_path": None, "content_hidden": 128, "content_layers": 4, "hubert": None,
     "cond_dim": 256, "temb_dim": 128, "heads": 4, "skip_prob": 0.0, "prediction": "v",
-    "weighting": "snr+1", "vocoder_ratios": [8, 4, 4], "mel_mean": -6.0, "mel_std": 3.0,
+    "weighting": "snr+1", "vocoder_ratios": [8, 4, 4], "vocoder_synthesis": "harmonic",
+    "vocoder_phase_iters": 0, "mel_mean": -6.0, "mel_std": 3.0,
     "noise_seed": 0, "speakers": None,
 }
 
@@ -171,7 +175,8 @@ def _register_all() -> None:
         ))
         hn = {"n_mels": 80, "channels": cfg["vocoder_channels"] if cfg["vocoder_kind"] == "hn"
               else 128, "sample_rate": SR, "hop_length": HOP, "mel_mean": cfg["mel_mean"],
-              "mel_std": cfg["mel_std"]}
+              "mel_std": cfg["mel_std"], "synthesis": cfg["vocoder_synthesis"],
+              "phase_iters": cfg["vocoder_phase_iters"]}
         register(ModelSpec(
             name=f"lhq-svc-vocoder-hn{suffix}", family=FAMILY, factory=HNVocoder,
             defaults=hn, inputs=_hn_inputs(secs), audio=audio,
