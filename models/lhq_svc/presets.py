@@ -43,7 +43,7 @@ PIPELINES: dict[str, dict[str, Any]] = {
         "vocoder_kind": "hn", "vocoder_channels": 96, "device_steps": 4,
         "noise_frames": 512, "chunk_seconds": 4.0,
         # one STFT shaped by the envelopes, excitation phase + 2 Griffin-Lim iterations:
-        # copy-synthesis STOI 0.853 -> 0.917 over the sum of sinusoids (vocoder.py)
+        # copy-synthesis STOI 0.853 -> 0.916 over the sum of sinusoids (svc_quality.py)
         "vocoder_synthesis": "stft", "vocoder_phase_iters": 2,
         # x-prediction with truncated-SNR weights degrades gracefully when the decoder is
         # short-trained (multi-step DDIM with v-prediction drifted after 2000 CPU steps); the

@@ -83,10 +83,11 @@ PRESET_TRAINING: dict[str, TrainConfig] = {
     # vocoder budget and mel weight: copy-synthesis STOI (as in benchmarks/svc_quality.py) on
     # the held-out clips of a 4-singer corpus went 0.780 (600 steps, mel weight 0.5) -> 0.794
     # (1500, 0.5) -> 0.801 (1500, 3.0) -> 0.811 (3000, 0.5); on the default corpus (voice
-    # noise 0.25) 0.851 (2000, 3.0) -> 0.867 (4000, 3.0). Decoder: clip(snr,1,5) weighting
-    # (diffusion.py); its loss still falls at 3000 steps, and 5000 steps took the A -> A STOI
-    # of 8 held-out clips from 0.620 to 0.655 (sampled-mel L1 0.32 -> 0.27). About 15 min on
-    # 2 threads here.
+    # noise 0.25) 0.851 (2000, 3.0) -> 0.867 (4000, 3.0) with the sum-of-sinusoids synthesis;
+    # 0.916 (4000, 3.0) with the STFT synthesis on the 8-minute corpus. Decoder:
+    # clip(snr,1,5) weighting (diffusion.py); its loss still falls at 3000 steps, and 5000
+    # steps took the A -> A STOI of 8 held-out clips from 0.620 to 0.655 (sampled-mel L1
+    # 0.32 -> 0.27). About 15 min on 2 threads here.
     "lhq-svc-demo": TrainConfig(vocoder_steps=4000, vocoder_mel_weight=3.0, decoder_steps=5000),
     "lhq-svc": TrainConfig(content_steps=5000, vocoder_steps=100000, decoder_steps=200000,
                            batch=16, vocoder_frames=64, vocoder_gan=True, gan_start=20000,
