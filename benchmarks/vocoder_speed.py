@@ -31,8 +31,7 @@ from device_bench.api import measure
 from device_bench.protocol import write_input_file
 from export.api import export_model
 from models import registry
-from models.checkpoint import load_state, read_header, save_checkpoint
-from models.lhq_svc.vocoder import HNVocoder
+from models.checkpoint import load_model, read_header, save_checkpoint
 
 DEFAULT_PRESET = "lhq-svc-vocoder-hn-demo"
 
@@ -40,8 +39,8 @@ DEFAULT_PRESET = "lhq-svc-vocoder-hn-demo"
 def vocoder_checkpoint(checkpoint: str | None, preset: str, work: Path) -> tuple[str, str]:
     """A checkpoint path (or registry name) that ``export_model`` takes, and the preset name.
 
-    A pipeline checkpoint (model ``lhq-svc*`` with an HN vocoder) is split: its ``vocoder.*``
-    tensors are loaded strictly into the matching HN vocoder preset and saved alone.
+    A pipeline checkpoint (model ``lhq-svc*`` with an HN vocoder) is split: the pipeline is
+    loaded (strictly) and its vocoder saved alone under the matching HN vocoder preset's name.
     """
     if checkpoint is None:
         return preset, preset
@@ -53,17 +52,11 @@ def vocoder_checkpoint(checkpoint: str | None, preset: str, work: Path) -> tuple
         raise SystemExit(f"{checkpoint}: model {header.model} is neither an HN vocoder nor a "
                          f"pipeline with vocoder_kind='hn'")
     name = "lhq-svc-vocoder-hn" + header.model[len("lhq-svc"):]
-    voc_spec = registry.get(name)
-    config = dict(voc_spec.defaults)
-    config["channels"] = header.config["vocoder_channels"]
-    # checkpoints written before the STFT synthesis have neither key: the sum of sinusoids
-    config["synthesis"] = header.config.get("vocoder_synthesis", "harmonic")
-    config["phase_iters"] = header.config.get("vocoder_phase_iters", 0)
-    model = HNVocoder(**config)
-    _, state = load_state(checkpoint)
-    sub = {k[len("vocoder."):]: v for k, v in state.items() if k.startswith("vocoder.")}
-    model.load_state_dict(sub, strict=True)
-    path = save_checkpoint(work / "vocoder.safetensors", model, model_name=name, config=config)
+    # the pipeline builds its own vocoder (channels, synthesis, ...; older checkpoints get
+    # the defaults they were written with)
+    vocoder = load_model(checkpoint)[0].vocoder
+    config = {k: vocoder.config[k] for k in registry.get(name).defaults}  # the preset's keys
+    path = save_checkpoint(work / "vocoder.safetensors", vocoder, model_name=name, config=config)
     return str(path), name
 
 
@@ -94,8 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         source, name = vocoder_checkpoint(args.checkpoint, args.preset, work)
         spec = registry.get(name)
         if Path(source).exists():
-            from models.checkpoint import load_model
-
             model = load_model(source)[0].eval()
         else:
             model = spec.build().eval()
