@@ -98,17 +98,13 @@ def block_inputs(
     model: Any, inputs: Sequence[torch.Tensor]
 ) -> list[tuple[torch.Tensor, ...]]:
     """The ``(h, temb, cond)`` each block of `model` receives in its one-step on-device graph."""
-    from models.lhq_svc.decoder import timestep_embedding
-
     model.eval()
     audio, speaker, shift = inputs
     cond, _ = model.features(audio, speaker, shift)  # (1, D, F)
     n = cond.shape[-1]
-    z = model.noise[:, :, :n]  # (1, M, F): the fixed noise of the device graph
-    t = torch.ones(1)
+    z = model.noise[:, :, :n] * model.temperature  # (1, M, F): the device graph's start
     dec = model.decoder
-    temb = dec.temb_mlp(timestep_embedding(t, dec.temb_dim))  # (1, E)
-    h = dec.in_proj(z)  # (1, C, F)
+    h, temb, cond = dec.stem(z, torch.ones(1), cond)  # (1, C, F), (1, E), (1, D, F)
     out: list[tuple[torch.Tensor, ...]] = []
     for block in dec.blocks:
         out.append((h.clone(), temb.clone(), cond.clone()))

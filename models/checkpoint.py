@@ -203,7 +203,8 @@ def load_model(
         spec = registry.get(header.model)
     except ModelsError as exc:
         raise CheckpointError(f"checkpoint {p}: {exc}") from exc
-    cfg = dict(header.config)
+    cfg = {k: v for k, v in spec.legacy.items() if k in spec.defaults}  # keys added later
+    cfg.update(header.config)
     cfg.update(overrides)
     try:
         model = spec.build(**cfg)

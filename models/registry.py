@@ -73,6 +73,9 @@ class ModelSpec:
         component: which part of a pipeline this is (``decoder``, ``vocoder``, ``pipeline``...).
         audio_inputs: optional adapter turning a real audio clip into model inputs (int8
             calibration on a folder of audio, see ``export.calibration``).
+        legacy: config keys added after checkpoints of this preset were first written, with
+            the value their absence stands for (a checkpoint without the key is rebuilt with
+            that value, not with the preset's current default).
     """
 
     name: str
@@ -88,6 +91,7 @@ class ModelSpec:
     # Optional input adapter for calibration on real audio (used by `export`):
     # ``audio_inputs(model, wav (T,) float32 tensor, sample_rate) -> tuple of model inputs``.
     audio_inputs: Callable[[torch.nn.Module, torch.Tensor, int], tuple[Any, ...]] | None = None
+    legacy: Mapping[str, Any] = field(default_factory=dict)
 
     def config(self, **overrides: Any) -> dict[str, Any]:
         """Return the preset's config with `overrides` applied (unknown keys are an error)."""

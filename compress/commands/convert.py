@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-seconds", type=float, default=None,
                    help="chunk length for long inputs (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=None,
+                   help="scale of the sampler's starting noise, 0..2 (default: the checkpoint's)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps < 1:
         raise CompressError(f"--steps {args.steps}: expected >= 1")
+    if args.temperature is not None and not 0.0 <= args.temperature <= 2.0:
+        raise CompressError(f"--temperature {args.temperature}: expected 0 <= T <= 2")
     model, header = load_model(args.checkpoint)
     if not hasattr(model, "convert_long"):
         raise CompressError(f"checkpoint {args.checkpoint} holds {header.model!r}, which is not "
@@ -62,10 +66,11 @@ def run(args: argparse.Namespace) -> int:
         out = model.convert_long(wav, speakers.index(args.speaker), args.pitch, steps=args.steps,
                                  sampler=args.sampler, kappa=args.kappa, seed=args.seed,
                                  chunk_seconds=args.chunk_seconds, progress=progress,
-                                 f0_method=args.f0)
+                                 f0_method=args.f0, temperature=args.temperature)
     bar.close()
     write_wav(args.output, out, sr)
     secs = len(wav) / sr
     print(f"wrote {args.output}: {secs:.1f} s of audio in {time.time() - t0:.1f} s "
-          f"(speaker {args.speaker}, pitch {args.pitch:+g}, {args.steps} {args.sampler} steps)")
+          f"(speaker {args.speaker}, pitch {args.pitch:+g}, {args.steps} {args.sampler} steps, "
+          f"temperature {model.temperature if args.temperature is None else args.temperature:g})")
     return 0

@@ -16,6 +16,16 @@ Eq. (1): during robust training each block is replaced by the identity with prob
 :meth:`EvolvableDecoder.duplicate_block` (a deep copy inserted right after the original);
 ``architecture`` stays in sync, so a checkpoint rebuilds the evolved model. Block names are
 ``<kind><position>`` (``res0``, ``xattn1`` ...), recomputed from the list after each edit.
+
+Mel prior (optional, ``mel_prior=True``). The conditioner also regresses a prior mean μ of the
+normalised mel (L1 to the target, a Grad-TTS-style "encoder output" μ; Popov et al. 2021) and
+appends it to the conditioning, ``cond = [c (cond_dim), μ (n_mels)]``. The decoder then runs the
+diffusion of the residual ``r = x̃ - μ``: with ``ỹ_τ = β_τ x̃ + γ_τ ε`` (eq. 2) the residual's
+latent is ``ỹ_τ - β_τ μ = β_τ r + γ_τ ε`` with the same ε, so the blocks see that latent and the
+output is mapped back (x-prediction ``x̂ = μ + r̂``; v-prediction ``v̂_x = v̂_r - γ_τ μ``). From
+the outside it is the same ``(ỹ_τ, τ, cond) -> prediction`` of x̃, so eq. (5), both samplers,
+distillation and the evolvable-block API are unchanged. The prior runs once per conversion
+(it is part of the conditioning), not once per sampling step: capacity there is cheap on device.
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.lhq_svc.diffusion import PREDICTIONS, alpha_sigma
 
 BLOCK_KINDS = ("res", "xattn")
 
@@ -147,6 +159,8 @@ class EvolvableDecoder(nn.Module):
         heads: int = 4,
         res_dilations: list[int] | tuple[int, ...] = (1, 2, 4),
         skip_prob: float = 0.0,
+        mel_prior: bool = False,
+        prediction: str = "x",
     ):
         super().__init__()
         bad = [k for k in architecture if k not in BLOCK_KINDS]
@@ -161,6 +175,10 @@ class EvolvableDecoder(nn.Module):
         self.heads = heads
         self.res_dilations = list(res_dilations)
         self.skip_prob = float(skip_prob)
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction={prediction!r}; valid: {PREDICTIONS}")
+        self.mel_prior = bool(mel_prior)
+        self.prediction = prediction
         self.in_proj = nn.Conv1d(n_mels, channels, 1)
         self.temb_mlp = nn.Sequential(
             nn.Linear(temb_dim, 2 * temb_dim), nn.SiLU(), nn.Linear(2 * temb_dim, temb_dim)
@@ -184,8 +202,14 @@ class EvolvableDecoder(nn.Module):
             "architecture": self.architecture, "n_mels": self.n_mels,
             "channels": self.channels, "cond_dim": self.cond_dim, "temb_dim": self.temb_dim,
             "heads": self.heads, "res_dilations": list(self.res_dilations),
-            "skip_prob": self.skip_prob,
+            "skip_prob": self.skip_prob, "mel_prior": self.mel_prior,
+            "prediction": self.prediction,
         }
+
+    @property
+    def cond_channels(self) -> int:
+        """Channels of the ``cond`` input: ``cond_dim`` (+ ``n_mels`` for the mel prior μ)."""
+        return self.cond_dim + (self.n_mels if self.mel_prior else 0)
 
     @property
     def architecture(self) -> list[str]:
@@ -216,15 +240,34 @@ class EvolvableDecoder(nn.Module):
         self.blocks.insert(i + 1, copy.deepcopy(self.blocks[i]))
 
     # ---- forward ----------------------------------------------------------------------------
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def stem(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What every block receives: ``(h (B, C, F), temb (B, E), cond (B, cond_dim, F))``."""
+        if cond.shape[1] != self.cond_channels:
+            raise ValueError(f"cond has {cond.shape[1]} channels, expected {self.cond_channels}"
+                             + (" (cond_dim + n_mels: the mel prior)" if self.mel_prior else ""))
         temb = self.temb_mlp(timestep_embedding(t, self.temb_dim))  # (B, E)
-        h = self.in_proj(x_t)  # (B, C, F)
+        if self.mel_prior:
+            a, _ = alpha_sigma(t)
+            x_t = x_t - a.view(-1, 1, 1) * cond[:, self.cond_dim :]  # residual latent
+        return self.in_proj(x_t), temb, cond[:, : self.cond_dim]
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h, temb, c = self.stem(x_t, t, cond)
         skip = self.training and self.skip_prob > 0
         for block in self.blocks:
             if skip and float(torch.rand(())) < self.skip_prob:
                 continue  # eq. (1): identity in place of the block
-            h = block(h, temb, cond)
-        return self.out_proj(F.silu(self.out_norm(h)))  # (B, M, F)
+            h = block(h, temb, c)
+        out = self.out_proj(F.silu(self.out_norm(h)))  # (B, M, F)
+        if not self.mel_prior:
+            return out
+        mu = cond[:, self.cond_dim :]  # (B, M, F)
+        if self.prediction == "x":
+            return out + mu
+        _, s = alpha_sigma(t)
+        return out - s.view(-1, 1, 1) * mu  # v of x̃ = v of the residual - γ μ
 
 
 class Conditioner(nn.Module):
@@ -242,8 +285,14 @@ class Conditioner(nn.Module):
         n_speakers: int,
         dim: int = 256,
         context_layers: int = 2,
+        prior_layers: int = 0,
+        n_mels: int = 80,
+        prior_kernel: int = 3,
     ):
         super().__init__()
+        if prior_layers < 0 or prior_kernel < 1 or prior_kernel % 2 == 0:
+            raise ValueError(f"prior_layers={prior_layers}, prior_kernel={prior_kernel}; "
+                             "expected >= 0 layers and an odd kernel")
         self.content_proj = nn.Conv1d(content_dim, dim, 1)
         self.f0_proj = nn.Sequential(nn.Conv1d(f0_dim, dim, 1), nn.SiLU(), nn.Conv1d(dim, dim, 1))
         self.speaker = nn.Embedding(n_speakers, dim)
@@ -255,7 +304,20 @@ class Conditioner(nn.Module):
         self.context = nn.ModuleList(
             nn.Conv1d(dim, dim, 3, padding=1) for _ in range(context_layers)
         )
+        self.prior = nn.ModuleList(
+            nn.Conv1d(dim, dim, prior_kernel, padding=prior_kernel // 2)
+            for _ in range(prior_layers)
+        )
+        self.prior_head = nn.Conv1d(dim, n_mels, 1) if prior_layers else None
         self.dim = dim
+        self.n_mels = n_mels
+        self.out_dim = dim + (n_mels if prior_layers else 0)
+
+    def prior_mean(self, cond: torch.Tensor) -> torch.Tensor:
+        """μ ``(B, n_mels, F)`` (normalised mel) from this conditioner's output."""
+        if self.prior_head is None:
+            raise ValueError("this conditioner has no mel prior (prior_layers=0)")
+        return cond[:, self.dim :]
 
     def forward(
         self, content: torch.Tensor, f0_feats: torch.Tensor, speaker: torch.Tensor
@@ -266,4 +328,13 @@ class Conditioner(nn.Module):
         h = self.mix_content(c) + self.mix_f0(f) + s  # (B, D, F)
         for conv in self.context:
             h = h + conv(F.silu(h))
-        return h
+        if self.prior_head is None:
+            return h
+        p = h
+        for conv in self.prior:
+            p = p + conv(F.silu(p))
+        mu = self.prior_head(F.silu(p))  # (B, M, F)
+        # [h, μ] as two zero-padded tensors added (exact: x + 0 = x) rather than torch.cat:
+        # with the conditioner fp32 and the decoder int8, XNNPACK failed to create the int8
+        # convolutions reading a quantized cat of fp32 inputs (xnn_status_invalid_parameter)
+        return F.pad(h, (0, 0, 0, mu.shape[1])) + F.pad(mu, (0, 0, h.shape[1], 0))

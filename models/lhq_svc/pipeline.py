@@ -3,6 +3,7 @@
     audio -> content encoder -> content (B, Dc, F)            (ContentVec / built-in PPG)
     audio -> F0 (torch DSP; DIO in preprocessing) -> shift by semitones -> F0 features
     [content, F0, speaker] -> 256-d each -> conditioning (B, 256, F)                 §IV.B
+      (+ optional mel prior μ (B, 80, F) regressed from it; the decoder then diffuses x̃ - μ)
     noise -> diffusion decoder, DDIM / ancestral sampler (eqs. 9–10) -> normalised log-mel
     log-mel (+ shifted F0) -> vocoder (MelGAN, or harmonic-plus-noise NSF) -> audio
 
@@ -65,6 +66,8 @@ class SVCPipeline(nn.Module):
         heads: int = 4,
         res_dilations: list[int] | tuple[int, ...] = (1, 2, 4),
         skip_prob: float = 0.0,
+        mel_prior_layers: int = 0,
+        mel_prior_kernel: int = 3,
         prediction: str = "v",
         weighting: str = "snr+1",
         vocoder_kind: str = "melgan",
@@ -75,6 +78,7 @@ class SVCPipeline(nn.Module):
         mel_mean: float = -6.0,
         mel_std: float = 3.0,
         device_steps: int = 4,
+        temperature: float = 1.0,
         noise_frames: int = 512,
         noise_seed: int = 0,
         chunk_seconds: float = 4.0,
@@ -85,6 +89,8 @@ class SVCPipeline(nn.Module):
             raise ValueError(f"content_kind={content_kind!r}; valid: {CONTENT_KINDS}")
         if prediction not in diffusion.PREDICTIONS:
             raise ValueError(f"prediction={prediction!r}; valid: {diffusion.PREDICTIONS}")
+        if not 0.0 <= temperature <= 2.0:
+            raise ValueError(f"temperature={temperature!r}; expected 0 <= T <= 2")
         if weighting not in diffusion.WEIGHTINGS:
             raise ValueError(f"weighting={weighting!r}; valid: {diffusion.WEIGHTINGS}")
         prod = int(np.prod(vocoder_ratios))
@@ -98,12 +104,13 @@ class SVCPipeline(nn.Module):
             "content_layers": content_layers, "hubert": hubert,
             "channels": channels, "cond_dim": cond_dim, "temb_dim": temb_dim, "heads": heads,
             "res_dilations": list(res_dilations), "skip_prob": skip_prob,
+            "mel_prior_layers": mel_prior_layers, "mel_prior_kernel": mel_prior_kernel,
             "prediction": prediction, "weighting": weighting,
             "vocoder_kind": vocoder_kind, "vocoder_channels": vocoder_channels,
             "vocoder_ratios": list(vocoder_ratios), "vocoder_synthesis": vocoder_synthesis,
             "vocoder_phase_iters": vocoder_phase_iters,
             "mel_mean": mel_mean, "mel_std": mel_std, "device_steps": device_steps,
-            "noise_frames": noise_frames, "noise_seed": noise_seed,
+            "temperature": temperature, "noise_frames": noise_frames, "noise_seed": noise_seed,
             "chunk_seconds": chunk_seconds, "speakers": list(speakers) if speakers else None,
         }
         self.sample_rate = sample_rate
@@ -114,6 +121,7 @@ class SVCPipeline(nn.Module):
         self.mel_mean = mel_mean
         self.mel_std = mel_std
         self.device_steps = device_steps
+        self.temperature = float(temperature)
         self.chunk_seconds = chunk_seconds
         self.speakers = list(speakers) if speakers else [f"spk{i}" for i in range(n_speakers)]
         self.mel = LogMel(sample_rate=sample_rate, hop_length=hop_length, n_mels=n_mels)
@@ -138,9 +146,11 @@ class SVCPipeline(nn.Module):
         self.f0 = TorchF0(sample_rate, hop_length)
         self.f0_features = F0Features()
         self.conditioner = Conditioner(self.content.dim, self.f0_features.dim, n_speakers,
-                                       cond_dim)
+                                       cond_dim, prior_layers=mel_prior_layers, n_mels=n_mels,
+                                       prior_kernel=mel_prior_kernel)
         self.decoder = EvolvableDecoder(list(architecture), n_mels, channels, cond_dim, temb_dim,
-                                        heads, res_dilations, skip_prob)
+                                        heads, res_dilations, skip_prob,
+                                        mel_prior=mel_prior_layers > 0, prediction=prediction)
         self.vocoder_kind = vocoder_kind
         self.vocoder: nn.Module
         if vocoder_kind == "melgan":
@@ -260,10 +270,20 @@ class SVCPipeline(nn.Module):
         sampler: str = "ddim",
         kappa: float = 0.0,
         generator: torch.Generator | None = None,
+        temperature: float | None = None,
     ) -> torch.Tensor:
-        """Sample a log-mel ``(B, M, F)`` (not normalised) for conditioning ``cond``."""
-        x = diffusion.sample(lambda z, t: self.denoise_x(z, t, cond), noise, steps, sampler,
-                             kappa, generator)
+        """Sample a log-mel ``(B, M, F)`` (not normalised) for conditioning ``cond``.
+
+        The sampler starts from ``temperature * noise`` (default: the pipeline's
+        ``temperature``): 1 is the model's distribution; below 1 trades sample variety for
+        outputs closer to the conditional mean (the "temperature" of Grad-TTS's terminal
+        noise; the ancestral sampler's per-step noise is not scaled).
+        """
+        temp = self.temperature if temperature is None else float(temperature)
+        if not 0.0 <= temp <= 2.0:
+            raise ValueError(f"temperature={temp!r}; expected 0 <= T <= 2")
+        x = diffusion.sample(lambda z, t: self.denoise_x(z, t, cond), noise * temp, steps,
+                             sampler, kappa, generator)
         return self.denormalize_mel(x)
 
     # ---- on-device graph ------------------------------------------------------------------
@@ -290,14 +310,16 @@ class SVCPipeline(nn.Module):
         seed: int = 0,
         noise: torch.Tensor | None = None,
         f0_method: str = "torch",
+        temperature: float | None = None,
     ) -> torch.Tensor:
         """Convert ``(T,)`` or ``(1, T)`` audio; returns ``(T,)``.
 
         ``f0_method``: ``"torch"`` (:class:`TorchF0`, as on device) or ``"dio"`` (pyworld DIO,
-        the preprocessing estimator the decoder is trained with, §IV.B).
+        the preprocessing estimator the decoder is trained with, §IV.B). ``temperature``:
+        see :meth:`generate_mel` (default: the pipeline's).
         """
         return self._convert(audio, speaker, shift, steps, sampler, kappa, seed, noise,
-                             f0_method)[0]
+                             f0_method, temperature=temperature)[0]
 
     @torch.no_grad()
     def _convert(
@@ -313,6 +335,7 @@ class SVCPipeline(nn.Module):
         f0_method: str,
         phase0: float | Callable[[torch.Tensor], float] = 0.0,
         frame_offset: int = 0,
+        temperature: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Audio ``(T,)`` and the shifted F0 ``(1, F)``; `phase0` may be a function of that F0
         (chunked conversion aligns the harmonic phase with the previous chunk)."""
@@ -333,7 +356,7 @@ class SVCPipeline(nn.Module):
         g = torch.Generator().manual_seed(seed)
         if noise is None:
             noise = torch.randn(1, self.n_mels, n, generator=g)
-        mel = self.generate_mel(cond, noise[:, :, :n], steps, sampler, kappa, g)
+        mel = self.generate_mel(cond, noise[:, :, :n], steps, sampler, kappa, g, temperature)
         if callable(phase0):
             phase0 = phase0(f0_shifted)
         p0 = torch.tensor([phase0]) if phase0 else None
@@ -354,6 +377,7 @@ class SVCPipeline(nn.Module):
         overlap_seconds: float | None = None,
         progress: Any = None,
         f0_method: str = "torch",
+        temperature: float | None = None,
     ) -> np.ndarray:
         """Convert a long ``(T,)`` input chunk by chunk with a linear crossfade.
 
@@ -374,7 +398,7 @@ class SVCPipeline(nn.Module):
                              f"({overlap} samples)")
         if total <= chunk:
             return self.convert(wav, speaker, shift, steps, sampler, kappa, seed,
-                                f0_method=f0_method).numpy()
+                                f0_method=f0_method, temperature=temperature).numpy()
         g = torch.Generator().manual_seed(seed)
         noise = torch.randn(1, self.n_mels, total // hop + 1, generator=g)
         out = np.zeros(total, dtype=np.float32)
@@ -395,7 +419,7 @@ class SVCPipeline(nn.Module):
 
             y_t, f0_chunk = self._convert(wav[s:e], speaker, shift, steps, sampler, kappa,
                                           seed + i, noise[:, :, s // hop :], f0_method,
-                                          align, s // hop)
+                                          align, s // hop, temperature)
             y = y_t.numpy()
             if self.vocoder_kind == "hn":
                 prev_f0 = f0_chunk

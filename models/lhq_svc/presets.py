@@ -49,6 +49,7 @@ PIPELINES: dict[str, dict[str, Any]] = {
         # short-trained (multi-step DDIM with v-prediction drifted after 2000 CPU steps); the
         # cap at 5 keeps small-τ batches from dominating (see diffusion.py)
         "prediction": "x", "weighting": "clip(snr,1,5)",
+        "mel_prior_layers": 4, "temperature": 0.5,
     },
     "lhq-svc-unittest": {
         "n_speakers": 2, "n_phonemes": 8, "content_hidden": 16, "content_layers": 2,
@@ -56,17 +57,25 @@ PIPELINES: dict[str, dict[str, Any]] = {
         "channels": 32, "heads": 2, "temb_dim": 32, "res_dilations": [1, 2],
         "vocoder_kind": "hn", "vocoder_channels": 16, "device_steps": 2, "noise_frames": 64,
         "chunk_seconds": 0.5, "vocoder_synthesis": "stft", "vocoder_phase_iters": 2,
+        "mel_prior_layers": 1, "mel_prior_kernel": 1,
     },
 }
 
 _PIPELINE_BASE: dict[str, Any] = {
     "sample_rate": SR, "hop_length": HOP, "n_mels": 80, "content_kind": "builtin",
     "content_path": None, "content_hidden": 128, "content_layers": 4, "hubert": None,
-    "cond_dim": 256, "temb_dim": 128, "heads": 4, "skip_prob": 0.0, "prediction": "v",
+    "cond_dim": 256, "temb_dim": 128, "heads": 4, "skip_prob": 0.0, "mel_prior_layers": 0,
+    "mel_prior_kernel": 3, "temperature": 1.0, "prediction": "v",
     "weighting": "snr+1", "vocoder_ratios": [8, 4, 4], "vocoder_synthesis": "harmonic",
     "vocoder_phase_iters": 0, "mel_mean": -6.0, "mel_std": 3.0,
     "noise_seed": 0, "speakers": None,
 }
+
+# what a checkpoint written before these config keys existed was built with
+LEGACY_PIPELINE = {"vocoder_synthesis": "harmonic", "vocoder_phase_iters": 0,
+                   "mel_prior_layers": 0, "mel_prior_kernel": 3, "temperature": 1.0}
+LEGACY_DECODER = {"mel_prior": False, "prediction": "x"}
+LEGACY_HN = {"synthesis": "harmonic", "phase_iters": 0}
 
 EXAMPLE_SECONDS = {"lhq-svc": 1.0, "lhq-svc-demo": 1.0, "lhq-svc-unittest": 0.25}
 
@@ -100,7 +109,7 @@ def _decoder_inputs(seconds: float):  # type: ignore[no-untyped-def]
     def inputs(model: torch.nn.Module) -> tuple[torch.Tensor, ...]:
         n = _frames(seconds)
         return (_seeded(1, 80, n, seed=1), torch.tensor([0.5]),
-                _seeded(1, model.cond_dim, n, seed=2))
+                _seeded(1, model.cond_channels, n, seed=2))
 
     return inputs
 
@@ -154,16 +163,18 @@ def _register_all() -> None:
         register(ModelSpec(
             name=name, family=FAMILY, factory=SVCPipeline, defaults=cfg,
             inputs=_pipeline_inputs(secs), audio=audio, description=descr[name],
-            component="pipeline", tags=("evolvable", "diffusion"),
+            component="pipeline", tags=("evolvable", "diffusion"), legacy=LEGACY_PIPELINE,
         ))
         dec = {k: cfg[k] for k in ("architecture", "channels", "cond_dim", "temb_dim", "heads",
                                    "res_dilations", "skip_prob")}
         dec["n_mels"] = 80
+        dec["mel_prior"] = cfg["mel_prior_layers"] > 0
+        dec["prediction"] = cfg["prediction"]
         register(ModelSpec(
             name=f"lhq-svc-decoder{suffix}", family=FAMILY, factory=_decoder_factory,
             defaults=dec, inputs=_decoder_inputs(secs), audio=audio,
             description=f"diffusion decoder of {name} (x_t, t, cond) -> prediction",
-            component="decoder", tags=("evolvable", "diffusion"),
+            component="decoder", tags=("evolvable", "diffusion"), legacy=LEGACY_DECODER,
         ))
         voc = {"n_mels": 80, "channels": cfg["vocoder_channels"],
                "ratios": cfg["vocoder_ratios"], "mel_mean": cfg["mel_mean"],
@@ -181,7 +192,7 @@ def _register_all() -> None:
             name=f"lhq-svc-vocoder-hn{suffix}", family=FAMILY, factory=HNVocoder,
             defaults=hn, inputs=_hn_inputs(secs), audio=audio,
             description=f"harmonic-plus-noise (NSF) vocoder of {name} (mel, f0 -> audio)",
-            component="vocoder",
+            component="vocoder", legacy=LEGACY_HN,
         ))
         con = {"n_phonemes": cfg["n_phonemes"], "hidden": cfg["content_hidden"],
                "layers": cfg["content_layers"], "sample_rate": SR, "hop_length": HOP,

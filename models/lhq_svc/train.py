@@ -66,6 +66,7 @@ class TrainConfig:
     decoder_lr: float = 1e-3
     vocoder_gan: bool = False
     vocoder_mel_weight: float = 0.5  # weight of the log-mel L1 next to the multi-resolution STFT
+    prior_weight: float = 1.0  # weight of the mel prior's L1 next to eq. (5) (mel_prior_layers)
     gan_start: int = 500
     ckpt_every: int = 200
     log_every: int = 10
@@ -88,7 +89,7 @@ PRESET_TRAINING: dict[str, TrainConfig] = {
     # clip(snr,1,5) weighting (diffusion.py); its loss still falls at 3000 steps, and 5000
     # steps took the A -> A STOI of 8 held-out clips from 0.620 to 0.655 (sampled-mel L1
     # 0.32 -> 0.27). About 15 min on 2 threads here.
-    "lhq-svc-demo": TrainConfig(vocoder_steps=4000, vocoder_mel_weight=3.0, decoder_steps=5000),
+    "lhq-svc-demo": TrainConfig(vocoder_steps=4000, vocoder_mel_weight=3.0, decoder_steps=3500),
     "lhq-svc": TrainConfig(content_steps=5000, vocoder_steps=100000, decoder_steps=200000,
                            batch=16, vocoder_frames=64, vocoder_gan=True, gan_start=20000,
                            ckpt_every=1000, lr=1e-3, decoder_lr=1e-4),
@@ -412,6 +413,8 @@ class Trainer:
         z = diffusion.q_sample(x, t, noise)
         out = m.decoder(z, t, cond)
         loss = diffusion.training_loss(out, z, x, noise, t, m.prediction, m.weighting)
+        if m.decoder.mel_prior:  # μ regresses x̃ (L1), the decoder diffuses x̃ - μ
+            loss = loss + self.cfg.prior_weight * F.l1_loss(m.conditioner.prior_mean(cond), x)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(m.conditioner.parameters())

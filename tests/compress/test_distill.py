@@ -192,12 +192,15 @@ def test_bad_input_raises() -> None:
 
 
 def test_distills_the_lhq_svc_decoder() -> None:
-    """The real decoder API: ``forward(x_t (B, 80, F), t (B,), cond (B, 256, F))``."""
+    """The real decoder API: ``forward(x_t (B, 80, F), t (B,), cond (B, D, F))`` (D = 256 + the
+    80-bin mel prior μ of the unittest preset)."""
     from models import registry
 
     teacher = registry.build("lhq-svc-decoder-unittest", skip_prob=0.5).train()
+    assert teacher.mel_prior and teacher.cond_channels == 256 + 80
     g = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(2, 80, 12, generator=g), torch.randn(2, 256, 12, generator=g))
+    batches = [(torch.randn(2, 80, 12, generator=g),
+                torch.randn(2, teacher.cond_channels, 12, generator=g))
                for _ in range(2)]
     student, history = distill_progressive(teacher, batches, teacher_steps=4,
                                            steps_per_stage=3, lr=1e-3, prediction="v")

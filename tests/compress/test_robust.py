@@ -58,7 +58,8 @@ def test_trainer_decoder_batch_has_grad_through_the_conditioner(corpus, tmp_path
     trainer = Trainer(model, "lhq-svc-unittest", corpus, tmp_path,
                       PRESET_TRAINING["lhq-svc-unittest"], show_progress=False)
     x, cond = trainer.decoder_batch(np.random.default_rng(3))
-    assert x.shape == (2, 80, 32) and cond.shape == (2, 256, 32)
+    # conditioning (256) + the unittest preset's mel prior μ (80)
+    assert x.shape == (2, 80, 32) and cond.shape == (2, 256 + 80, 32)
     assert cond.requires_grad and not x.requires_grad
     x2, content, f0_feats, spk = trainer.batches.inputs(np.random.default_rng(3))
     assert torch.equal(x, x2)
@@ -120,7 +121,8 @@ def test_blocks_are_skipped_with_probability_p(corpus):
     seen = []
     hooks = [b.register_forward_hook(lambda *_a: seen.append(1)) for b in m.blocks]
     with torch.no_grad():
-        m.decoder(torch.zeros(1, 80, 8), torch.full((1,), 0.5), torch.zeros(1, 256, 8))
+        m.decoder(torch.zeros(1, 80, 8), torch.full((1,), 0.5),
+                  torch.zeros(1, m.decoder.cond_channels, 8))
     for h in hooks:
         h.remove()
     assert len(seen) == n_blocks
@@ -181,7 +183,8 @@ def _untrained_but_nonzero(corpus):
 def test_removal_drops_match_manual_removal(corpus):
     model = _untrained_but_nonzero(corpus)
     g = torch.Generator().manual_seed(0)
-    z, cond = torch.randn(2, 80, 16, generator=g), torch.randn(2, 256, 16, generator=g)
+    z = torch.randn(2, 80, 16, generator=g)
+    cond = torch.randn(2, model.decoder.cond_channels, 16, generator=g)
     t = torch.tensor([0.3, 0.7])
 
     def score(m) -> float:  # any deterministic "higher is better" number

@@ -94,3 +94,73 @@ def test_paper_sized_decoder_matches_table_one():
     """Table I: LHQ-SVC is 67.89 MB; our `lhq-svc` decoder is within 1 % of that in fp32."""
     d = registry.describe("lhq-svc-decoder")
     assert abs(d["fp32_mb"] - 67.89) / 67.89 < 0.01
+
+
+def _prior_pair(prediction):
+    """A decoder with the mel prior and the same weights without it."""
+    torch.manual_seed(0)
+    kw = dict(channels=16, cond_dim=24, temb_dim=16, heads=2, res_dilations=[1, 2])
+    with_prior = EvolvableDecoder(["res", "xattn"], mel_prior=True, prediction=prediction, **kw)
+    torch.nn.init.normal_(with_prior.out_proj.weight, std=0.1)
+    plain = EvolvableDecoder(["res", "xattn"], **kw)
+    plain.load_state_dict(with_prior.state_dict())
+    return with_prior.eval(), plain.eval()
+
+
+@pytest.mark.parametrize("prediction", ["x", "v"])
+def test_mel_prior_is_the_diffusion_of_the_residual(prediction):
+    """With μ appended to cond, the blocks see the residual's latent ỹ - βμ = β(x̃ - μ) + γε and
+    the output is the prediction of x̃: x̂ = μ + r̂ (x), v̂_x = v̂_r - γμ (v)."""
+    from models.lhq_svc.diffusion import alpha_sigma
+
+    dec, plain = _prior_pair(prediction)
+    z, t, c = _inputs()
+    mu = torch.randn(2, 80, 20, generator=torch.Generator().manual_seed(5))
+    a, s = (v.view(-1, 1, 1) for v in alpha_sigma(t))
+    with torch.no_grad():
+        got = dec(z, t, torch.cat([c, mu], 1))
+        r_hat = plain(z - a * mu, t, c)
+    want = r_hat + mu if prediction == "x" else r_hat - s * mu
+    assert (got - want).abs().max() < 1e-5
+    assert dec.cond_channels == 24 + 80 and plain.cond_channels == 24
+    with pytest.raises(ValueError, match="cond has 24 channels, expected 104"):
+        dec(z, t, c)
+
+
+def test_untrained_residual_decoder_samples_the_prior_mean():
+    """x-prediction: a zero-initialised output layer predicts r̂ = 0, so every sampler returns μ
+    exactly (the prior alone is the starting point of training)."""
+    prediction = "x"
+    from models.lhq_svc import diffusion
+
+    torch.manual_seed(0)
+    dec = EvolvableDecoder(["res", "xattn"], channels=16, cond_dim=24, temb_dim=16, heads=2,
+                           res_dilations=[1, 2], mel_prior=True, prediction=prediction).eval()
+    _, _, c = _inputs()
+    mu = torch.randn(2, 80, 20, generator=torch.Generator().manual_seed(5))
+    cond = torch.cat([c, mu], 1)
+    noise = torch.randn(2, 80, 20, generator=torch.Generator().manual_seed(6))
+    for steps, sampler in ((1, "ddim"), (4, "ddim"), (8, "ancestral")):
+        with torch.no_grad():
+            x = diffusion.sample(
+                lambda z, t: diffusion.predict_x(dec(z, t, cond), z, t, prediction),
+                noise, steps, sampler, 0.5, torch.Generator().manual_seed(1))
+        assert (x - mu).abs().max() < 1e-4, (steps, sampler)
+
+
+def test_conditioner_appends_the_prior_mean():
+    from models.lhq_svc.decoder import Conditioner
+
+    torch.manual_seed(0)
+    cn = Conditioner(8, 4, 3, dim=32, prior_layers=2, n_mels=80)
+    g = torch.Generator().manual_seed(0)
+    out = cn(torch.randn(2, 8, 10, generator=g), torch.randn(2, 4, 10, generator=g),
+             torch.tensor([0, 2]))
+    assert out.shape == (2, 32 + 80, 10) and cn.out_dim == 112
+    assert torch.equal(cn.prior_mean(out), out[:, 32:])
+    plain = Conditioner(8, 4, 3, dim=32)
+    assert plain.out_dim == 32
+    with pytest.raises(ValueError, match="no mel prior"):
+        plain.prior_mean(out)
+    with pytest.raises(ValueError, match="odd kernel"):
+        Conditioner(8, 4, 3, prior_layers=1, prior_kernel=4)
