@@ -249,7 +249,9 @@ class EvolvableDecoder(nn.Module):
                              + (" (cond_dim + n_mels: the mel prior)" if self.mel_prior else ""))
         temb = self.temb_mlp(timestep_embedding(t, self.temb_dim))  # (B, E)
         if self.mel_prior:
-            a, _ = alpha_sigma(t)
+            # τ clamped to [0, 1]: the schedule's log tan is NaN outside it (a runner feeding
+            # random inputs gets finite outputs; inside the sampler τ is always in range)
+            a, _ = alpha_sigma(t.clamp(0.0, 1.0))
             x_t = x_t - a.view(-1, 1, 1) * cond[:, self.cond_dim :]  # residual latent
         return self.in_proj(x_t), temb, cond[:, : self.cond_dim]
 
@@ -266,7 +268,7 @@ class EvolvableDecoder(nn.Module):
         mu = cond[:, self.cond_dim :]  # (B, M, F)
         if self.prediction == "x":
             return out + mu
-        _, s = alpha_sigma(t)
+        _, s = alpha_sigma(t.clamp(0.0, 1.0))
         return out - s.view(-1, 1, 1) * mu  # v of x̃ = v of the residual - γ μ
 
 
