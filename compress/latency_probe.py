@@ -102,7 +102,7 @@ def block_inputs(
     audio, speaker, shift = inputs
     cond, _ = model.features(audio, speaker, shift)  # (1, D, F)
     n = cond.shape[-1]
-    z = model.noise[:, :, :n] * model.temperature  # (1, M, F): the device graph's start
+    z = model.device_latent(n)  # (1, M, F)
     dec = model.decoder
     h, temb, cond = dec.stem(z, torch.ones(1), cond)  # (1, C, F), (1, E), (1, D, F)
     out: list[tuple[torch.Tensor, ...]] = []

@@ -498,7 +498,7 @@ def _decoder_inputs(model: Any, clips: list[tuple[torch.Tensor, ...]]
     out: list[tuple[torch.Tensor, ...]] = []
     for audio, spk, shift in clips:
         cond, _ = model.features(audio, spk, shift)  # (1, D, F)
-        z = model.noise[:, :, : cond.shape[-1]] * model.temperature  # (1, M, F), as sampled
+        z = model.device_latent(cond.shape[-1])  # (1, M, F)
         out.append((z, torch.ones(1), cond))
     return out
 

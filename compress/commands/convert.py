@@ -42,11 +42,15 @@ def run(args: argparse.Namespace) -> int:
     from compress.errors import CompressError
     from models.audio import load_audio, write_wav
     from models.checkpoint import load_model
+    from models.lhq_svc.pipeline import check_temperature
 
     if args.steps < 1:
         raise CompressError(f"--steps {args.steps}: expected >= 1")
-    if args.temperature is not None and not 0.0 <= args.temperature <= 2.0:
-        raise CompressError(f"--temperature {args.temperature}: expected 0 <= T <= 2")
+    if args.temperature is not None:
+        try:
+            check_temperature(args.temperature)
+        except ValueError as exc:
+            raise CompressError(f"--temperature: {exc}") from None
     model, header = load_model(args.checkpoint)
     if not hasattr(model, "convert_long"):
         raise CompressError(f"checkpoint {args.checkpoint} holds {header.model!r}, which is not "

@@ -36,6 +36,13 @@ from models.lhq_svc.vocoder import HNVocoder, MelGANGenerator
 log = logging.getLogger(__name__)
 
 
+def check_temperature(value: float) -> float:
+    """The sampler's noise scale as a float; ValueError outside [0, 2]."""
+    if not 0.0 <= value <= 2.0:
+        raise ValueError(f"temperature={value!r}; expected 0 <= T <= 2")
+    return float(value)
+
+
 class SVCPipeline(nn.Module):
     """The whole LHQ-SVC model; every constructor argument is stored in :attr:`config`."""
 
@@ -89,8 +96,7 @@ class SVCPipeline(nn.Module):
             raise ValueError(f"content_kind={content_kind!r}; valid: {CONTENT_KINDS}")
         if prediction not in diffusion.PREDICTIONS:
             raise ValueError(f"prediction={prediction!r}; valid: {diffusion.PREDICTIONS}")
-        if not 0.0 <= temperature <= 2.0:
-            raise ValueError(f"temperature={temperature!r}; expected 0 <= T <= 2")
+        check_temperature(temperature)
         if weighting not in diffusion.WEIGHTINGS:
             raise ValueError(f"weighting={weighting!r}; valid: {diffusion.WEIGHTINGS}")
         prod = int(np.prod(vocoder_ratios))
@@ -279,12 +285,15 @@ class SVCPipeline(nn.Module):
         outputs closer to the conditional mean (the "temperature" of Grad-TTS's terminal
         noise; the ancestral sampler's per-step noise is not scaled).
         """
-        temp = self.temperature if temperature is None else float(temperature)
-        if not 0.0 <= temp <= 2.0:
-            raise ValueError(f"temperature={temp!r}; expected 0 <= T <= 2")
+        temp = self.temperature if temperature is None else check_temperature(temperature)
         x = diffusion.sample(lambda z, t: self.denoise_x(z, t, cond), noise * temp, steps,
                              sampler, kappa, generator)
         return self.denormalize_mel(x)
+
+    def device_latent(self, frames: int) -> torch.Tensor:
+        """``(1, M, frames)``: the latent the on-device graph's first decoder step receives
+        (the fixed noise buffer at the pipeline's temperature)."""
+        return self.noise[:, :, :frames] * self.temperature
 
     # ---- on-device graph ------------------------------------------------------------------
     def forward(

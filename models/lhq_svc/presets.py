@@ -71,11 +71,13 @@ _PIPELINE_BASE: dict[str, Any] = {
     "noise_seed": 0, "speakers": None,
 }
 
-# what a checkpoint written before these config keys existed was built with
-LEGACY_PIPELINE = {"vocoder_synthesis": "harmonic", "vocoder_phase_iters": 0,
-                   "mel_prior_layers": 0, "mel_prior_kernel": 3, "temperature": 1.0}
+# what a checkpoint written before these config keys existed was built with: the base values
+LEGACY_PIPELINE = {k: _PIPELINE_BASE[k] for k in (
+    "vocoder_synthesis", "vocoder_phase_iters", "mel_prior_layers", "mel_prior_kernel",
+    "temperature")}
 LEGACY_DECODER = {"mel_prior": False, "prediction": "x"}
-LEGACY_HN = {"synthesis": "harmonic", "phase_iters": 0}
+LEGACY_HN = {"synthesis": LEGACY_PIPELINE["vocoder_synthesis"],
+             "phase_iters": LEGACY_PIPELINE["vocoder_phase_iters"]}
 
 EXAMPLE_SECONDS = {"lhq-svc": 1.0, "lhq-svc-demo": 1.0, "lhq-svc-unittest": 0.25}
 

@@ -52,7 +52,7 @@ def test_convert_writes_audio_of_input_length(ckpt, song, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["unknown_speaker", "missing_ckpt", "corrupt_wav", "silent",
-                                  "missing_input"])
+                                  "missing_input", "bad_temperature"])
 def test_convert_bad_input_one_line_no_output(case, ckpt, song, tmp_path, capsys):
     out = tmp_path / "out.wav"
     inp, ck, spk = song, ckpt, "bass"
@@ -68,12 +68,14 @@ def test_convert_bad_input_one_line_no_output(case, ckpt, song, tmp_path, capsys
         sf.write(inp, np.zeros(SR, dtype=np.float32), SR)
     elif case == "missing_input":
         inp = tmp_path / "none.wav"
-    assert _convert(ck, inp, out, spk) == 1
+    extra = ["--temperature", "3"] if case == "bad_temperature" else []
+    assert _convert(ck, inp, out, spk, *extra) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("compress convert: error:")
     expect = {"unknown_speaker": "unknown speaker 'tenor'; valid: alto, bass",
               "missing_ckpt": "no such file", "corrupt_wav": "bad.wav",
-              "silent": "silent", "missing_input": "none.wav"}[case]
+              "silent": "silent", "missing_input": "none.wav",
+              "bad_temperature": "--temperature: temperature=3.0; expected 0 <= T <= 2"}[case]
     assert expect in err[0]
     assert not out.exists()
     assert not list(tmp_path.glob("out.wav*"))
