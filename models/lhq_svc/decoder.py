@@ -278,11 +278,6 @@ class Conditioner(nn.Module):
     ``forward(content (B, Dc, F), f0_feats (B, Df, F), speaker (B,)) -> (B, dim, F)``:
     concatenation of the three projections, a 1x1 projection back to ``dim``, and a short
     stack of residual convolutions for local context.
-
-    With ``template_channels`` (= ``n_mels``) the last channels of ``f0_feats`` are a
-    log-mel harmonic template (:class:`~models.lhq_svc.f0.HarmonicTemplate`); a mel prior then
-    adds it to μ through a per-bin gain and bias (zero at initialisation), so the prior's
-    convolutions learn the spectral envelope on top of the harmonic comb.
     """
 
     def __init__(
@@ -295,15 +290,11 @@ class Conditioner(nn.Module):
         prior_layers: int = 0,
         n_mels: int = 80,
         prior_kernel: int = 3,
-        template_channels: int = 0,
     ):
         super().__init__()
         if prior_layers < 0 or prior_kernel < 1 or prior_kernel % 2 == 0:
             raise ValueError(f"prior_layers={prior_layers}, prior_kernel={prior_kernel}; "
                              "expected >= 0 layers and an odd kernel")
-        if template_channels not in (0, n_mels) or template_channels > f0_dim:
-            raise ValueError(f"template_channels={template_channels}; expected 0 or "
-                             f"n_mels={n_mels} (the last channels of the {f0_dim} F0 features)")
         self.content_proj = nn.Conv1d(content_dim, dim, 1)
         self.f0_proj = nn.Sequential(nn.Conv1d(f0_dim, dim, 1), nn.SiLU(), nn.Conv1d(dim, dim, 1))
         self.speaker = nn.Embedding(n_speakers, dim)
@@ -320,12 +311,6 @@ class Conditioner(nn.Module):
             for _ in range(prior_layers)
         )
         self.prior_head = nn.Conv1d(dim, n_mels, 1) if prior_layers else None
-        self.prior_skip: nn.Conv1d | None = None
-        if prior_layers and template_channels:
-            self.prior_skip = nn.Conv1d(n_mels, n_mels, 1, groups=n_mels)
-            nn.init.zeros_(self.prior_skip.weight)
-            nn.init.zeros_(self.prior_skip.bias)
-        self.template_channels = template_channels
         self.dim = dim
         self.n_mels = n_mels
         self.out_dim = dim + (n_mels if prior_layers else 0)
@@ -351,8 +336,6 @@ class Conditioner(nn.Module):
         for conv in self.prior:
             p = p + conv(F.silu(p))
         mu = self.prior_head(F.silu(p))  # (B, M, F)
-        if self.prior_skip is not None:
-            mu = mu + self.prior_skip(f0_feats[:, f0_feats.shape[1] - self.template_channels :])
         # [h, μ] as two zero-padded tensors added (exact: x + 0 = x) rather than torch.cat:
         # with the conditioner fp32 and the decoder int8, XNNPACK failed to create the int8
         # convolutions reading a quantized cat of fp32 inputs (xnn_status_invalid_parameter)

@@ -37,7 +37,6 @@ Frames line up with the log-mel frames: ``1 + T // hop_length``.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -263,108 +262,24 @@ def shift_f0(f0: torch.Tensor, semitones: torch.Tensor) -> torch.Tensor:
     return (f0.to(torch.float64) * ratio).to(f0.dtype)
 
 
-@functools.lru_cache(maxsize=4)
-def harmonic_template_table(
-    sample_rate: int, n_fft: int, win_length: int, n_mels: int,
-    f0_min: float, f0_max: float, points: int,
-) -> np.ndarray:
-    """``(points, n_mels)`` float32: the log-mel of a flat harmonic comb at ``points`` F0 values
-    spaced evenly in log2 between ``f0_min`` and ``f0_max`` (read-only, cached per process).
-
-    For F0 = g the magnitude spectrum of ``sum_h cos(2 pi h g t)`` (every harmonic up to
-    Nyquist, unit amplitude, phases independent) seen through the data contract's analysis
-    window w is ``|X(f)| = sqrt(sum_h |W(f - h g)|^2)``, W the window's DTFT (taken at 1 Hz
-    resolution by a zero-padded FFT and interpolated); the table holds ``log(M |X|)`` for the
-    contract's Slaney mel filterbank M (``models.data.features``), standardised over the
-    whole table to zero mean and unit variance.
-    """
-    from models.data.features import MelConfig, mel_basis, stft_window
-
-    cfg = MelConfig(sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, n_mels=n_mels)
-    lobe = np.abs(np.fft.rfft(stft_window(cfg), sample_rate))  # |W| at 0, 1, ... Hz
-    fb = mel_basis(cfg)  # (n_mels, bins)
-    bins = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
-    grid = f0_min * (f0_max / f0_min) ** (np.arange(points) / (points - 1))
-    table = np.empty((points, n_mels))
-    for i, g in enumerate(grid):
-        h = np.arange(1, int(sample_rate / 2 / g) + 1) * g  # harmonic frequencies (Hz)
-        dist = np.abs(bins[:, None] - h[None, :])
-        power = (np.interp(dist, np.arange(lobe.shape[0]), lobe, right=0.0) ** 2).sum(1)
-        table[i] = np.log(np.maximum(fb @ np.sqrt(power), 1e-5))
-    table = (table - table.mean()) / table.std()
-    out = table.astype(np.float32)
-    out.setflags(write=False)
-    return out
-
-
-class HarmonicTemplate(nn.Module):
-    """F0 + voicing -> ``(B, n_mels, F)``: where a voice at that F0 puts its harmonics in the
-    log-mel, i.e. the source half of the source-filter model (Fant 1960, "Acoustic Theory of
-    Speech Production"): ``log mel ≈ log(M |E_F0|) + log |H|``, the harmonic excitation E
-    times a spectral envelope H that varies slowly across frequency. The conditioner
-    (:class:`~models.lhq_svc.decoder.Conditioner`) then only has to learn the envelope
-    (phoneme, singer) and add it; without it the comb — one peak per harmonic, moving across
-    bins with every cent of vibrato — had to be built from a few sinusoids of log F0.
-
-    The comb is tabulated once (:func:`harmonic_template_table`, ``points`` F0 values spaced
-    in log2 over ``[f0_min, f0_max]``) and read by linear interpolation written as a
-    triangular-weight matmul (exportable, no gather); unvoiced frames give zeros.
-    """
-
-    def __init__(
-        self,
-        sample_rate: int = 16000,
-        n_fft: int = 512,
-        win_length: int = 512,
-        n_mels: int = 80,
-        f0_min: float = 40.0,
-        f0_max: float = 1280.0,
-        points: int = 1024,
-    ):
-        super().__init__()
-        if not 0 < f0_min < f0_max < sample_rate / 2 or points < 2:
-            raise ValueError(f"f0_min={f0_min}, f0_max={f0_max}, points={points}: expected "
-                             f"0 < f0_min < f0_max < {sample_rate / 2} and points >= 2")
-        table = harmonic_template_table(sample_rate, n_fft, win_length, n_mels,
-                                        float(f0_min), float(f0_max), points)
-        # deterministic from the arguments: rebuilt at construction, not stored in checkpoints
-        self.register_buffer("table", torch.from_numpy(table.copy()), persistent=False)
-        self.register_buffer("grid", torch.arange(points, dtype=torch.float32), persistent=False)
-        self.f0_min, self.f0_max, self.points, self.n_mels = f0_min, f0_max, points, n_mels
-        self._scale = (points - 1) / math.log2(f0_max / f0_min)
-
-    def forward(self, f0: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
-        pos = torch.log2(torch.clamp(f0, self.f0_min, self.f0_max) / self.f0_min) * self._scale
-        weights = torch.relu(1.0 - (pos.unsqueeze(-1) - self.grid).abs())  # (B, F, points)
-        return torch.matmul(weights, self.table).transpose(1, 2) * voiced.unsqueeze(1)
-
-
 class F0Features(nn.Module):
-    """F0 + voicing -> ``(B, dim, F)`` features (§IV.B "F0 curves and voicing").
+    """F0 + voicing -> ``(B, 2 + 2 * len(freqs), F)`` features (§IV.B "F0 curves and voicing").
 
     ``u = log2(f0 / ref)`` (octaves), features ``[u, voiced, sin(2 pi k u), cos(2 pi k u)]`` for
     each k; all zero on unvoiced frames except the voicing flag. A smooth alternative to a
-    coarse-F0 embedding that quantizes well and needs no gather. With ``template`` the
-    :class:`HarmonicTemplate` follows as the last ``template.n_mels`` channels
-    (``dim = 2 + 2 * len(freqs) + n_mels``).
+    coarse-F0 embedding that quantizes well and needs no gather.
     """
 
-    def __init__(self, ref_hz: float = 200.0, freqs: tuple[float, ...] = (0.5, 1, 2, 4, 8, 12),
-                 template: HarmonicTemplate | None = None):
+    def __init__(self, ref_hz: float = 200.0, freqs: tuple[float, ...] = (0.5, 1, 2, 4, 8, 12)):
         super().__init__()
         self.ref_hz = ref_hz
         self.register_buffer(
             "freqs", torch.tensor([2 * math.pi * f for f in freqs]).view(1, -1, 1)
         )
-        self.template = template
-        self.template_channels = template.n_mels if template is not None else 0
-        self.dim = 2 + 2 * len(freqs) + self.template_channels
+        self.dim = 2 + 2 * len(freqs)
 
     def forward(self, f0: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
         v = voiced.unsqueeze(1)  # (B, 1, F)
         u = torch.log2(torch.clamp(f0, min=1.0) / self.ref_hz).unsqueeze(1) * v  # (B, 1, F)
         ang = u * self.freqs  # (B, n, F)
-        parts = [u, v, torch.sin(ang) * v, torch.cos(ang) * v]
-        if self.template is not None:
-            parts.append(self.template(f0, voiced))
-        return torch.cat(parts, dim=1)
+        return torch.cat([u, v, torch.sin(ang) * v, torch.cos(ang) * v], dim=1)

@@ -29,7 +29,7 @@ from torch import nn
 from models.lhq_svc import diffusion
 from models.lhq_svc.content import CONTENT_KINDS, HubertEncoder, PPGEncoder, load_hubert
 from models.lhq_svc.decoder import Conditioner, EvolvableDecoder
-from models.lhq_svc.f0 import F0Features, HarmonicTemplate, TorchF0, shift_f0
+from models.lhq_svc.f0 import F0Features, TorchF0, shift_f0
 from models.lhq_svc.mel import LogMel
 from models.lhq_svc.vocoder import HNVocoder, MelGANGenerator
 
@@ -75,7 +75,6 @@ class SVCPipeline(nn.Module):
         skip_prob: float = 0.0,
         mel_prior_layers: int = 0,
         mel_prior_kernel: int = 3,
-        harmonic_template: bool = False,
         prediction: str = "v",
         weighting: str = "snr+1",
         vocoder_kind: str = "melgan",
@@ -112,7 +111,6 @@ class SVCPipeline(nn.Module):
             "channels": channels, "cond_dim": cond_dim, "temb_dim": temb_dim, "heads": heads,
             "res_dilations": list(res_dilations), "skip_prob": skip_prob,
             "mel_prior_layers": mel_prior_layers, "mel_prior_kernel": mel_prior_kernel,
-            "harmonic_template": bool(harmonic_template),
             "prediction": prediction, "weighting": weighting,
             "vocoder_kind": vocoder_kind, "vocoder_channels": vocoder_channels,
             "vocoder_ratios": list(vocoder_ratios), "vocoder_synthesis": vocoder_synthesis,
@@ -152,13 +150,10 @@ class SVCPipeline(nn.Module):
             for p in self.content.parameters():
                 p.requires_grad_(False)
         self.f0 = TorchF0(sample_rate, hop_length)
-        # the template's analysis (n_fft = win_length = 512) is self.mel's
-        template = HarmonicTemplate(sample_rate, n_mels=n_mels) if harmonic_template else None
-        self.f0_features = F0Features(template=template)
+        self.f0_features = F0Features()
         self.conditioner = Conditioner(self.content.dim, self.f0_features.dim, n_speakers,
                                        cond_dim, prior_layers=mel_prior_layers, n_mels=n_mels,
-                                       prior_kernel=mel_prior_kernel,
-                                       template_channels=self.f0_features.template_channels)
+                                       prior_kernel=mel_prior_kernel)
         self.decoder = EvolvableDecoder(list(architecture), n_mels, channels, cond_dim, temb_dim,
                                         heads, res_dilations, skip_prob,
                                         mel_prior=mel_prior_layers > 0, prediction=prediction)

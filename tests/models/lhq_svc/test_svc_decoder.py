@@ -167,26 +167,3 @@ def test_conditioner_appends_the_prior_mean():
         plain.prior_mean(out)
     with pytest.raises(ValueError, match="odd kernel"):
         Conditioner(8, 4, 3, prior_layers=1, prior_kernel=4)
-
-
-def test_conditioner_adds_the_harmonic_template_to_the_prior_mean():
-    from models.lhq_svc.decoder import Conditioner
-
-    torch.manual_seed(0)
-    cn = Conditioner(8, 4 + 80, 3, dim=32, prior_layers=1, n_mels=80, template_channels=80)
-    g = torch.Generator().manual_seed(0)
-    content, f0f = torch.randn(2, 8, 10, generator=g), torch.randn(2, 84, 10, generator=g)
-    spk = torch.tensor([0, 2])
-    mu0 = cn.prior_mean(cn(content, f0f, spk))
-    with torch.no_grad():  # per-bin gain 2, bias 0.5 on the last 80 F0 channels
-        cn.prior_skip.weight.fill_(2.0)
-        cn.prior_skip.bias.fill_(0.5)
-    mu1 = cn.prior_mean(cn(content, f0f, spk))
-    assert torch.allclose(mu1 - mu0, 2.0 * f0f[:, 4:] + 0.5, atol=1e-5)
-    # zero at initialisation: a fresh conditioner's prior ignores the template's values
-    fresh = Conditioner(8, 84, 3, dim=32, prior_layers=1, n_mels=80, template_channels=80)
-    assert torch.count_nonzero(fresh.prior_skip.weight) == 0
-    without = Conditioner(8, 84, 3, dim=32, n_mels=80, template_channels=80)
-    assert without.prior_skip is None  # no prior, the template only feeds the projection
-    with pytest.raises(ValueError, match="template_channels"):
-        Conditioner(8, 84, 3, prior_layers=1, n_mels=80, template_channels=40)

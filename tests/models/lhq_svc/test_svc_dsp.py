@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.data.features import MelConfig, dio_f0, log_mel
-from models.lhq_svc.f0 import F0Features, HarmonicTemplate, TorchF0, shift_f0
+from models.lhq_svc.f0 import F0Features, TorchF0, shift_f0
 from models.lhq_svc.mel import LogMel
 
 SR = 16000
@@ -67,55 +67,3 @@ def test_shift_and_features():
     assert feats.shape == (1, F0Features().dim, 3)
     assert torch.all(feats[0, :, 0] == 0)  # unvoiced frame carries no pitch
     assert feats[0, 1, 1] == 1.0
-
-
-@pytest.mark.parametrize("hz", [97.0, 231.0, 523.0])
-def test_harmonic_template_matches_the_log_mel_of_a_harmonic_comb(hz):
-    """The tabulated comb vs the data contract's log-mel of real audio: every harmonic up to
-    Nyquist, unit amplitude, random phases, at an F0 between the table's grid points."""
-    rng = np.random.default_rng(1)
-    t = np.arange(SR) / SR
-    h = np.arange(1, int(SR / 2 / hz) + 1)
-    x = np.cos(2 * np.pi * hz * h[:, None] * t + rng.uniform(0, 2 * np.pi, (h.size, 1))).sum(0)
-    ref = log_mel((0.01 * x).astype(np.float32), MelConfig(sample_rate=SR))[:, 20:-20].mean(1)
-    tmpl = HarmonicTemplate(SR)
-    f0 = torch.full((1, 3), hz)
-    got = tmpl(f0, torch.ones(1, 3))[0].numpy()
-    assert got.shape == (80, 3) and np.allclose(got, got[:, :1])
-    # the same spectrum up to the table's standardisation (an affine map of the log-mel)
-    assert np.corrcoef(got[:, 0], ref)[0, 1] > 0.99
-    # peaks where the harmonics are: the bin nearest 2 * F0 is above the bins between the
-    # first harmonics for the widely spaced (resolved) ones
-    if hz > 200:
-        k2 = int(np.argmin(np.abs(_mel_centres() - 2 * hz)))
-        k25 = int(np.argmin(np.abs(_mel_centres() - 2.5 * hz)))
-        assert got[k2, 0] - got[k25, 0] > 0.5 and ref[k2] - ref[k25] > 1.0
-
-
-def _mel_centres() -> np.ndarray:
-    from models.data.features import mel_basis
-
-    fb = mel_basis(MelConfig(sample_rate=SR))
-    return (fb * np.arange(fb.shape[1])[None, :] * SR / 512).sum(1) / fb.sum(1)
-
-
-def test_harmonic_template_interpolates_unvoiced_and_out_of_range():
-    tmpl = HarmonicTemplate(SR)
-    grid = 40.0 * 32.0 ** (torch.arange(1024) / 1023)
-    f0 = torch.stack([grid[100], grid[101], (grid[100] * grid[101]).sqrt()]).view(1, 3)
-    out = tmpl(f0, torch.ones(1, 3))[0]
-    assert torch.allclose(out[:, 0], tmpl.table[100], atol=1e-5)
-    assert torch.allclose(out[:, 1], tmpl.table[101], atol=1e-5)
-    assert torch.allclose(out[:, 2], 0.5 * (tmpl.table[100] + tmpl.table[101]), atol=1e-4)
-    edge = tmpl(torch.tensor([[0.0, 5.0, 3000.0, 220.0]]), torch.tensor([[0.0, 1.0, 1.0, 0.0]]))
-    assert torch.all(edge[0, :, 0] == 0) and torch.all(edge[0, :, 3] == 0)  # unvoiced
-    assert torch.allclose(edge[0, :, 1], tmpl.table[0], atol=1e-5)  # clamped to the range
-    assert torch.allclose(edge[0, :, 2], tmpl.table[-1], atol=1e-5)
-    # rebuilt from its arguments, never stored in a checkpoint
-    assert "table" not in tmpl.state_dict() and tmpl.table.shape == (1024, 80)
-    feats = F0Features(template=tmpl)
-    assert feats.dim == F0Features().dim + 80
-    both = feats(f0, torch.ones(1, 3))
-    assert torch.equal(both[:, -80:], out[None])
-    with pytest.raises(ValueError, match="f0_min"):
-        HarmonicTemplate(SR, f0_min=900.0, f0_max=800.0)
