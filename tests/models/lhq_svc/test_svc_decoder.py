@@ -96,13 +96,16 @@ def test_paper_sized_decoder_matches_table_one():
     assert abs(d["fp32_mb"] - 67.89) / 67.89 < 0.01
 
 
+_PRIOR_KW = dict(channels=16, cond_dim=24, temb_dim=16, heads=2, res_dilations=[1, 2])
+
+
 def _prior_pair(prediction):
     """A decoder with the mel prior and the same weights without it."""
     torch.manual_seed(0)
-    kw = dict(channels=16, cond_dim=24, temb_dim=16, heads=2, res_dilations=[1, 2])
-    with_prior = EvolvableDecoder(["res", "xattn"], mel_prior=True, prediction=prediction, **kw)
+    with_prior = EvolvableDecoder(["res", "xattn"], mel_prior=True, prediction=prediction,
+                                  **_PRIOR_KW)
     torch.nn.init.normal_(with_prior.out_proj.weight, std=0.1)
-    plain = EvolvableDecoder(["res", "xattn"], **kw)
+    plain = EvolvableDecoder(["res", "xattn"], **_PRIOR_KW)
     plain.load_state_dict(with_prior.state_dict())
     return with_prior.eval(), plain.eval()
 
@@ -133,12 +136,12 @@ def test_mel_prior_is_the_diffusion_of_the_residual(prediction):
 def test_untrained_residual_decoder_samples_the_prior_mean():
     """x-prediction: a zero-initialised output layer predicts r̂ = 0, so every sampler returns μ
     exactly (the prior alone is the starting point of training)."""
-    prediction = "x"
     from models.lhq_svc import diffusion
 
+    prediction = "x"
     torch.manual_seed(0)
-    dec = EvolvableDecoder(["res", "xattn"], channels=16, cond_dim=24, temb_dim=16, heads=2,
-                           res_dilations=[1, 2], mel_prior=True, prediction=prediction).eval()
+    dec = EvolvableDecoder(["res", "xattn"], mel_prior=True, prediction=prediction,
+                           **_PRIOR_KW).eval()
     _, _, c = _inputs()
     mu = torch.randn(2, 80, 20, generator=torch.Generator().manual_seed(5))
     cond = torch.cat([c, mu], 1)
