@@ -38,8 +38,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.lhq_svc.diffusion import PREDICTIONS, alpha_sigma
+from models.lhq_svc.mel import SourceFilterMel
 
 BLOCK_KINDS = ("res", "xattn")
+# the mel prior's output head: a free per-bin regression, or two spectral envelopes rendered
+# through the F0's harmonic comb (models.lhq_svc.mel.SourceFilterMel)
+PRIOR_KINDS = ("free", "source_filter")
 
 
 class ChannelNorm(nn.Module):
@@ -278,6 +282,16 @@ class Conditioner(nn.Module):
     ``forward(content (B, Dc, F), f0_feats (B, Df, F), speaker (B,)) -> (B, dim, F)``:
     concatenation of the three projections, a 1x1 projection back to ``dim``, and a short
     stack of residual convolutions for local context.
+
+    With ``prior_layers > 0`` the output also carries the mel prior μ (``(B, dim + n_mels, F)``,
+    see :class:`EvolvableDecoder`). ``prior_kind="free"`` regresses μ per bin with a 1x1 head;
+    ``"source_filter"`` predicts a harmonic and a noise log-envelope and renders them through
+    the frame's harmonic comb (:class:`~models.lhq_svc.mel.SourceFilterMel`), so μ's harmonic
+    fine structure follows the F0 exactly instead of being learned. It reads the F0 from
+    ``f0_feats`` (:class:`~models.lhq_svc.f0.F0Features`: channel 0 is ``log2(f0 / f0_ref_hz)``
+    on voiced frames, channel 1 the voicing flag), so the interface is the same for both.
+    On held-out clips of the synthetic corpus a standalone prior (2000 steps, same trunk)
+    scored μ STOI 0.736 with the free head and 0.805 with the source-filter head.
     """
 
     def __init__(
@@ -290,11 +304,18 @@ class Conditioner(nn.Module):
         prior_layers: int = 0,
         n_mels: int = 80,
         prior_kernel: int = 3,
+        prior_kind: str = "free",
+        sample_rate: int = 16000,
+        f0_ref_hz: float = 200.0,
+        mel_mean: float = -6.0,
+        mel_std: float = 3.0,
     ):
         super().__init__()
         if prior_layers < 0 or prior_kernel < 1 or prior_kernel % 2 == 0:
             raise ValueError(f"prior_layers={prior_layers}, prior_kernel={prior_kernel}; "
                              "expected >= 0 layers and an odd kernel")
+        if prior_kind not in PRIOR_KINDS:
+            raise ValueError(f"prior_kind={prior_kind!r}; valid: {PRIOR_KINDS}")
         self.content_proj = nn.Conv1d(content_dim, dim, 1)
         self.f0_proj = nn.Sequential(nn.Conv1d(f0_dim, dim, 1), nn.SiLU(), nn.Conv1d(dim, dim, 1))
         self.speaker = nn.Embedding(n_speakers, dim)
@@ -310,7 +331,24 @@ class Conditioner(nn.Module):
             nn.Conv1d(dim, dim, prior_kernel, padding=prior_kernel // 2)
             for _ in range(prior_layers)
         )
-        self.prior_head = nn.Conv1d(dim, n_mels, 1) if prior_layers else None
+        self.prior_kind = prior_kind
+        self.render: SourceFilterMel | None = None
+        if not prior_layers:
+            self.prior_head = None
+        elif prior_kind == "free":
+            self.prior_head = nn.Conv1d(dim, n_mels, 1)
+        else:
+            # [log harmonic envelope, log noise envelope], starting near the corpus's levels
+            # (voiced peaks about e^-1, the floor about e^-7 in the contract's log-mel)
+            self.prior_head = nn.Conv1d(dim, 2 * n_mels, 1)
+            with torch.no_grad():
+                self.prior_head.weight.mul_(0.1)
+                self.prior_head.bias[:n_mels].fill_(-3.0)
+                self.prior_head.bias[n_mels:].fill_(-7.0)
+            self.render = SourceFilterMel(sample_rate, n_mels=n_mels)
+        self.f0_ref_hz = float(f0_ref_hz)
+        self.mel_mean = float(mel_mean)
+        self.mel_std = float(mel_std)
         self.dim = dim
         self.n_mels = n_mels
         self.out_dim = dim + (n_mels if prior_layers else 0)
@@ -335,7 +373,12 @@ class Conditioner(nn.Module):
         p = h
         for conv in self.prior:
             p = p + conv(F.silu(p))
-        mu = self.prior_head(F.silu(p))  # (B, M, F)
+        mu = self.prior_head(F.silu(p))  # (B, M, F) or (B, 2M, F)
+        if self.render is not None:
+            voiced = f0_feats[:, 1]  # (B, F)
+            f0 = self.f0_ref_hz * torch.exp(f0_feats[:, 0] * math.log(2.0))
+            logmel = self.render(mu[:, : self.n_mels], mu[:, self.n_mels :], f0, voiced)
+            mu = (logmel - self.mel_mean) * (1.0 / self.mel_std)  # normalised, as x̃
         # [h, μ] as two zero-padded tensors added (exact: x + 0 = x) rather than torch.cat:
         # with the conditioner fp32 and the decoder int8, XNNPACK failed to create the int8
         # convolutions reading a quantized cat of fp32 inputs (xnn_status_invalid_parameter)

@@ -48,7 +48,8 @@ class SVCPipeline(nn.Module):
 
     # int8 export: DSP front ends (STFT / autocorrelation bases feeding logs and argmax) and the
     # vocoder's harmonic source stay fp32; the content net, conditioner and decoder go int8
-    export_keep_fp32 = ("mel", "content.mel", "f0", "f0_features", "vocoder")
+    export_keep_fp32 = ("mel", "content.mel", "f0", "f0_features", "conditioner.render",
+                        "vocoder")
     # int8 export quantizes only inside these modules: the sampler's arithmetic, the F0 shift
     # and the mel (de)normalisation between them stay fp32 (an int8 F0 is off by Hz)
     export_int8_modules = ("content", "conditioner", "decoder")
@@ -75,6 +76,7 @@ class SVCPipeline(nn.Module):
         skip_prob: float = 0.0,
         mel_prior_layers: int = 0,
         mel_prior_kernel: int = 3,
+        mel_prior_kind: str = "free",
         prediction: str = "v",
         weighting: str = "snr+1",
         vocoder_kind: str = "melgan",
@@ -111,7 +113,7 @@ class SVCPipeline(nn.Module):
             "channels": channels, "cond_dim": cond_dim, "temb_dim": temb_dim, "heads": heads,
             "res_dilations": list(res_dilations), "skip_prob": skip_prob,
             "mel_prior_layers": mel_prior_layers, "mel_prior_kernel": mel_prior_kernel,
-            "prediction": prediction, "weighting": weighting,
+            "mel_prior_kind": mel_prior_kind, "prediction": prediction, "weighting": weighting,
             "vocoder_kind": vocoder_kind, "vocoder_channels": vocoder_channels,
             "vocoder_ratios": list(vocoder_ratios), "vocoder_synthesis": vocoder_synthesis,
             "vocoder_phase_iters": vocoder_phase_iters,
@@ -153,7 +155,10 @@ class SVCPipeline(nn.Module):
         self.f0_features = F0Features()
         self.conditioner = Conditioner(self.content.dim, self.f0_features.dim, n_speakers,
                                        cond_dim, prior_layers=mel_prior_layers, n_mels=n_mels,
-                                       prior_kernel=mel_prior_kernel)
+                                       prior_kernel=mel_prior_kernel, prior_kind=mel_prior_kind,
+                                       sample_rate=sample_rate,
+                                       f0_ref_hz=self.f0_features.ref_hz,
+                                       mel_mean=mel_mean, mel_std=mel_std)
         self.decoder = EvolvableDecoder(list(architecture), n_mels, channels, cond_dim, temb_dim,
                                         heads, res_dilations, skip_prob,
                                         mel_prior=mel_prior_layers > 0, prediction=prediction)

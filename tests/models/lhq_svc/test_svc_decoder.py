@@ -170,3 +170,49 @@ def test_conditioner_appends_the_prior_mean():
         plain.prior_mean(out)
     with pytest.raises(ValueError, match="odd kernel"):
         Conditioner(8, 4, 3, prior_layers=1, prior_kernel=4)
+
+
+def test_source_filter_prior_reads_the_f0_from_the_features():
+    """The source-filter head renders μ through the comb of the F0 decoded from F0Features:
+    μ equals SourceFilterMel of the head's envelopes at that F0 (normalised), changes with
+    the F0 on voiced frames only, and trains (finite gradients into the trunk)."""
+    from models.lhq_svc.decoder import Conditioner
+    from models.lhq_svc.f0 import F0Features
+
+    torch.manual_seed(0)
+    feats = F0Features()
+    cn = Conditioner(8, feats.dim, 3, dim=32, prior_layers=2, n_mels=80,
+                     prior_kind="source_filter")
+    g = torch.Generator().manual_seed(0)
+    content = torch.randn(2, 8, 12, generator=g)
+    f0 = torch.full((2, 12), 180.0)
+    voiced = torch.ones(2, 12)
+    voiced[:, :4] = 0
+    spk = torch.tensor([0, 2])
+    out = cn(content, feats(f0 * voiced, voiced), spk)
+    assert out.shape == (2, 32 + 80, 12) and cn.out_dim == 112
+    mu = cn.prior_mean(out)
+    with torch.no_grad():
+        envs = cn.prior_head(torch.nn.functional.silu(_prior_trunk(cn, content, feats(f0 * voiced, voiced), spk)))
+        ref = (cn.render(envs[:, :80], envs[:, 80:], f0, voiced) - cn.mel_mean) / cn.mel_std
+    assert (mu - ref).abs().max() < 1e-4
+    up = cn.prior_mean(cn(content, feats(f0 * 1.03 * voiced, voiced), spk))
+    assert (up - mu)[..., 4:].abs().amax() > 0.05
+    mu.abs().mean().backward()
+    grads = [p.grad for p in cn.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(gr).all() for gr in grads)
+    with pytest.raises(ValueError, match="prior_kind"):
+        Conditioner(8, 4, 3, prior_layers=1, prior_kind="mlp")
+
+
+def _prior_trunk(cn, content, f0_feats, spk):
+    """The conditioner's hidden state before its prior head (mirrors Conditioner.forward)."""
+    import torch.nn.functional as F
+
+    h = (cn.mix_content(cn.content_proj(content)) + cn.mix_f0(cn.f0_proj(f0_feats))
+         + cn.mix_speaker(cn.speaker(spk)).unsqueeze(-1))
+    for conv in cn.context:
+        h = h + conv(F.silu(h))
+    for conv in cn.prior:
+        h = h + conv(F.silu(h))
+    return h

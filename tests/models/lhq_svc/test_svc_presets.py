@@ -98,6 +98,22 @@ def test_checkpoint_without_later_keys_rebuilds_what_it_was_written_with(tmp_pat
     x = spec.example_inputs(old)
     with torch.no_grad():
         assert torch.equal(loaded.eval()(*x), old.eval()(*x))
+
+
+def test_checkpoint_without_prior_kind_rebuilds_the_free_prior_head(tmp_path):
+    """A mel-prior checkpoint written before `mel_prior_kind` existed has the per-bin head."""
+    spec = registry.get("lhq-svc-unittest")
+    assert spec.defaults["mel_prior_kind"] == "source_filter"
+    old = spec.build(mel_prior_kind="free")
+    cfg = {k: v for k, v in old.config.items() if k != "mel_prior_kind"}
+    path = save_checkpoint(tmp_path / "old", old, model_name=spec.name, config=cfg,
+                           architecture=old.architecture)
+    loaded, _ = load_model(path)
+    assert loaded.config["mel_prior_kind"] == "free" and loaded.conditioner.render is None
+    assert loaded.conditioner.prior_head.out_channels == 80
+    x = spec.example_inputs(old)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(*x), old.eval()(*x))
     # a current checkpoint keeps its own values
     new = spec.build()
     path = save_checkpoint(tmp_path / "new", new, model_name=spec.name, config=new.config,
