@@ -193,7 +193,8 @@ def test_source_filter_prior_reads_the_f0_from_the_features():
     assert out.shape == (2, 32 + 80, 12) and cn.out_dim == 112
     mu = cn.prior_mean(out)
     with torch.no_grad():
-        envs = cn.prior_head(torch.nn.functional.silu(_prior_trunk(cn, content, feats(f0 * voiced, voiced), spk)))
+        trunk = _prior_trunk(cn, content, feats(f0 * voiced, voiced), spk)
+        envs = cn.prior_head(torch.nn.functional.silu(trunk))
         ref = (cn.render(envs[:, :80], envs[:, 80:], f0, voiced) - cn.mel_mean) / cn.mel_std
     assert (mu - ref).abs().max() < 1e-4
     up = cn.prior_mean(cn(content, feats(f0 * 1.03 * voiced, voiced), spk))
