@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.lhq_svc.diffusion import PREDICTIONS, alpha_sigma
+from models.lhq_svc.f0 import F0Features
 from models.lhq_svc.mel import SourceFilterMel
 
 BLOCK_KINDS = ("res", "xattn")
@@ -331,7 +332,6 @@ class Conditioner(nn.Module):
             nn.Conv1d(dim, dim, prior_kernel, padding=prior_kernel // 2)
             for _ in range(prior_layers)
         )
-        self.prior_kind = prior_kind
         self.render: SourceFilterMel | None = None
         if not prior_layers:
             self.prior_head = None
@@ -359,24 +359,37 @@ class Conditioner(nn.Module):
             raise ValueError("this conditioner has no mel prior (prior_layers=0)")
         return cond[:, self.dim :]
 
-    def forward(
+    def hidden(
         self, content: torch.Tensor, f0_feats: torch.Tensor, speaker: torch.Tensor
     ) -> torch.Tensor:
+        """The conditioning ``c`` ``(B, dim, F)``: projections, mix and context convolutions."""
         c = self.content_proj(content)  # (B, D, F)
         f = self.f0_proj(f0_feats)  # (B, D, F)
         s = self.mix_speaker(self.speaker(speaker)).unsqueeze(-1)  # (B, D, 1)
         h = self.mix_content(c) + self.mix_f0(f) + s  # (B, D, F)
         for conv in self.context:
             h = h + conv(F.silu(h))
+        return h
+
+    def prior_output(self, h: torch.Tensor) -> torch.Tensor:
+        """The prior head's output on ``hidden``: μ ``(B, M, F)`` for the free head, the
+        ``[log harmonic, log noise]`` envelopes ``(B, 2M, F)`` for the source-filter head."""
         if self.prior_head is None:
-            return h
+            raise ValueError("this conditioner has no mel prior (prior_layers=0)")
         p = h
         for conv in self.prior:
             p = p + conv(F.silu(p))
-        mu = self.prior_head(F.silu(p))  # (B, M, F) or (B, 2M, F)
+        return self.prior_head(F.silu(p))
+
+    def forward(
+        self, content: torch.Tensor, f0_feats: torch.Tensor, speaker: torch.Tensor
+    ) -> torch.Tensor:
+        h = self.hidden(content, f0_feats, speaker)
+        if self.prior_head is None:
+            return h
+        mu = self.prior_output(h)
         if self.render is not None:
-            voiced = f0_feats[:, 1]  # (B, F)
-            f0 = self.f0_ref_hz * torch.exp(f0_feats[:, 0] * math.log(2.0))
+            f0, voiced = F0Features.decode(f0_feats, self.f0_ref_hz)
             logmel = self.render(mu[:, : self.n_mels], mu[:, self.n_mels :], f0, voiced)
             mu = (logmel - self.mel_mean) * (1.0 / self.mel_std)  # normalised, as x̃
         # [h, μ] as two zero-padded tensors added (exact: x + 0 = x) rather than torch.cat:

@@ -283,3 +283,9 @@ class F0Features(nn.Module):
         u = torch.log2(torch.clamp(f0, min=1.0) / self.ref_hz).unsqueeze(1) * v  # (B, 1, F)
         ang = u * self.freqs  # (B, n, F)
         return torch.cat([u, v, torch.sin(ang) * v, torch.cos(ang) * v], dim=1)
+
+    @staticmethod
+    def decode(feats: torch.Tensor, ref_hz: float = 200.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(f0 (B, F), voiced (B, F))`` back from features of ``F0Features(ref_hz)``: channel 0
+        is ``u``, channel 1 the voicing (unvoiced frames come back as ``ref_hz``, voiced 0)."""
+        return ref_hz * torch.exp(feats[:, 0] * math.log(2.0)), feats[:, 1]

@@ -132,10 +132,12 @@ class SourceFilterMel(nn.Module):
         super().__init__()
         import librosa
 
+        from models.data.features import MelConfig, mel_basis
+
         self.sample_rate = sample_rate
         self.bin_hz = sample_rate / n_fft
-        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0,
-                                 fmax=sample_rate / 2, htk=False, norm="slaney")
+        fb = mel_basis(MelConfig(sample_rate=sample_rate, n_fft=n_fft, win_length=n_fft,
+                                 n_mels=n_mels))
         centres = librosa.hz_to_mel(
             librosa.mel_frequencies(n_mels + 2, fmin=0.0, fmax=sample_rate / 2)[1:-1])
         fk = np.arange(n_fft // 2 + 1) * self.bin_hz

@@ -193,8 +193,7 @@ def test_source_filter_prior_reads_the_f0_from_the_features():
     assert out.shape == (2, 32 + 80, 12) and cn.out_dim == 112
     mu = cn.prior_mean(out)
     with torch.no_grad():
-        trunk = _prior_trunk(cn, content, feats(f0 * voiced, voiced), spk)
-        envs = cn.prior_head(torch.nn.functional.silu(trunk))
+        envs = cn.prior_output(cn.hidden(content, feats(f0 * voiced, voiced), spk))
         ref = (cn.render(envs[:, :80], envs[:, 80:], f0, voiced) - cn.mel_mean) / cn.mel_std
     assert (mu - ref).abs().max() < 1e-4
     up = cn.prior_mean(cn(content, feats(f0 * 1.03 * voiced, voiced), spk))
@@ -205,15 +204,3 @@ def test_source_filter_prior_reads_the_f0_from_the_features():
     with pytest.raises(ValueError, match="prior_kind"):
         Conditioner(8, 4, 3, prior_layers=1, prior_kind="mlp")
 
-
-def _prior_trunk(cn, content, f0_feats, spk):
-    """The conditioner's hidden state before its prior head (mirrors Conditioner.forward)."""
-    import torch.nn.functional as F
-
-    h = (cn.mix_content(cn.content_proj(content)) + cn.mix_f0(cn.f0_proj(f0_feats))
-         + cn.mix_speaker(cn.speaker(spk)).unsqueeze(-1))
-    for conv in cn.context:
-        h = h + conv(F.silu(h))
-    for conv in cn.prior:
-        h = h + conv(F.silu(h))
-    return h

@@ -67,6 +67,8 @@ def test_shift_and_features():
     assert feats.shape == (1, F0Features().dim, 3)
     assert torch.all(feats[0, :, 0] == 0)  # unvoiced frame carries no pitch
     assert feats[0, 1, 1] == 1.0
+    back, voiced = F0Features.decode(feats)
+    assert torch.allclose(back[0, 1:], f0[0, 1:], rtol=1e-5) and voiced.tolist() == [[0, 1, 1]]
 
 
 def test_hann_lobe_matches_the_window_dtft():
