@@ -136,10 +136,11 @@ class SourceFilterMel(nn.Module):
 
         self.sample_rate = sample_rate
         self.bin_hz = sample_rate / n_fft
-        fb = mel_basis(MelConfig(sample_rate=sample_rate, n_fft=n_fft, win_length=n_fft,
-                                 n_mels=n_mels))
+        cfg = MelConfig(sample_rate=sample_rate, n_fft=n_fft, win_length=n_fft, n_mels=n_mels)
+        fb = mel_basis(cfg)
+        # the filterbank's own centre frequencies (same config), in mel
         centres = librosa.hz_to_mel(
-            librosa.mel_frequencies(n_mels + 2, fmin=0.0, fmax=sample_rate / 2)[1:-1])
+            librosa.mel_frequencies(n_mels + 2, fmin=cfg.fmin, fmax=cfg.f_max)[1:-1])
         fk = np.arange(n_fft // 2 + 1) * self.bin_hz
         pos = np.interp(librosa.hz_to_mel(fk), centres, np.arange(n_mels))  # clamped at ends
         interp = np.maximum(0.0, 1.0 - np.abs(pos[:, None] - np.arange(n_mels)[None, :]))

@@ -120,3 +120,7 @@ def test_checkpoint_without_prior_kind_rebuilds_the_free_prior_head(tmp_path):
                            architecture=new.architecture)
     loaded, _ = load_model(path)
     assert loaded.decoder.mel_prior and loaded.vocoder.source.synthesis == "stft"
+    assert loaded.conditioner.render is not None
+    x = spec.example_inputs(new)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(*x), new.eval()(*x))
