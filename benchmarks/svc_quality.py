@@ -149,7 +149,8 @@ def conversion(model, data: str, speakers: list[str], args, recon: bool) -> dict
     return {**evaluate(model, es, names), "reference_kind": dict(kinds)}
 
 
-def long_convert(ckpt: str, corpus, seconds: float, speaker: str) -> dict:  # type: ignore[no-untyped-def]
+def long_convert(ckpt: str, corpus, seconds: float, speaker: str,
+                 temperature: float) -> dict:  # type: ignore[no-untyped-def]
     from models.audio import write_wav
 
     clips = [c.wav for c in corpus.split("test")] or [c.wav for c in corpus.clips]
@@ -172,6 +173,8 @@ def long_convert(ckpt: str, corpus, seconds: float, speaker: str) -> dict:  # ty
                 str(out),
                 "--steps",
                 "50",
+                "--temperature",
+                str(temperature),
             ),
             capture_output=True,
             text=True,
@@ -208,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--long-seconds", type=float, default=210.0)
     p.add_argument("--skip-long", action="store_true")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--temperature", type=float, default=None,
+                   help="teacher sampling temperature (default: the checkpoint's)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -237,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     from models.lhq_svc.data import load_corpus
 
     model, header = load_model(args.checkpoint)
+    if args.temperature is not None:
+        from models.lhq_svc.pipeline import check_temperature
+
+        model.temperature = check_temperature(args.temperature)
+    report["temperature"] = model.temperature
     speakers = list(header.extra.get("speakers") or model.speakers)
     corpus = load_corpus(
         args.data, sample_rate=model.sample_rate, hop_length=model.hop_length, splits=("test",)
@@ -256,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     print("reconstruction A->A:", report["reconstruction"], flush=True)
     if not args.skip_long:
         report["long_convert"] = long_convert(
-            args.checkpoint, corpus, args.long_seconds, speakers[-1]
+            args.checkpoint, corpus, args.long_seconds, speakers[-1], model.temperature
         )
         print("long convert:", report["long_convert"], flush=True)
     conv, rec = report["conversion"], report["reconstruction"]

@@ -167,3 +167,70 @@ class SourceFilterMel(nn.Module):
         power = torch.exp(2.0 * h) * comb + torch.exp(2.0 * n)
         mel = torch.matmul(self.mel_fb, torch.sqrt(power + 1e-12))  # (B, M, F)
         return torch.log(torch.clamp(mel, min=1e-5))
+
+
+class BandEnvelopeLoss(nn.Module):
+    """``1 - mean correlation`` of third-octave band envelopes over ~384 ms windows, on log-mels.
+
+    The core of STOI (Taal, Hendriks, Heusdens & Jensen 2011, "An Algorithm for Intelligibility
+    Prediction of Time-Frequency Weighted Noisy Speech", IEEE TASLP 19(7)): 15 one-third-octave
+    bands from 150 Hz, each band's magnitude envelope over N = 30 frames of 12.8 ms (384 ms),
+    mean removed, compared by correlation — so every band counts alike, whatever its level,
+    and only how the envelope *moves* within the window matters. Training a network on this
+    kind of objective directly is Kolbæk, Tan & Jensen (2018, "Monaural speech enhancement
+    using deep neural networks by maximizing a short-time objective intelligibility measure",
+    ICASSP). Here it is computed on log-mels, not audio: a band's amplitude is
+    ``sqrt(sum exp(2 mel))`` over the mel bins whose centre lies in it (the nearest bin for a
+    band narrower than the mel spacing), windows of ``round(0.384 s / hop)`` frames every
+    third of a window; no clipping. ``eps`` in the denominator is absolute, so a window where
+    either envelope barely moves (product of the norms far below ``eps``: silence, a band
+    with no energy) scores correlation ~0 and passes ~no gradient — a soft version of STOI
+    dropping silent frames. It is a loss for the mel prior μ,
+    next to its L1 (which weighs levels, where this weighs envelope shape): a standalone prior
+    on the synthetic corpus went μ STOI 0.805 -> 0.830 on held-out clips with it (weight 0.3
+    and 1.0 alike; README, issue-3 notes).
+
+    ``forward(pred (B, M, F), target (B, M, F)) -> ()``, both log-magnitude mels (not
+    normalised); crops shorter than a window use one window of the whole crop.
+    """
+
+    CENTRES_HZ = tuple(150.0 * 2.0 ** (j / 3.0) for j in range(15))  # STOI's band centres
+
+    def __init__(self, sample_rate: int = 16000, hop_length: int = 128, n_mels: int = 80,
+                 window_s: float = 0.384, eps: float = 1e-8):
+        super().__init__()
+        import librosa
+
+        from models.data.features import MelConfig
+
+        cfg = MelConfig(sample_rate=sample_rate, n_mels=n_mels, hop_length=hop_length)
+        mc = librosa.mel_frequencies(n_mels + 2, fmin=cfg.fmin, fmax=cfg.f_max)[1:-1]
+        bands = []
+        for c in self.CENTRES_HZ:
+            if c * 2.0 ** (1.0 / 6.0) > cfg.f_max:
+                break  # a band above Nyquist (low sample rates) is dropped
+            row = ((mc >= c * 2.0 ** (-1.0 / 6.0)) & (mc < c * 2.0 ** (1.0 / 6.0))).astype(float)
+            if row.sum() == 0:
+                row[int(np.argmin(np.abs(mc - c)))] = 1.0
+            bands.append(row)
+        if not bands:
+            raise ValueError(f"sample_rate={sample_rate}: no STOI band below Nyquist")
+        self.register_buffer("bands", as_buffer(np.stack(bands)))  # (J, M)
+        self.window = max(2, int(round(window_s * sample_rate / hop_length)))
+        self.eps = eps
+
+    def envelopes(self, mel: torch.Tensor) -> torch.Tensor:
+        """Band amplitudes ``(B, J, F)`` of a log-magnitude mel ``(B, M, F)``."""
+        return torch.sqrt(torch.matmul(self.bands, torch.exp(2.0 * mel)) + 1e-10)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if pred.shape != target.shape:
+            raise ValueError(f"pred {tuple(pred.shape)} vs target {tuple(target.shape)}")
+        n = min(self.window, pred.shape[-1])
+        step = max(1, n // 3)
+        a = self.envelopes(pred).unfold(-1, n, step)  # (B, J, W, n)
+        b = self.envelopes(target).unfold(-1, n, step)
+        a = a - a.mean(-1, keepdim=True)
+        b = b - b.mean(-1, keepdim=True)
+        corr = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1) + self.eps)
+        return 1.0 - corr.mean()

@@ -19,6 +19,7 @@ killed run continues from the last checkpoint (``resume=True``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from models import checkpoint, registry
 from models.errors import CheckpointError, DataError
 from models.lhq_svc import diffusion
 from models.lhq_svc.data import Clip, Corpus, load_corpus
+from models.lhq_svc.mel import BandEnvelopeLoss
 from models.lhq_svc.pipeline import SVCPipeline
 from models.lhq_svc.vocoder import (
     MultiScaleDiscriminator,
@@ -67,6 +69,10 @@ class TrainConfig:
     vocoder_gan: bool = False
     vocoder_mel_weight: float = 0.5  # weight of the log-mel L1 next to the multi-resolution STFT
     prior_weight: float = 1.0  # weight of the mel prior's L1 next to eq. (5) (mel_prior_layers)
+    # weight of the prior's band-envelope correlation loss (mel.BandEnvelopeLoss, STOI's core);
+    # standalone prior, 2000 steps, 6 held-out clips: mu STOI 0.805 (0) -> 0.830 (0.3 and 1)
+    # -> 0.807 (3, where its mel L1 0.17 -> 0.27 nats)
+    prior_envelope_weight: float = 1.0
     gan_start: int = 500
     ckpt_every: int = 200
     log_every: int = 10
@@ -405,6 +411,11 @@ class Trainer:
         :class:`DecoderBatches`), drawn with `rng` from the train split."""
         return self.batches(rng, conditioner)
 
+    @functools.cached_property
+    def _envelope_loss(self) -> BandEnvelopeLoss:
+        m = self.model
+        return BandEnvelopeLoss(m.sample_rate, m.hop_length, m.n_mels)
+
     def _decoder_step(self, rng: np.random.Generator, opt) -> float:  # type: ignore[no-untyped-def]
         m = self.model
         x, cond = self.decoder_batch(rng)
@@ -414,7 +425,11 @@ class Trainer:
         out = m.decoder(z, t, cond)
         loss = diffusion.training_loss(out, z, x, noise, t, m.prediction, m.weighting)
         if m.decoder.mel_prior:  # μ regresses x̃ (L1), the decoder diffuses x̃ - μ
-            loss = loss + self.cfg.prior_weight * F.l1_loss(m.conditioner.prior_mean(cond), x)
+            mu = m.conditioner.prior_mean(cond)
+            loss = loss + self.cfg.prior_weight * F.l1_loss(mu, x)
+            if self.cfg.prior_envelope_weight > 0:  # + STOI's band-envelope correlation
+                loss = loss + self.cfg.prior_envelope_weight * self._envelope_loss(
+                    m.denormalize_mel(mu), m.denormalize_mel(x))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(m.conditioner.parameters())

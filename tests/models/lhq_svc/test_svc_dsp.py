@@ -126,3 +126,68 @@ def test_source_filter_mel_unvoiced_frames_are_the_noise_envelope():
     off = voiced[0] == 0
     assert torch.allclose(got[..., off], noise_only[..., off], atol=1e-5)
     assert (got[..., ~off] - noise_only[..., ~off]).abs().max() > 1.0  # the harmonics add
+
+
+def _voice_clip(svc_corpus) -> np.ndarray:
+    """A sung clip of the test corpus, read from its wav on disk."""
+    from models.audio import load_audio
+    from models.lhq_svc.data import load_corpus
+
+    clip = load_corpus(svc_corpus).clips[0]
+    wav, _ = load_audio(clip.path, sample_rate=SR)
+    return wav[: 3 * SR]
+
+
+def test_band_envelope_loss_bands_and_window():
+    from models.lhq_svc.mel import BandEnvelopeLoss
+
+    loss = BandEnvelopeLoss(SR, 128, 80)
+    assert loss.window == 48  # 384 ms of 8 ms hops
+    assert loss.bands.shape == (15, 80) and (loss.bands.sum(1) >= 1).all()
+    assert (loss.bands.sum(0) <= 1).all()  # each mel bin in at most one band
+    # at 8 kHz the 3.8 kHz band's upper edge (4.28 kHz) is above Nyquist: 14 bands
+    assert BandEnvelopeLoss(8000, 64, 80).bands.shape[0] == 14
+
+
+def test_band_envelope_loss_scores_envelope_shape_not_level():
+    from models.lhq_svc.mel import BandEnvelopeLoss
+
+    loss = BandEnvelopeLoss(SR, 128, 80)
+    t = torch.arange(96, dtype=torch.float32)
+    ramp = (-1.0 + 0.2 * torch.sin(2 * np.pi * t / 40)).expand(1, 80, 96).clone()
+    assert float(loss(ramp, ramp)) < 1e-5  # float32 rounding
+    # a level offset (every band x e^1.5) keeps each envelope's shape: no loss
+    assert float(loss(ramp + 1.5, ramp)) < 1e-4
+    # the opposite modulation: every window anti-correlated, loss ~ 2
+    anti = (-1.0 - 0.2 * torch.sin(2 * np.pi * t / 40)).expand(1, 80, 96).clone()
+    assert float(loss(anti, ramp)) > 1.9
+    # gradients reach the prediction
+    p = anti.clone().requires_grad_(True)
+    loss(p, ramp).backward()
+    assert torch.isfinite(p.grad).all() and float(p.grad.abs().max()) > 0
+    with pytest.raises(ValueError, match="pred"):
+        loss(ramp[..., :50], ramp)
+
+
+def test_band_envelope_loss_orders_degradations_like_stoi(svc_corpus):
+    """On a real sung clip: more additive noise -> lower STOI (pystoi) and higher loss."""
+    from models import metrics
+    from models.lhq_svc.mel import BandEnvelopeLoss
+
+    wav = _voice_clip(svc_corpus)
+    cfg = MelConfig(sample_rate=SR)
+    loss = BandEnvelopeLoss(SR, 128, 80)
+    ref = torch.from_numpy(log_mel(wav, cfg))[None]
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(wav.shape[0]).astype(np.float32)
+    scores, losses = [], []
+    for snr_db in (20.0, 5.0, -5.0):
+        g = np.sqrt(np.mean(wav**2) / np.mean(noise**2)) * 10 ** (-snr_db / 20)
+        y = wav + g * noise
+        scores.append(metrics.stoi(wav, y, SR))
+        losses.append(float(loss(torch.from_numpy(log_mel(y, cfg))[None], ref)))
+    assert scores[0] > scores[1] > scores[2], scores
+    assert losses[0] < losses[1] < losses[2], losses
+    assert losses[2] > 2 * losses[0], losses
+    # windows of near-silence score ~0 correlation even for the reference itself (soft gate)
+    assert float(loss(ref, ref)) < 0.5 * losses[0]

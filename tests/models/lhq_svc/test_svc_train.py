@@ -81,3 +81,27 @@ def test_train_rejects_bad_requests(svc_corpus, tmp_path, capsys):
     assert main(["train", "--model", "lhq-svc-unittest", "--data", str(tmp_path / "none"),
                  "--out", str(tmp_path / "b")]) == 1
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_decoder_step_adds_the_prior_band_envelope_loss(corpus, tmp_path):
+    """The joint decoder loss carries ``prior_envelope_weight`` x the band-envelope loss of μ."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    model = registry.build("lhq-svc-unittest", n_speakers=len(corpus.singers),
+                           speakers=corpus.singers, n_phonemes=len(corpus.phonemes)).eval()
+    got = {}
+    for w in (0.0, 2.0):
+        cfg = replace(PRESET_TRAINING["lhq-svc-unittest"], prior_envelope_weight=w)
+        trainer = Trainer(model, "lhq-svc-unittest", corpus, tmp_path / str(w), cfg,
+                          show_progress=False)
+        fn, params, _ = trainer._setup("decoder")
+        opt = torch.optim.SGD(params, lr=0.0)  # the model stays as it is
+        torch.manual_seed(1)
+        got[w] = fn(np.random.default_rng(0), opt, 0)
+    with torch.no_grad():
+        x, cond = trainer.decoder_batch(np.random.default_rng(0))
+        mu = model.conditioner.prior_mean(cond)
+        term = float(trainer._envelope_loss(model.denormalize_mel(mu), model.denormalize_mel(x)))
+    assert 0.05 < term < 2.0
+    assert got[2.0] - got[0.0] == pytest.approx(2.0 * term, rel=1e-4, abs=1e-5)
