@@ -97,6 +97,13 @@ def mel_basis(cfg: MelConfig) -> np.ndarray:
     return _mel_basis(cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.fmin), cfg.f_max)
 
 
+def mel_centres_hz(cfg: MelConfig) -> np.ndarray:
+    """Centre frequency (Hz) of each filter of :func:`mel_basis` ``(n_mels,)``."""
+    import librosa
+
+    return librosa.mel_frequencies(cfg.n_mels + 2, fmin=cfg.fmin, fmax=cfg.f_max)[1:-1]
+
+
 def stft_window(cfg: MelConfig) -> np.ndarray:
     """Periodic Hann of `win_length`, zero-padded (centred) to `n_fft` like torch / librosa."""
     n = np.arange(cfg.win_length)

@@ -132,15 +132,14 @@ class SourceFilterMel(nn.Module):
         super().__init__()
         import librosa
 
-        from models.data.features import MelConfig, mel_basis
+        from models.data.features import MelConfig, mel_basis, mel_centres_hz
 
         self.sample_rate = sample_rate
         self.bin_hz = sample_rate / n_fft
         cfg = MelConfig(sample_rate=sample_rate, n_fft=n_fft, win_length=n_fft, n_mels=n_mels)
         fb = mel_basis(cfg)
         # the filterbank's own centre frequencies (same config), in mel
-        centres = librosa.hz_to_mel(
-            librosa.mel_frequencies(n_mels + 2, fmin=cfg.fmin, fmax=cfg.f_max)[1:-1])
+        centres = librosa.hz_to_mel(mel_centres_hz(cfg))
         fk = np.arange(n_fft // 2 + 1) * self.bin_hz
         pos = np.interp(librosa.hz_to_mel(fk), centres, np.arange(n_mels))  # clamped at ends
         interp = np.maximum(0.0, 1.0 - np.abs(pos[:, None] - np.arange(n_mels)[None, :]))
@@ -199,12 +198,10 @@ class BandEnvelopeLoss(nn.Module):
     def __init__(self, sample_rate: int = 16000, hop_length: int = 128, n_mels: int = 80,
                  window_s: float = 0.384, eps: float = 1e-8):
         super().__init__()
-        import librosa
-
-        from models.data.features import MelConfig
+        from models.data.features import MelConfig, mel_centres_hz
 
         cfg = MelConfig(sample_rate=sample_rate, n_mels=n_mels, hop_length=hop_length)
-        mc = librosa.mel_frequencies(n_mels + 2, fmin=cfg.fmin, fmax=cfg.f_max)[1:-1]
+        mc = mel_centres_hz(cfg)
         bands = []
         for c in self.CENTRES_HZ:
             if c * 2.0 ** (1.0 / 6.0) > cfg.f_max:

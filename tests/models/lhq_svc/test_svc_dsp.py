@@ -128,16 +128,6 @@ def test_source_filter_mel_unvoiced_frames_are_the_noise_envelope():
     assert (got[..., ~off] - noise_only[..., ~off]).abs().max() > 1.0  # the harmonics add
 
 
-def _voice_clip(svc_corpus) -> np.ndarray:
-    """A sung clip of the test corpus, read from its wav on disk."""
-    from models.audio import load_audio
-    from models.lhq_svc.data import load_corpus
-
-    clip = load_corpus(svc_corpus).clips[0]
-    wav, _ = load_audio(clip.path, sample_rate=SR)
-    return wav[: 3 * SR]
-
-
 def test_band_envelope_loss_bands_and_window():
     from models.lhq_svc.mel import BandEnvelopeLoss
 
@@ -172,9 +162,12 @@ def test_band_envelope_loss_scores_envelope_shape_not_level():
 def test_band_envelope_loss_orders_degradations_like_stoi(svc_corpus):
     """On a real sung clip: more additive noise -> lower STOI (pystoi) and higher loss."""
     from models import metrics
+    from models.audio import load_audio
+    from models.lhq_svc.data import load_corpus
     from models.lhq_svc.mel import BandEnvelopeLoss
 
-    wav = _voice_clip(svc_corpus)
+    wav, _ = load_audio(load_corpus(svc_corpus).clips[0].path, sample_rate=SR)  # from disk
+    wav = wav[: 3 * SR]
     cfg = MelConfig(sample_rate=SR)
     loss = BandEnvelopeLoss(SR, 128, 80)
     ref = torch.from_numpy(log_mel(wav, cfg))[None]
