@@ -82,39 +82,95 @@ class LatencyConfig:
     iterations: int = option(20, lo=1)
     repeats: int = option(3, lo=1, help="interleaved timing rounds per probe (samples pooled)")
     table: str | None = option(None, help="reuse a saved latency table (JSON)")
+    width_steps: int = option(1, lo=0, hi=6,
+                              help="narrowings per width unit the table covers")
+    validate: bool = option(True, help="check the table on a whole non-teacher program")
+    export_workers: int = option(2, lo=1, hi=16,
+                                 help="processes exporting probes at once (timing is serial)")
 
     def problems(self, path: str) -> list[Problem]:
         return target_problems(self.target, f"{path}.target")
 
 
+DEFAULT_BUDGET_FRACTION = 0.6
+
+
 @dataclass(frozen=True)
 class EvolveConfig:
+    """The architecture search. The budget is one of ``budget_ms`` (ms of the on-device
+    program per second of audio on the latency target), ``budget_rtf`` (the same as a
+    real-time factor: 0.02 = 20 ms per second) or ``budget_fraction`` (a fraction of the
+    teacher architecture's predicted latency); none given means ``budget_fraction`` 0.6."""
+
     budget_ms: float | None = option(
-        None, lo=0.0, help="latency budget of the on-device path per second of audio (ms)"
+        None, lo=0.0, help="latency budget of the on-device program per second of audio (ms)"
     )
-    budget_fraction: float = option(
-        0.75, lo=0.0, hi=1.0,
-        help="without budget_ms: base + this fraction of the teacher's block latency",
+    budget_rtf: float | None = option(
+        None, lo=0.0, help="latency budget as a real-time factor (budget_ms / 1000)"
+    )
+    budget_fraction: float | None = option(
+        None, lo=0.0, hi=1.0,
+        help=f"latency budget as a fraction of the teacher architecture's (default "
+             f"{DEFAULT_BUDGET_FRACTION} when no budget is given)",
     )
     score: str = option("sim_stoi", help="a registered score (compress/scores.py)")
-    max_rounds: int = option(4, lo=0)
-    require_gain: bool = option(
-        False, help="duplicate only when the score rises (the paper duplicates the best block)"
-    )
-    swap: bool = option(
-        True, help="under budget with no room to duplicate: try improving duplicate+remove pairs"
-    )
-    finetune_steps: int = option(80, lo=0)
+    max_rounds: int = option(12, lo=0)
+    narrow_factor: float = option(0.5, lo=0.05, hi=0.95,
+                                  help="a narrow action keeps this fraction of the channels")
+    duplicate_candidates: int = option(
+        3, lo=0, help="under budget: duplicates tried per round (the most valuable units)")
+    swap_candidates: int = option(
+        2, lo=0, help="under budget with no room for a copy: units tried in a duplicate + "
+                      "remove swap (0: no swaps)")
+    finetune_steps: int = option(40, lo=0, help="fine-tune steps after each decision")
+    duplicate_finetune_steps: int = option(
+        10, lo=0, help="fine-tune steps of a duplicated copy before it is valued (SnapFusion)")
     val_clips: int = option(4, lo=1)
     val_seconds: float = option(3.0, lo=0.5, hi=60.0)
 
     def problems(self, path: str) -> list[Problem]:
         from compress.scores import score_names
 
+        out: list[Problem] = []
         if self.score not in score_names():
-            return [Problem(f"{path}.score", self.score, "a registered score",
-                            tuple(score_names()))]
-        return []
+            out.append(Problem(f"{path}.score", self.score, "a registered score",
+                               tuple(score_names())))
+        given = [k for k in ("budget_ms", "budget_rtf", "budget_fraction")
+                 if getattr(self, k) is not None]
+        if len(given) > 1:
+            vals = {k: getattr(self, k) for k in given}
+            same = (set(given) == {"budget_ms", "budget_rtf"}
+                    and abs(float(vals["budget_ms"]) - 1000.0 * float(vals["budget_rtf"]))
+                    <= 1e-9 * max(1.0, float(vals["budget_ms"])))
+            if not same:
+                out.append(Problem(f"{path}.budget_*", vals,
+                                   "one budget: budget_ms, budget_rtf or budget_fraction "
+                                   "(budget_ms and budget_rtf only together when equal)"))
+        for k in given:
+            if float(getattr(self, k)) <= 0.0:
+                out.append(Problem(f"{path}.{k}", getattr(self, k), "a budget > 0"))
+        if self.budget_rtf is not None and self.budget_rtf >= 1.0:
+            out.append(Problem(f"{path}.budget_rtf", self.budget_rtf,
+                               "a real-time factor < 1 (an on-device program slower than real "
+                               "time cannot stream)"))
+        if self.budget_ms is not None and self.budget_ms >= 1000.0:
+            out.append(Problem(f"{path}.budget_ms", self.budget_ms,
+                               "< 1000 ms per second of audio (slower than real time)"))
+        return out
+
+
+def resolve_budget(ec: EvolveConfig, teacher_ms: float) -> dict[str, Any]:
+    """The budget in ms per second of audio, from the config and the teacher architecture's
+    predicted latency; ``mode`` says which key set it."""
+    if ec.budget_ms is not None:
+        ms, mode = float(ec.budget_ms), f"budget_ms {ec.budget_ms}"
+    elif ec.budget_rtf is not None:
+        ms, mode = 1000.0 * float(ec.budget_rtf), f"budget_rtf {ec.budget_rtf}"
+    else:
+        f = DEFAULT_BUDGET_FRACTION if ec.budget_fraction is None else float(ec.budget_fraction)
+        ms, mode = f * teacher_ms, f"budget_fraction {f} of the teacher's {teacher_ms:.2f} ms"
+    return {"budget_ms": ms, "budget_rtf": ms / 1000.0, "mode": mode, "teacher_ms": teacher_ms,
+            "fraction_of_teacher": ms / teacher_ms if teacher_ms > 0 else None}
 
 
 @dataclass(frozen=True)
@@ -193,9 +249,19 @@ class RunConfig:
     bench: BenchConfig = field(default_factory=BenchConfig)
 
     def problems(self, path: str) -> list[Problem]:
+        from compress.errors import CompressError
+        from compress.recipes import families, family_of
         from models import registry
 
         known = registry.names()
         if self.model.name not in known:
             return [Problem("model.name", self.model.name, "a registered model", tuple(known))]
+        try:
+            fam = family_of(self.model.name)
+        except CompressError:
+            return []
+        if fam not in families():
+            return [Problem("model.name", self.model.name,
+                            f"a model whose family has a compress-run recipe (its family "
+                            f"{fam!r} has none)", tuple(families()))]
         return []

@@ -12,6 +12,8 @@ nothing and every helper below degrades to its single-process meaning:
 * :func:`all_reduce_mean`, :func:`barrier`, :func:`is_main` (write files and logs only there);
 * :func:`optimizer_step`: one guarded update (non-finite loss refused, clip, step), returning
   the rank-mean loss;
+* :func:`batch_stream` turns a collection, an iterator or a callable into ``next_batch()``;
+  :func:`window_mean` summarises a per-step loss curve (start / end of a run);
 * :func:`train_loop` is a tiny generic loop (``loss_fn(model, batch) -> scalar``) that runs the
   same with 1 or N processes: with equal-sized shards, N ranks with per-rank batches of size b
   take the same steps as one process with batches of size N·b (up to float summation order).
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,6 +36,8 @@ from compress.errors import CompressError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Batch = Any
+BatchSource = Iterable[Batch] | Callable[[], Batch]
 BACKENDS = ("gloo", "nccl")
 OPTIMIZERS = ("adam", "sgd")
 
@@ -141,9 +145,10 @@ def optimizer_step(
     mean over the ranks."""
     import math
 
-    if not math.isfinite(float(loss.detach())):
+    value = float(loss.detach())
+    if not math.isfinite(value):
         raise CompressError(
-            f"{what}: loss became {float(loss)} at step {step}; lower the learning rate (lr={lr})"
+            f"{what}: loss became {value} at step {step}; lower the learning rate (lr={lr})"
         )
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -210,6 +215,51 @@ def distributed_sampler(dataset: Any, shuffle: bool = True, seed: int = 0) -> An
     return DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=True)
 
 
+def batch_stream(batches: BatchSource) -> Callable[[], Batch]:
+    """A ``next_batch()`` function over `batches`.
+
+    ``batches`` is a zero-argument callable (called once per step), a re-iterable collection
+    (a list, a DataLoader: cycled, re-iterated when exhausted) or a one-shot iterator (an error
+    is raised when it runs dry, naming how many batches it gave).
+    """
+    if callable(batches) and not isinstance(batches, Iterable):
+        return batches  # type: ignore[return-value]
+    if not isinstance(batches, Iterable):
+        raise CompressError(
+            f"batches: got {type(batches).__name__}, expected an iterable of batches or a "
+            "zero-argument callable returning a batch"
+        )
+    first = iter(batches)
+    one_shot = first is batches
+    state: dict[str, Any] = {"it": first, "n": 0}
+
+    def next_batch() -> Batch:
+        try:
+            b = next(state["it"])
+        except StopIteration:
+            if one_shot or state["n"] == 0:
+                raise CompressError(
+                    f"batches ran out after {state['n']} batches; pass a re-iterable collection "
+                    "or a callable that returns a new batch on every call"
+                ) from None
+            state["it"] = iter(batches)
+            b = next(state["it"])
+        state["n"] += 1
+        return b
+
+    return next_batch
+
+
+def window_mean(values: Sequence[float], first: bool) -> float:
+    """Mean of the first (``first=True``) or last tenth of `values` (at least one value): the
+    ``loss_start`` / ``loss_end`` of a training record. NaN for an empty sequence."""
+    if not values:
+        return float("nan")
+    k = max(1, len(values) // 10)
+    part = values[:k] if first else values[-k:]
+    return float(sum(part) / len(part))
+
+
 def train_loop(
     model: nn.Module,
     loss_fn: Callable[[nn.Module, Any], torch.Tensor],
@@ -222,11 +272,9 @@ def train_loop(
     """Train `model` in place for `steps` steps; return the per-step loss (mean over ranks).
 
     ``batches`` is this rank's data: a zero-argument callable, or a (re-iterable) collection —
-    see :func:`compress.distill.batch_stream`. ``loss_fn(wrapped_model, batch)`` must call the
+    see :func:`batch_stream`. ``loss_fn(wrapped_model, batch)`` must call the
     model it is given (the DDP wrapper under torchrun) so that gradients are synchronised.
     """
-    from compress.distill import batch_stream
-
     if steps < 1:
         raise CompressError(f"train_loop: steps must be >= 1, got {steps}")
     params = [p for p in model.parameters() if p.requires_grad]

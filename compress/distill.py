@@ -15,6 +15,19 @@ s = t - 1/N_s and the midpoint t' = t - 0.5/N_s:
 so that one student DDIM step (eq. 10 of LHQ-SVC, :func:`models.lhq_svc.diffusion.ddim_step`)
 from z_t with x̂ = x̃ lands exactly on the teacher's z_s.
 
+Start distribution (``start_temperature``). Algorithm 2 draws z_t from the forward process
+q(z_t | x) above, i.e. the states of a sampler that starts from z_1 ~ N(0, I). The student only
+learns to match the teacher where it is trained, so the states it is trained on must be the
+states the *deployed* sampler visits. LHQ-SVC's on-device graph starts DDIM at t = 1 from
+``temperature * noise`` (:meth:`models.lhq_svc.pipeline.SVCPipeline.generate_mel`); the demo
+preset ships temperature 0, i.e. z_1 = 0, which with the decoder's mel prior is the prior mean μ
+of the residual diffusion (``EvolvableDecoder.stem``). z_1 = 0 is a point that N(0, I) almost never
+draws in 80 × F dimensions (|ε|² ≈ 80 F), and the later states of a trajectory that starts there
+are not the q(z_t | x) of any training mel. With ``start_temperature = T`` the training states
+are instead z_1 = T ε (ε ~ N(0, I)) and, at a grid time t < 1, the state the current teacher's
+own DDIM sampler reaches from that z_1 (:func:`sampler_states`, no grad); the target is still
+Algorithm 2's x̃ from two teacher steps. ``T = None`` keeps Algorithm 2's q(z_t | x).
+
 Endpoints. The cosine schedule is clipped to λ ∈ [-20, 20], so α_1 ≈ 4.5e-5 > 0 and σ_0 ≈ 4.5e-5:
 the target formula stays finite at t = 1 (its denominator σ_s(α_s/σ_s - α_t/σ_t) is > 0 because
 the SNR decreases in t). At s = 0 the sampler (:func:`models.lhq_svc.diffusion.sample`) does not
@@ -35,60 +48,37 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from compress import ddp
+from compress.ddp import Batch, BatchSource, batch_stream, window_mean
 from compress.errors import CompressError
 from models.lhq_svc import diffusion
+from models.lhq_svc.diffusion import _bcast
 
 log = logging.getLogger(__name__)
 
-Batch = Any
-BatchSource = Iterable[Batch] | Callable[[], Batch]
+__all__ = [
+    "OUTPUT_LOSSES",
+    "LogMelL1",
+    "batch_stream",
+    "distill_progressive",
+    "distill_stage",
+    "distill_target",
+    "output_distill",
+    "sampler_states",
+]
+
 OUTPUT_LOSSES = ("mse", "l1", "logmel_l1")
 
 
 # ---- batches --------------------------------------------------------------------------------
-def batch_stream(batches: BatchSource) -> Callable[[], Batch]:
-    """A ``next_batch()`` function over `batches`.
-
-    ``batches`` is a zero-argument callable (called once per step), a re-iterable collection
-    (a list, a DataLoader: cycled, re-iterated when exhausted) or a one-shot iterator (an error
-    is raised when it runs dry, naming how many batches it gave).
-    """
-    if callable(batches) and not isinstance(batches, Iterable):
-        return batches  # type: ignore[return-value]
-    if not isinstance(batches, Iterable):
-        raise CompressError(
-            f"batches: got {type(batches).__name__}, expected an iterable of batches or a "
-            "zero-argument callable returning a batch"
-        )
-    first = iter(batches)
-    one_shot = first is batches
-    state: dict[str, Any] = {"it": first, "n": 0}
-
-    def next_batch() -> Batch:
-        try:
-            b = next(state["it"])
-        except StopIteration:
-            if one_shot or state["n"] == 0:
-                raise CompressError(
-                    f"batches ran out after {state['n']} batches; pass a re-iterable collection "
-                    "or a callable that returns a new batch on every call"
-                ) from None
-            state["it"] = iter(batches)
-            b = next(state["it"])
-        state["n"] += 1
-        return b
-
-    return next_batch
-
-
 def _split(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(x0, cond)`` of a diffusion batch (``cond`` may be None or absent)."""
     if isinstance(batch, torch.Tensor):
@@ -106,10 +96,6 @@ def _split(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 def _call(model: nn.Module, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None):
     return model(z, t) if cond is None else model(z, t, cond)
-
-
-def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def _coef(t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,12 +146,57 @@ def distill_target(
     return torch.where(last, x2.to(torch.float64), x_tilde).to(z_t.dtype)
 
 
-def _window_mean(values: list[float], first: bool) -> float:
-    if not values:
-        return float("nan")
-    k = max(1, len(values) // 10)
-    part = values[:k] if first else values[-k:]
-    return float(sum(part) / len(part))
+@torch.no_grad()
+def sampler_states(
+    teacher: nn.Module,
+    z1: torch.Tensor,
+    t: torch.Tensor,
+    teacher_steps: int,
+    cond: torch.Tensor | None = None,
+    prediction: str = "x",
+) -> torch.Tensor:
+    """The states `teacher`'s `teacher_steps`-step DDIM sampler visits from ``z1`` at t = 1.
+
+    ``t`` (B,) holds one time per example on the teacher's grid ``k / teacher_steps``
+    (0 < t <= 1); row b of the result is the sampler's state at ``t[b]`` when started from
+    ``z1[b]`` (``z1`` itself where ``t`` is 1). The teacher runs from t = 1 down to the batch's
+    smallest ``t``: at most ``teacher_steps - 1`` evaluations.
+    """
+    n = int(teacher_steps)
+    if n < 1:
+        raise CompressError(f"teacher_steps must be >= 1, got {teacher_steps!r}")
+    k = torch.round(t.to(torch.float64) * n).long()
+    off = (k.to(torch.float64) / n - t.to(torch.float64)).abs() > 1e-6
+    if bool(off.any()) or bool((k < 1).any()) or bool((k > n).any()):
+        raise CompressError(
+            f"sampler states: times {t.tolist()} must lie on the grid i / {n} with 0 < t <= 1"
+        )
+    k = k.to(z1.device)
+    b = z1.shape[0]
+    z = z1
+    out = z1.clone()
+    for j in range(n, int(k.min()), -1):  # one DDIM step j/n -> (j-1)/n
+        tj = torch.full((b,), j / n, dtype=z1.dtype, device=z1.device)
+        sj = torch.full((b,), (j - 1) / n, dtype=z1.dtype, device=z1.device)
+        x_hat = diffusion.predict_x(_call(teacher, z, tj, cond), z, tj, prediction)
+        z = _ddim(z, x_hat, tj, sj).to(z1.dtype)
+        out = torch.where(_bcast(k == j - 1, z), z, out)
+    return out
+
+
+def _check_temperature(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CompressError(
+            f"start_temperature: got {type(value).__name__}, expected a number >= 0 or None"
+        )
+    if not math.isfinite(value) or value < 0:
+        raise CompressError(
+            f"start_temperature={value!r}; expected a finite number >= 0 (the deployed "
+            "sampler's noise scale) or None (Algorithm 2's q(z_t | x))"
+        )
+    return float(value)
 
 
 def distill_stage(
@@ -180,6 +211,7 @@ def distill_stage(
     grad_clip: float | None = 1.0,
     generator: torch.Generator | None = None,
     train_mode: bool = False,
+    start_temperature: float | None = None,
 ) -> tuple[nn.Module, list[float]]:
     """One stage of Algorithm 2: a copy of `teacher` learns to take `student_steps` steps.
 
@@ -187,9 +219,17 @@ def distill_stage(
     learning rate decays linearly to zero over the stage (as in the paper). ``train_mode``
     puts the student in ``train()`` mode (dropout, block skipping); the default keeps it in
     ``eval()`` so a fixed, evolved architecture is distilled as it will be sampled.
+
+    ``start_temperature`` chooses the training states z_t (see the module docstring): None
+    draws them from q(z_t | x) (Salimans & Ho 2022, Algorithm 2); a number T >= 0 starts
+    the teacher's ``2 * student_steps``-step DDIM sampler at z_1 = T ε and takes the state it
+    reaches at t (:func:`sampler_states`), the states the deployed sampler (which starts from
+    ``temperature * noise``) visits. Then ``x0`` of a batch only gives the shape; ``cond``
+    is used as usual.
     """
     if steps < 1:
         raise CompressError(f"steps_per_stage must be >= 1, got {steps}")
+    temperature = _check_temperature(start_temperature)
     if prediction not in diffusion.PREDICTIONS:
         raise CompressError(f"prediction={prediction!r}; valid: {diffusion.PREDICTIONS}")
     if weighting not in diffusion.WEIGHTINGS:
@@ -210,7 +250,11 @@ def distill_stage(
         i = torch.randint(1, student_steps + 1, (b,), generator=generator)
         t = (i.to(x0.dtype) / student_steps).to(x0.device)
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-        z_t = diffusion.q_sample(x0, t, eps)
+        if temperature is None:
+            z_t = diffusion.q_sample(x0, t, eps)
+        else:  # the deployed sampler's states: its start, then the teacher's DDIM down to t
+            z_t = sampler_states(teacher, temperature * eps, t, 2 * student_steps, cond,
+                                 prediction)
         target = distill_target(teacher, z_t, t, student_steps, cond, prediction)
         x_hat = diffusion.predict_x(_call(trained, z_t, t, cond), z_t, t, prediction)
         loss = diffusion.diffusion_loss(x_hat, target, t, weighting, max_weight=max_weight)
@@ -235,16 +279,29 @@ def distill_progressive(
     final_steps: int = 1,
     grad_clip: float | None = 1.0,
     train_mode: bool = False,
+    start_temperature: float | None = None,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Distil `teacher` (sampled with `teacher_steps` DDIM steps) down to `final_steps` steps.
 
     ``batches`` yields ``(x0 (B, 80, F), cond (B, 256, F))`` (see :func:`batch_stream`).
     Each stage halves the step count and its student becomes the next stage's teacher.
     ``on_stage(record, student)`` is called after each stage (e.g. to checkpoint it).
-    Returns ``(student, history)`` with one record ``{stage, from_steps, to_steps, loss_start,
-    loss_end, seconds}`` per stage. The input `teacher` is not modified (its weights and its
-    train / eval mode are left as they were). To resume a killed run, save each stage's student
-    in ``on_stage`` and call again with it as `teacher` and its step count as `teacher_steps`.
+    Returns ``(student, history)`` with one record ``{stage, from_steps, to_steps,
+    start_temperature, loss_start, loss_end, seconds}`` per stage. The input `teacher` is not
+    modified (its weights and its train / eval mode are left as they were). To resume a killed
+    run, save each stage's student in ``on_stage`` and call again with it as `teacher` and its
+    step count as `teacher_steps`.
+
+    ``start_temperature``: None (default) trains on Algorithm 2's z_t ~ q(z_t | x) of
+    progressive distillation (Salimans & Ho 2022, "Progressive Distillation for Fast Sampling
+    of Diffusion Models"), i.e. on the states of a sampler started from N(0, I). A student
+    matches its teacher only on the states it was trained on, so when the deployed sampler
+    starts elsewhere — LHQ-SVC's device graph starts DDIM from ``temperature * noise``, and the
+    demo preset ships temperature 0 (z_1 = 0, the mel prior's mean) — pass that temperature:
+    every stage then trains on z_1 = T ε and on the states its teacher's DDIM reaches from
+    there (:func:`distill_stage`), so the 1-step student reproduces the N-step teacher from the
+    start the device actually uses. Costs up to ``2 N_s - 2`` extra teacher evaluations per
+    batch in the stage that distils to N_s steps.
     """
     for name, v in (("teacher_steps", teacher_steps), ("final_steps", final_steps)):
         if not isinstance(v, int) or v < 1 or v & (v - 1):
@@ -257,6 +314,7 @@ def distill_progressive(
         raise CompressError(f"prediction={prediction!r}; valid: {diffusion.PREDICTIONS}")
     if steps_per_stage < 1:
         raise CompressError(f"steps_per_stage must be >= 1, got {steps_per_stage}")
+    temperature = _check_temperature(start_temperature)
     next_batch = batch_stream(batches)
     gen = torch.Generator().manual_seed(int(seed) + 1000003 * ddp.rank())
     was_training = teacher.training
@@ -274,6 +332,7 @@ def distill_progressive(
             grad_clip,
             gen,
             train_mode,
+            temperature,
         )
     finally:
         teacher.train(was_training)
@@ -292,6 +351,7 @@ def _progressive(
     grad_clip: float | None,
     gen: torch.Generator,
     train_mode: bool,
+    start_temperature: float | None,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     current = teacher
     history: list[dict[str, Any]] = []
@@ -310,21 +370,24 @@ def _progressive(
             grad_clip=grad_clip,
             generator=gen,
             train_mode=train_mode,
+            start_temperature=start_temperature,
         )
         rec = {
             "stage": stage,
             "from_steps": n,
             "to_steps": n // 2,
-            "loss_start": _window_mean(losses, first=True),
-            "loss_end": _window_mean(losses, first=False),
+            "start_temperature": start_temperature,
+            "loss_start": window_mean(losses, first=True),
+            "loss_end": window_mean(losses, first=False),
             "seconds": time.perf_counter() - t0,
         }
         history.append(rec)
         log.info(
-            "distill stage %d: %d -> %d steps, loss %.4g -> %.4g",
+            "distill stage %d: %d -> %d steps (start: %s), loss %.4g -> %.4g",
             stage,
             n,
             n // 2,
+            "q(z_t | x)" if start_temperature is None else f"{start_temperature:g} * noise",
             rec["loss_start"],
             rec["loss_end"],
         )
@@ -437,7 +500,7 @@ def output_distill(
     student.eval()
     return student, {
         "steps": steps,
-        "loss_start": _window_mean(losses, first=True),
-        "loss_end": _window_mean(losses, first=False),
+        "loss_start": window_mean(losses, first=True),
+        "loss_end": window_mean(losses, first=False),
         "seconds": time.perf_counter() - t0,
     }

@@ -1,237 +1,341 @@
-"""Architecture evolution: remove and duplicate blocks by score-per-latency value.
+"""Architecture evolution: remove, duplicate and narrow units by score-per-latency value.
 
-LHQ-SVC §III.A (after SnapFusion, Algorithm 1): once robust training (eq. 1) has made every
-block skippable, each action on the current architecture is scored by
+LHQ-SVC §III.A, after SnapFusion §3 (Algorithm 1): once robust training (LHQ-SVC eq. 1) has made
+units skippable, each action on the current architecture A is valued on the target's latency:
 
-    value(remove b)    = (score(A) - score(A \\ b)) / (lat(A) - lat(A \\ b))  # lost per ms saved
-    value(duplicate b) = (score(A + b) - score(A)) / (lat(A + b) - lat(A))  # won per ms spent
+    value(remove u)    = (score(A) - score(A \\ u)) / (lat(A) - lat(A \\ u))   # lost per ms saved
+    value(narrow u)    = (score(A) - score(A ▽ u)) / (lat(A) - lat(A ▽ u))
+    value(duplicate u) = (score(A + u) - score(A)) / (lat(A + u) - lat(A))   # won per ms spent
 
-While the predicted latency is over the budget, the block with the *lowest* removal value is
-removed ("modules that contribute to latency but not performance"); once under budget, the block
-with the *highest* duplication value ("the highest performance contribution") is duplicated if
-the result still fits — as the paper states it, whatever the sign of the value; with
-``require_gain`` only a duplication that raises the score is taken. A short robust fine-tune runs
-between rounds.
+Units are those of the whole on-device path (a recipe's ``units``), not just one component.
+While the predicted latency is over the budget the action with the *lowest* value is applied
+("modules that contribute to latency but not performance"); an action that raises the score
+counts as costing nothing, and ties — several actions that cost no measurable score — go to
+the larger saving. Under the budget the most valuable duplicate that
+fits is applied — its copy initialised from the original and briefly fine-tuned before it is
+valued, as SnapFusion does — if it gains score beyond the noise. When no copy fits, a **swap**
+is tried: duplicate a valuable unit and pay for it with the cheapest removal that brings the
+program back under the budget, taken only if the pair gains score. The search stops when
+neither gains, or after ``max_rounds``. A short fine-tune follows every decision.
 
-When under budget but no duplication fits, a **swap** is tried (``swap=True``): duplicate block
-d (its value as above, though the copy alone overshoots) and then remove block r, the pair
-chosen by the best score among pairs that fit; it is taken only if that score beats the current
-one, so swaps strictly improve the score and the search cannot cycle. Both halves are recorded
-as their own decisions. The search stops when under budget and neither a duplication nor an
-improving swap fits (convergence), or after ``max_rounds``.
-
-The model only needs the evolvable-block API: ``block_names()``, ``remove_block(name)``,
-``duplicate_block(name)`` and ``architecture``. The history is a list of plain records and
-:func:`replay` re-applies it to a fresh teacher.
+Honest values: a score difference smaller than its noise counts as zero. The noise is the larger
+of the paired standard error of the two models' per-item differences
+(:meth:`ScoreResult.paired_noise`) and the start model's own standard error over the
+validation items (a paired estimate from a handful of items is itself noisy). Every
+evaluated candidate is kept (the Pareto plot); the result is the **best applied architecture
+that meets the budget** (highest score), or, when none does, the fastest one with
+``budget_met = False``.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
 
 from compress.errors import CompressError
+from compress.recipes.base import Action, ScoreResult, Unit
 
 log = logging.getLogger(__name__)
 
 
-class Evolvable(Protocol):
-    architecture: list[str]
+@dataclass
+class Candidate:
+    """One evaluated architecture (the start, every candidate, every applied state)."""
 
-    def block_names(self) -> list[str]: ...
-    def remove_block(self, name: str) -> None: ...
-    def duplicate_block(self, name: str) -> None: ...
+    round: int
+    action: str  # "start", "remove", "duplicate", "narrow", "applied"
+    unit: str
+    kind: str
+    component: str
+    score: float
+    noise: float
+    latency_ms: float
+    architecture: dict[str, Any]
 
 
 @dataclass
-class Candidate:
-    architecture: list[str]
+class Decision:
+    """One applied action (an entry of the evolution history)."""
+
+    round: int
+    action: str
+    unit: str
+    kind: str
+    component: str
+    value: float
     score: float
     latency_ms: float
-    action: str = "start"
-    block: str = ""
-    round: int = 0
+    architecture: dict[str, Any]
+    score_before_finetune: float = math.nan
 
 
 @dataclass
 class EvolutionResult:
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[Decision] = field(default_factory=list)
     evaluated: list[Candidate] = field(default_factory=list)
-    final_score: float = 0.0
-    final_latency_ms: float = 0.0
-    met_budget: bool = False
+    budget_ms: float = 0.0
+    chosen_round: int = 0  # index of the chosen state: 0 = the start, k = after round k
+    chosen_decisions: int = 0  # how many decisions of the history the chosen state contains
+    budget_met: bool = False
     converged: bool = False
+    final_score: float = 0.0
+    final_noise: float = 0.0
+    final_latency_ms: float = 0.0
+    start_score: float = 0.0
+    start_latency_ms: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"history": [asdict(d) for d in self.history],
+                "evaluated": [asdict(c) for c in self.evaluated],
+                "budget_ms": self.budget_ms, "chosen_round": self.chosen_round,
+                "chosen_decisions": self.chosen_decisions,
+                "budget_met": self.budget_met, "converged": self.converged,
+                "final_score": self.final_score, "final_noise": self.final_noise,
+                "final_latency_ms": self.final_latency_ms, "start_score": self.start_score,
+                "start_latency_ms": self.start_latency_ms}
 
 
-def apply_action(model: Evolvable, action: str, block: str) -> None:
-    if action == "remove":
-        model.remove_block(block)
-    elif action == "duplicate":
-        model.duplicate_block(block)
-    else:
-        raise CompressError(f"evolution: unknown action {action!r}; valid: remove, duplicate")
+@dataclass
+class Evolver:
+    """The callbacks the loop needs (a recipe and a latency table provide them)."""
+
+    units: Callable[[nn.Module], list[Unit]]
+    apply: Callable[[nn.Module, Action], None]
+    architecture: Callable[[nn.Module], dict[str, Any]]
+    score: Callable[[nn.Module], ScoreResult]
+    latency: Callable[[nn.Module], float]  # predicted ms; CompressError when unpredictable
+    finetune: Callable[[nn.Module, Action, int], None] | None = None
+    finetune_duplicate: Callable[[nn.Module, Action], None] | None = None
 
 
-def replay(model: Evolvable, history: list[dict[str, Any]]) -> Evolvable:
-    """Apply a recorded history (in order) to `model` in place and return it."""
-    for rec in history:
-        if rec.get("action") not in ("remove", "duplicate"):
-            continue
-        names = model.block_names()
-        if rec["block"] not in names:
-            raise CompressError(
-                f"evolution replay: round {rec.get('round')}: no block {rec['block']!r} "
-                f"in {names}; the history does not fit this model"
-            )
-        apply_action(model, rec["action"], rec["block"])
-    return model
+def significant(delta: float, noise: float) -> float:
+    """`delta`, or 0 when its magnitude is within `noise`."""
+    return 0.0 if abs(delta) <= noise else delta
+
+
+def _candidate(ev: Evolver, model: nn.Module, action: Action
+               ) -> tuple[nn.Module, float] | None:
+    cand = copy.deepcopy(model)
+    try:
+        ev.apply(cand, action)
+        lat = ev.latency(cand)
+    except (CompressError, ValueError) as exc:
+        log.info("evolve: %s %s not evaluated: %s", action.kind, action.unit, exc)
+        return None
+    return cand, lat
 
 
 def evolve(
-    model: Evolvable,
+    model: nn.Module,
+    ev: Evolver,
     *,
-    score_fn: Callable[[Any], float],
-    latency_fn: Callable[[list[str]], float],
     budget_ms: float,
     max_rounds: int = 8,
-    finetune_fn: Callable[[Any, int], None] | None = None,
-    min_blocks: int = 1,
-    on_round: Callable[[dict[str, Any]], None] | None = None,
-    require_gain: bool = False,
-    swap: bool = True,
-) -> EvolutionResult:
-    """Evolve `model` in place under `budget_ms` (see the module docstring).
+    narrow_factor: float = 0.75,
+    duplicate_candidates: int = 4,
+    swap_candidates: int = 2,
+    on_event: Callable[[str], None] | None = None,
+) -> tuple[nn.Module, EvolutionResult]:
+    """Evolve a copy of `model` under `budget_ms` (see the module docstring).
 
-    ``score_fn(model) -> float`` (higher is better) evaluates a candidate;
-    ``latency_fn(architecture) -> ms`` predicts its latency (e.g. from a LatencyTable);
-    ``finetune_fn(model, round)`` runs a short robust fine-tune after each applied action.
+    Returns the chosen model (best applied state under the budget, else the fastest) and the
+    result with every evaluated candidate and decision.
     """
-    res = EvolutionResult()
-    cur_score = score_fn(model)
-    cur_lat = latency_fn(list(model.architecture))
-    res.evaluated.append(Candidate(list(model.architecture), cur_score, cur_lat))
+    if budget_ms <= 0:
+        raise CompressError(f"evolve: budget_ms must be > 0, got {budget_ms}")
+    say = on_event or (lambda s: None)
+    res = EvolutionResult(budget_ms=budget_ms)
+    model = copy.deepcopy(model)
+    cur = ev.score(model)
+    cur_lat = ev.latency(model)
+    floor = cur.noise
+    res.start_score, res.start_latency_ms = cur.value, cur_lat
+    res.evaluated.append(Candidate(0, "start", "", "", "", cur.value, cur.noise, cur_lat,
+                                   ev.architecture(model)))
+    states: list[tuple[nn.Module, ScoreResult, float, int]] = [
+        (copy.deepcopy(model), cur, cur_lat, 0)]
+    removal_value: dict[str, float] = {}
     for rnd in range(1, max_rounds + 1):
         over = cur_lat > budget_ms
-        names = model.block_names()
-        options: list[tuple[float, str, str, float, float]] = []
-        kinds = ("remove",) if over else ("duplicate",)
-        for action in kinds:
-            if action == "remove" and len(names) <= min_blocks:
-                continue
-            for name in names:
-                cand = copy.deepcopy(model)
-                apply_action(cand, action, name)
-                lat = latency_fn(list(cand.architecture))
-                score = score_fn(cand)
-                res.evaluated.append(
-                    Candidate(list(cand.architecture), score, lat, action, name, rnd)
-                )
-                d_lat = abs(cur_lat - lat)
-                if d_lat <= 1e-9:
-                    continue
-                if action == "remove":
-                    value = (cur_score - score) / d_lat
-                else:
-                    if cur_lat + d_lat > budget_ms:
-                        continue  # would not fit
-                    value = (score - cur_score) / d_lat
-                options.append((value, action, name, score, lat))
-        if not options and not over and swap:
-            pair = _best_swap(model, score_fn, latency_fn, budget_ms, cur_score, cur_lat, rnd,
-                              res, min_blocks)
-            if pair is not None:
-                for rec in pair:
-                    apply_action(model, rec["action"], rec["block"])
-                if finetune_fn is not None:
-                    finetune_fn(model, rnd)
-                    pair[-1]["score"] = score_fn(model)
-                pair[-1]["architecture"] = list(model.architecture)
-                for rec in pair:
-                    res.history.append(rec)
-                    log.info("evolve round %d: %s %s (value %.4g, swap)", rnd, rec["action"],
-                             rec["block"], rec["value"])
-                    if on_round is not None:
-                        on_round(rec)
-                cur_score, cur_lat = pair[-1]["score"], pair[-1]["latency_ms"]
-                continue
-        if not options:
-            res.converged = not over
-            break
+        units = ev.units(model)
+        options: list[tuple[float, float, Action, Unit, ScoreResult, float]] = []
         if over:
-            value, action, name, score, lat = min(options, key=lambda o: o[0])
-        else:
-            value, action, name, score, lat = max(options, key=lambda o: o[0])
-            if require_gain and value <= 0:
-                res.converged = True
+            for u in units:
+                for kind in ("remove", "narrow"):
+                    if kind not in u.actions:
+                        continue
+                    action = Action(kind, u.name, narrow_factor)
+                    got = _candidate(ev, model, action)
+                    if got is None:
+                        continue
+                    cand, lat = got
+                    saved = cur_lat - lat
+                    if saved <= 1e-6:
+                        continue
+                    s = ev.score(cand)
+                    res.evaluated.append(Candidate(rnd, kind, u.name, u.kind, u.component,
+                                                   s.value, s.noise, lat,
+                                                   ev.architecture(cand)))
+                    # a removal that raises the score is as free as one that costs nothing
+                    # measurable: ties at 0 go to the larger saving, so the budget is reached
+                    # in few rounds instead of by tiny lucky removals
+                    lost = max(0.0, significant(cur.value - s.value,
+                                                max(floor, cur.paired_noise(s))))
+                    value = lost / saved
+                    if kind == "remove":
+                        removal_value[u.name] = value
+                    options.append((value, -saved, action, u, s, lat))
+            if not options:
+                say(f"round {rnd}: over budget and no action saves latency")
                 break
-        apply_action(model, action, name)
-        if finetune_fn is not None:
-            finetune_fn(model, rnd)
-            score = score_fn(model)
-        rec = {
-            "round": rnd,
-            "action": action,
-            "block": name,
-            "value": value,
-            "score": score,
-            "latency_ms": lat,
-            "architecture": list(model.architecture),
-        }
-        res.history.append(rec)
-        log.info("evolve round %d: %s %s (value %.4g) -> %.2f ms", rnd, action, name, value, lat)
-        if on_round is not None:
-            on_round(rec)
-        cur_score, cur_lat = score, lat
-    res.final_score, res.final_latency_ms = cur_score, cur_lat
-    res.met_budget = cur_lat <= budget_ms
-    return res
+            value, _, action, unit, s, lat = min(options, key=lambda o: (o[0], o[1]))
+        else:
+            ranked = sorted((u for u in units if "duplicate" in u.actions),
+                            key=lambda u: -removal_value.get(u.name, 0.0))
+            for u in ranked[: max(0, duplicate_candidates)]:
+                action = Action("duplicate", u.name)
+                got = _candidate(ev, model, action)
+                if got is None:
+                    continue
+                cand, lat = got
+                spent = lat - cur_lat
+                if lat > budget_ms or spent <= 1e-6:
+                    continue
+                if ev.finetune_duplicate is not None:
+                    ev.finetune_duplicate(cand, action)  # SnapFusion: value a trained copy
+                s = ev.score(cand)
+                res.evaluated.append(Candidate(rnd, "duplicate", u.name, u.kind, u.component,
+                                               s.value, s.noise, lat, ev.architecture(cand)))
+                gain = significant(s.value - cur.value, max(floor, cur.paired_noise(s)))
+                if gain <= 0:
+                    continue  # no measurable gain: a copy would only cost latency
+                options.append((gain / spent, spent, action, u, s, lat))
+            if not options and swap_candidates > 0:
+                pair = _swap(ev, model, units, removal_value, cur, cur_lat, budget_ms, floor,
+                             narrow_factor, swap_candidates, rnd, res)
+                if pair is not None:
+                    model, cur, cur_lat = pair
+                    states.append((copy.deepcopy(model), cur, cur_lat, len(res.history)))
+                    say(f"round {rnd}: swap {res.history[-2].unit} (duplicate) + "
+                        f"{res.history[-1].action} {res.history[-1].unit} -> score "
+                        f"{cur.value:.4f}, {cur_lat:.2f} ms")
+                    continue
+            if not options:
+                res.converged = True
+                say(f"round {rnd}: under budget, no duplicate (or swap) that fits gains score; "
+                    "done")
+                break
+            value, _, action, unit, s, lat = max(options, key=lambda o: (o[0], -o[1]))
+        ev.apply(model, action)
+        before = s.value
+        if ev.finetune is not None:
+            ev.finetune(model, action, rnd)
+            s = ev.score(model)
+        lat = ev.latency(model)
+        arch = ev.architecture(model)
+        dec = Decision(rnd, action.kind, unit.name, unit.kind, unit.component, value, s.value,
+                       lat, arch, before)
+        res.history.append(dec)
+        res.evaluated.append(Candidate(rnd, "applied", unit.name, unit.kind, unit.component,
+                                       s.value, s.noise, lat, arch))
+        say(f"round {rnd}: {action.kind} {unit.name} (value {value:.4g}/ms) -> score "
+            f"{s.value:.4f}, {lat:.2f} ms")
+        cur, cur_lat = s, lat
+        states.append((copy.deepcopy(model), cur, cur_lat, len(res.history)))
+    idx = choose_state([(sc.value, lat) for _, sc, lat, _ in states], budget_ms)
+    chosen, sc, lat, n_dec = states[idx]
+    res.chosen_round = idx
+    res.chosen_decisions = n_dec
+    res.budget_met = lat <= budget_ms
+    res.final_score, res.final_noise, res.final_latency_ms = sc.value, sc.noise, lat
+    return chosen, res
 
 
-def _best_swap(
-    model: Evolvable,
-    score_fn: Callable[[Any], float],
-    latency_fn: Callable[[list[str]], float],
-    budget_ms: float,
-    cur_score: float,
-    cur_lat: float,
-    rnd: int,
-    res: EvolutionResult,
-    min_blocks: int,
-) -> list[dict[str, Any]] | None:
-    """The best improving (duplicate d, remove r) pair under the budget, as two records."""
-    best: tuple[float, list[dict[str, Any]]] | None = None
-    start = list(model.architecture)
-    for d in model.block_names():
-        dup = copy.deepcopy(model)
-        apply_action(dup, "duplicate", d)
-        lat_d = latency_fn(list(dup.architecture))
-        score_d = score_fn(dup)
-        res.evaluated.append(Candidate(list(dup.architecture), score_d, lat_d, "duplicate", d,
-                                       rnd))
-        if lat_d - cur_lat <= 1e-9 or len(dup.block_names()) <= min_blocks:
+def _swap(ev: Evolver, model: nn.Module, units: list[Unit], removal_value: dict[str, float],
+          cur: ScoreResult, cur_lat: float, budget_ms: float, floor: float, factor: float,
+          k: int, rnd: int, res: EvolutionResult
+          ) -> tuple[nn.Module, ScoreResult, float] | None:
+    """Under budget with no room for a copy: duplicate one of the `k` most valuable units (its
+    copy fine-tuned) and pay for it with the cheapest remove / narrow that brings the program
+    back under the budget (tried in the order of the last removal values). Taken only when the
+    pair gains score beyond the noise; both halves are recorded as decisions."""
+    for u in units:  # value every removal once when no over-budget round did
+        if u.name in removal_value or "remove" not in u.actions:
             continue
-        for r in dup.block_names():
-            cand = copy.deepcopy(dup)
-            apply_action(cand, "remove", r)
-            if list(cand.architecture) == start:
-                continue  # undoes the duplication
-            lat = latency_fn(list(cand.architecture))
-            if lat > budget_ms or lat_d - lat <= 1e-9:
+        got = _candidate(ev, model, Action("remove", u.name))
+        if got is not None and cur_lat - got[1] > 1e-6:
+            s_r = ev.score(got[0])
+            res.evaluated.append(Candidate(rnd, "remove", u.name, u.kind, u.component,
+                                           s_r.value, s_r.noise, got[1],
+                                           ev.architecture(got[0])))
+            removal_value[u.name] = (cur.value - s_r.value) / (cur_lat - got[1])
+    dups = sorted((u for u in units if "duplicate" in u.actions),
+                  key=lambda u: -removal_value.get(u.name, 0.0))[:k]
+    best: tuple[float, Any] | None = None
+    for d in dups:
+        got = _candidate(ev, model, Action("duplicate", d.name))
+        if got is None:
+            continue
+        dup, lat_d = got
+        if ev.finetune_duplicate is not None:
+            ev.finetune_duplicate(dup, Action("duplicate", d.name))
+        s_d = ev.score(dup)
+        pays = sorted((u for u in ev.units(dup) if u.name != d.name
+                       and ({"remove", "narrow"} & set(u.actions))),
+                      key=lambda u: removal_value.get(u.name, math.inf))
+        for r in pays[:3]:
+            kind = "remove" if "remove" in r.actions else "narrow"
+            got2 = _candidate(ev, dup, Action(kind, r.name, factor))
+            if got2 is None:
                 continue
-            score = score_fn(cand)
-            res.evaluated.append(Candidate(list(cand.architecture), score, lat, "remove", r,
-                                           rnd))
-            if score <= cur_score or (best is not None and score <= best[0]):
+            cand, lat = got2
+            if lat > budget_ms:
                 continue
-            best = (score, [
-                {"round": rnd, "action": "duplicate", "block": d,
-                 "value": (score_d - cur_score) / (lat_d - cur_lat), "score": score_d,
-                 "latency_ms": lat_d, "architecture": list(dup.architecture), "swap": True},
-                {"round": rnd, "action": "remove", "block": r,
-                 "value": (score_d - score) / (lat_d - lat), "score": score,
-                 "latency_ms": lat, "architecture": list(cand.architecture), "swap": True},
-            ])
-    return None if best is None else best[1]
+            s = ev.score(cand)
+            res.evaluated.append(Candidate(rnd, f"swap:{kind}", f"{d.name}+{r.name}", r.kind,
+                                           r.component, s.value, s.noise, lat,
+                                           ev.architecture(cand)))
+            gain = significant(s.value - cur.value, max(floor, cur.paired_noise(s)))
+            if gain > 0 and (best is None or s.value > best[0]):
+                best = (s.value, (d, r, kind, dup, lat_d, s_d, cand, s, lat))
+    if best is None:
+        return None
+    d, r, kind, dup, lat_d, s_d, cand, s, lat = best[1]
+    if ev.finetune is not None:
+        ev.finetune(cand, Action(kind, r.name, factor), rnd)
+        s = ev.score(cand)
+        lat = ev.latency(cand)
+    res.history.append(Decision(rnd, "duplicate", d.name, d.kind, d.component,
+                                (s_d.value - cur.value) / max(lat_d - cur_lat, 1e-9),
+                                s_d.value, lat_d, ev.architecture(dup)))
+    res.history.append(Decision(rnd, kind, r.name, r.kind, r.component,
+                                (s_d.value - s.value) / max(lat_d - lat, 1e-9), s.value, lat,
+                                ev.architecture(cand)))
+    res.evaluated.append(Candidate(rnd, "applied", f"{d.name}+{r.name}", r.kind, r.component,
+                                   s.value, s.noise, lat, ev.architecture(cand)))
+    return cand, s, lat
+
+
+def choose_state(states: list[tuple[float, float]], budget_ms: float) -> int:
+    """Index of the best ``(score, latency)`` state under the budget (highest score, then the
+    faster), or of the fastest state when none meets it."""
+    if not states:
+        raise CompressError("evolve: no state to choose from")
+    under = [i for i, (_, lat) in enumerate(states) if lat <= budget_ms]
+    if under:
+        return max(under, key=lambda i: (states[i][0], -states[i][1]))
+    return min(range(len(states)), key=lambda i: states[i][1])
+
+
+def replay(model: nn.Module, history: list[dict[str, Any]],
+           apply: Callable[[nn.Module, Action], None]) -> nn.Module:
+    """Apply recorded decisions (``{action, unit}``) in order to `model` in place."""
+    for rec in history:
+        apply(model, Action(rec["action"], rec["unit"], float(rec.get("factor", 0.75))))
+    return model

@@ -14,6 +14,10 @@ the converted graph is run on validation inputs. Two numbers per group:
 independent quantization noises add — keeps the noisiest remaining groups fp32 until the
 predicted SQNR of quantizing all the others, ``-10 log10 Σ 10^(-SQNR_g / 10)``, clears the
 export gate's floor plus a margin.
+
+A group whose SQNR cannot be measured (NaN: the partly quantized graph, or the fp32 model,
+produced NaN / inf on the validation inputs) stays fp32 — for an int8 plan keeping fp32 is the
+safe side — and the decision is logged as a warning naming the group.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 from torch import nn
 
 from compress.errors import CompressError
+from export import parity
 from export.calibration import CalibrationSet
 
 log = logging.getLogger(__name__)
@@ -63,14 +68,23 @@ def layer_groups(model: nn.Module, keep_fp32: Sequence[str] = ()) -> list[str]:
 
 
 def sqnr_db(ref: Sequence[torch.Tensor], out: Sequence[torch.Tensor]) -> float:
-    """SQNR of `out` against `ref` over all outputs together (dB; inf when identical)."""
-    sig = sum(float(r.double().pow(2).sum()) for r in ref)
-    noise = sum(float((o.double() - r.double()).pow(2).sum()) for r, o in zip(ref, out))
-    if noise == 0.0:
+    """SQNR of `out` against `ref` over all outputs together (dB; inf when identical, NaN when
+    either holds NaN / inf): :func:`export.parity.sqnr_db` of the concatenated outputs."""
+    if len(ref) != len(out):
+        raise CompressError(f"SQNR: {len(out)} outputs against {len(ref)} references")
+    for i, (r, o) in enumerate(zip(ref, out)):
+        if tuple(r.shape) != tuple(o.shape):
+            raise CompressError(
+                f"SQNR: output {i} has shape {tuple(o.shape)}, its reference {tuple(r.shape)}"
+            )
+    if not ref:
         return math.inf
-    if sig == 0.0:
-        return -math.inf
-    return 10.0 * math.log10(sig / noise)
+    return parity.sqnr_db(torch.cat([r.reshape(-1) for r in ref]),
+                          torch.cat([o.reshape(-1) for o in out]))
+
+
+def _non_finite(outs: Sequence[torch.Tensor]) -> int:
+    return sum(int((~torch.isfinite(o)).sum()) for o in outs)
 
 
 def _outputs(graph: Callable[..., Any], inputs: Sequence[Inputs]) -> list[torch.Tensor]:
@@ -106,6 +120,13 @@ def sensitivity(
     model.eval()
     calib = CalibrationSet([tuple(c) for c in calibration], {"kind": "real clips"})
     ref = _outputs(model, val_inputs)
+    bad_ref = _non_finite(ref)
+    if bad_ref:
+        raise CompressError(
+            f"sensitivity analysis: the fp32 model's outputs on the {len(val_inputs)} validation "
+            f"input(s) hold {bad_ref} NaN / inf values, so no SQNR can be measured; check the "
+            "model and its inputs"
+        )
     base_score = score_fn(model, "fp32") if score_fn else None
     rows = []
     variants: list[tuple[str, list[str]]] = [(g, [g]) for g in groups]
@@ -119,6 +140,10 @@ def sensitivity(
                                       only_modules=only)
         out = _outputs(graph, val_inputs)
         q = sqnr_db(ref, out)
+        if math.isnan(q):
+            log.warning("int8 sensitivity %s: SQNR cannot be measured (the int8 graph produced "
+                        "%d NaN / inf output values)%s", name, _non_finite(out),
+                        "" if name == "(all)" else "; choose_fp32 keeps this group fp32")
         score = score_fn(graph, f"int8:{name}") if score_fn else None
         drop = None if score is None or base_score is None else base_score - score
         if name == "(all)":
@@ -130,9 +155,27 @@ def sensitivity(
 
 
 def predicted_sqnr_db(sqnrs: Sequence[float]) -> float:
-    """SQNR of quantizing several groups whose noises add independently."""
-    total = sum(10.0 ** (-s / 10.0) for s in sqnrs if math.isfinite(s))
-    return math.inf if total == 0.0 else -10.0 * math.log10(total)
+    """SQNR of quantizing several groups whose noises add independently,
+    ``-10 log10 Σ 10^(-SQNR_g / 10)``.
+
+    A group at ``inf`` (quantizing it changed nothing) adds no noise; one at ``-inf`` makes the
+    prediction ``-inf``. NaN (not measured) cannot be predicted from and is a
+    :class:`CompressError`: :func:`choose_fp32` keeps such groups fp32 before predicting.
+    """
+    vals = [float(s) for s in sqnrs]
+    bad = [i for i, s in enumerate(vals) if math.isnan(s)]
+    if bad:
+        raise CompressError(
+            f"predicted SQNR: the SQNRs at positions {bad} are NaN (not measured); a group whose "
+            "SQNR cannot be measured must stay fp32, not be counted as noise-free"
+        )
+    if any(s == -math.inf for s in vals):
+        return -math.inf
+    exps = [-s / 10.0 for s in vals if s != math.inf]  # log10 of each group's noise share
+    if not exps:
+        return math.inf
+    top = max(exps)  # factored out so that very low SQNRs do not overflow
+    return -10.0 * (top + math.log10(sum(10.0 ** (e - top) for e in exps)))
 
 
 def choose_fp32(
@@ -142,9 +185,33 @@ def choose_fp32(
     sqnr_floor_db: float,
     margin_db: float = 3.0,
 ) -> list[str]:
-    """Groups to keep fp32 (see the module docstring); marks each row's ``kept_fp32``."""
-    keep = [r["layer"] for r in rows
-            if r.get("score_drop") is not None and r["score_drop"] > score_threshold]
+    """Groups to keep fp32 (see the module docstring); marks each row's ``kept_fp32``.
+
+    Order of the decisions: groups whose SQNR or score drop is NaN (not measurable) stay fp32,
+    with a logged warning; so do groups whose score drop exceeds `score_threshold`; then the
+    noisiest of the rest until the predicted SQNR clears ``sqnr_floor_db + margin_db``. A row
+    whose ``sqnr_db`` is not a number is a :class:`CompressError` naming the group.
+    """
+    for r in rows:
+        v = r.get("sqnr_db")
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise CompressError(
+                f"int8 plan: group {r.get('layer')!r} has sqnr_db={v!r}; expected a number "
+                "in dB (inf, -inf and NaN allowed)"
+            )
+    keep: list[str] = []
+    for r in rows:
+        drop = r.get("score_drop")
+        if math.isnan(r["sqnr_db"]):
+            log.warning("int8 plan: group %r stays fp32 because its SQNR could not be measured "
+                        "(NaN: NaN / inf outputs during the sensitivity analysis)", r["layer"])
+            keep.append(r["layer"])
+        elif drop is not None and math.isnan(drop):
+            log.warning("int8 plan: group %r stays fp32 because its score drop could not be "
+                        "measured (NaN score)", r["layer"])
+            keep.append(r["layer"])
+        elif drop is not None and drop > score_threshold:
+            keep.append(r["layer"])
     quantized = sorted((r for r in rows if r["layer"] not in keep), key=lambda r: r["sqnr_db"])
     while quantized and predicted_sqnr_db([r["sqnr_db"] for r in quantized]) < (
         sqnr_floor_db + margin_db

@@ -10,9 +10,12 @@ Required keys (checked all at once; a :class:`~compress.errors.CompressError` li
 missing or mistyped one):
 
 * ``teacher``, ``student``: ``{params, size_mb, latency_ms_per_audio_s, rtf, scores: {name: x}}``
-* ``budget_ms``, ``target``, ``speedup``, ``quality_retention``
-* ``evolution``: ``[{round, action, block, value}, ...]`` (extra keys such as ``score``,
-  ``latency_ms``, ``architecture`` are kept): :attr:`compress.evolve.EvolutionResult.history`
+* ``budget_ms``, ``budget_met``, ``target``, ``speedup``, ``quality_retention``
+* ``speedup_breakdown``: ``{steps, runtime, precision, architecture}`` measured factors whose
+  product is the speed-up; ``searched_latency_fraction``; ``score_noise`` (``{score: noise}``)
+* ``evolution``: ``[{round, action, unit, kind, value, score, latency_ms}, ...]`` (extra keys
+  such as ``component``, ``architecture`` are kept): the decisions of
+  :func:`compress.evolve.evolve`
 * ``latency_table``: ``{prediction_error_pct, validation?: [{name, predicted_ms, measured_ms,
   error_pct}]}``
 * ``artifacts``: ``.pte`` paths (a list, or a dict name → path)
@@ -64,6 +67,10 @@ _TOP_KEYS = {
     "teacher": _DICT,
     "student": _DICT,
     "budget_ms": _NUM,
+    "budget_met": "bool",
+    "speedup_breakdown": _DICT,
+    "searched_latency_fraction": _NUM,
+    "score_noise": _DICT,
     "target": _STR,
     "speedup": _NUM,
     "quality_retention": _NUM,
@@ -75,9 +82,11 @@ _TOP_KEYS = {
     "quant_sensitivity": _LIST,
 }
 _ROW_KEYS = {
-    "evolution": {"round": _NUM, "action": _STR, "block": _STR, "value": _NUM},
+    "evolution": {"round": _NUM, "action": _STR, "unit": _STR, "kind": _STR, "value": _NUM,
+                  "score": _NUM, "latency_ms": _NUM},
     "stages": {"name": _STR, "status": _STR, "seconds": _NUM},
-    "pareto": {"architecture": _LIST, "score": _NUM, "latency_ms": _NUM, "chosen": "bool"},
+    "pareto": {"architecture": "list or dict", "score": _NUM, "latency_ms": _NUM,
+               "chosen": "bool"},
     "quant_sensitivity": {"layer": _STR, "score_drop": _NUM, "kept_fp32": "bool"},
 }
 
@@ -160,27 +169,34 @@ def validate(data: Mapping[str, Any]) -> dict[str, Any]:
     return d
 
 
-def pareto_points(evaluated: Iterable[Any], chosen_architecture: Sequence[str]) -> list[dict]:
+def _arch_id(arch: Any) -> str:
+    return json.dumps(_jsonable(arch), sort_keys=True)
+
+
+def pareto_points(evaluated: Iterable[Any], chosen_architecture: Any) -> list[dict]:
     """Report ``pareto`` rows from :attr:`compress.evolve.EvolutionResult.evaluated`
     (candidates, or their ``asdict`` records).
 
-    Duplicated architectures are kept once (the last evaluation); ``chosen`` marks the one equal
-    to `chosen_architecture`.
+    Architectures are JSON data (a list of block kinds, or a dict per component); a repeated
+    one is kept once (the last evaluation); ``chosen`` marks the one equal to
+    `chosen_architecture`.
     """
-    rows: dict[tuple[str, ...], dict[str, Any]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    chosen = _arch_id(chosen_architecture)
     for c in evaluated:
         def get(key: str, default: Any = None, c: Any = c) -> Any:
             return c.get(key, default) if isinstance(c, Mapping) else getattr(c, key, default)
 
-        arch = tuple(get("architecture"))
-        rows[arch] = {
-            "architecture": list(arch),
+        arch = get("architecture")
+        key = _arch_id(arch)
+        rows[key] = {
+            "architecture": _jsonable(arch),
             "score": float(get("score")),
             "latency_ms": float(get("latency_ms")),
-            "chosen": arch == tuple(chosen_architecture),
+            "chosen": key == chosen,
             "round": int(get("round", 0)),
             "action": str(get("action", "")),
-            "block": str(get("block", "")),
+            "unit": str(get("unit", get("block", ""))),
         }
     return list(rows.values())
 
@@ -403,12 +419,19 @@ def render_html(d: dict[str, Any], run_dir: Path, embed_audio_max_bytes: int = 0
     parts = [f"<h1>{_e(title)}</h1>"]
     lt = d["latency_table"]
     err = lt["prediction_error_pct"]
+    if d.get("verdict"):
+        parts.append(f'<p class="verdict"><b>{_e(d["verdict"])}</b></p>')
     parts.append(_table(
-        ["target", "budget (ms)", "speedup (teacher / student per audio s)",
-         "quality retention", "latency-table error (%)"],
-        [[d["target"], d["budget_ms"], d["speedup"], d["quality_retention"], err]],
+        ["target", "budget (ms per audio s)", "budget met", "speedup (teacher / student)",
+         "searched latency fraction", "quality retention", "latency-table error (%)"],
+        [[d["target"], d["budget_ms"], d["budget_met"], d["speedup"],
+          d["searched_latency_fraction"], d["quality_retention"], err]],
         "summary",
     ))
+    bd = d["speedup_breakdown"]
+    parts.append(_section("breakdown", "Where the speed-up comes from", _table(
+        ["factor", "×"], [[k, v] for k, v in bd.items()]
+        + [["product", math.prod(float(v) for v in bd.values() if v is not None)]])))
     for note in [d["notes"]] if isinstance(d.get("notes"), str) else d.get("notes") or []:
         parts.append(f"<p>{_e(note)}</p>")
 
@@ -423,19 +446,23 @@ def render_html(d: dict[str, Any], run_dir: Path, embed_audio_max_bytes: int = 0
                        ("rtf", "real-time factor")):
         rows.append([label, t[key], s[key], _ratio(s[key], t[key])])
     names = list(dict.fromkeys([*t["scores"], *s["scores"]]))
+    noise = d["score_noise"]
     for n in names:
         tv, sv = t["scores"].get(n), s["scores"].get(n)
-        rows.append([f"score: {n}", tv, sv, _ratio(sv, tv)])
+        label = f"score: {n}" + (f" (± {_fmt(noise[n])})" if noise.get(n) is not None else "")
+        rows.append([label, tv, sv, _ratio(sv, tv)])
     extra = [k for k in dict.fromkeys([*t, *s]) if k not in _MODEL_KEYS]
     for k in extra:
         rows.append([k, t.get(k), s.get(k), ""])
     parts.append(_section("comparison", "Teacher vs student",
                           _table(["", "teacher", "student", "student / teacher"], rows)))
 
-    evo_rows = [[r["round"], r["action"], r["block"], r["value"], r.get("score"),
-                 r.get("latency_ms"), r.get("architecture", "")] for r in d["evolution"]]
-    body = _table(["round", "action", "block", "value (Δscore/Δms)", "score", "latency (ms)",
-                   "architecture"], evo_rows) if evo_rows else "<p>No evolution rounds.</p>"
+    evo_rows = [[r["round"], r["action"], r["unit"], r["kind"], r.get("component", ""),
+                 r["value"], r["score"], r["latency_ms"], r.get("chosen", "")]
+                for r in d["evolution"]]
+    body = _table(["round", "action", "unit", "kind", "component", "value (Δscore/Δms)",
+                   "score", "latency (ms)", "in the chosen model"], evo_rows) \
+        if evo_rows else "<p>No evolution rounds.</p>"
     parts.append(_section("evolution", "Architecture evolution", body))
 
     body = _img(plot_pareto(d["pareto"], d["budget_ms"]), "Pareto plot: quality vs latency")

@@ -48,12 +48,6 @@ log = logging.getLogger(__name__)
 V = TypeVar("V")
 
 
-def _window_mean(values: list[float], first: bool) -> float:
-    k = max(1, len(values) // 10)
-    part = values[:k] if first else values[-k:]
-    return float(sum(part) / len(part))
-
-
 def _as_corpus(model: SVCPipeline, corpus: Corpus | str | os.PathLike[str]) -> Corpus:
     if isinstance(corpus, Corpus):
         return corpus
@@ -120,8 +114,8 @@ def robust_finetune(
     rec = {
         "steps": steps,
         "skip_prob": float(skip_prob),
-        "loss_start": _window_mean(losses, first=True),
-        "loss_end": _window_mean(losses, first=False),
+        "loss_start": ddp.window_mean(losses, first=True),
+        "loss_end": ddp.window_mean(losses, first=False),
         "seconds": time.perf_counter() - t0,
         "losses": losses,
     }

@@ -53,11 +53,16 @@ def config_digest(config: dict[str, Any]) -> str:
 
 @dataclass
 class Stage:
-    """One pipeline stage: ``run(ctx, out_dir) -> result`` (a JSON-ready dict)."""
+    """One pipeline stage: ``run(ctx, out_dir) -> result``.
+
+    The result is a JSON-ready dict, or a typed object with ``to_json()``; ``decode`` turns a
+    stored ``done.json`` result back into that object when the stage is reused.
+    """
 
     name: str
-    run: Callable[[dict[str, Any], Path], dict[str, Any]]
+    run: Callable[[Any, Path], Any]
     resumable: bool = False
+    decode: Callable[[dict[str, Any]], Any] | None = None
 
 
 @dataclass
@@ -122,34 +127,45 @@ class RunDir:
 def run_stages(
     run: RunDir,
     stages: Sequence[Stage],
-    ctx: dict[str, Any] | None = None,
+    ctx: Any = None,
     on_stage: Callable[[StageRecord], None] | None = None,
 ) -> list[StageRecord]:
     """Run `stages` in order in `run`, skipping finished ones; return one record per stage.
 
-    ``ctx`` is shared by the stages: each stage's result is stored as ``ctx[stage.name]`` and
-    stage directories as ``ctx["dirs"][stage.name]`` before the next stage runs.
+    ``ctx`` is shared by the stages: a dict (each stage's result is stored as
+    ``ctx[stage.name]``, stage directories as ``ctx["dirs"][stage.name]``) or an object whose
+    attributes of the stages' names receive the results (and ``dirs`` the directories),
+    before the next stage runs.
     """
     run.open()
     ctx = ctx if ctx is not None else {}
-    ctx.setdefault("dirs", {})
+    is_dict = isinstance(ctx, dict)
+    dirs: dict[str, Path] = ctx.setdefault("dirs", {}) if is_dict else ctx.dirs
+
+    def put(name: str, value: Any) -> None:
+        if is_dict:
+            ctx[name] = value
+        else:
+            setattr(ctx, name, value)
+
     records = []
     for i, stage in enumerate(stages):
         d = run.stage_dir(i, stage.name)
-        ctx["dirs"][stage.name] = d
+        dirs[stage.name] = d
         rec = run.done_record(i, stage.name)
         if rec is not None:
-            ctx[stage.name] = rec["result"]
+            put(stage.name, stage.decode(rec["result"]) if stage.decode else rec["result"])
             r = StageRecord(i, stage.name, "reused", float(rec.get("seconds", 0.0)), rec["result"])
         else:
             if d.exists() and not stage.resumable:
                 shutil.rmtree(d)
             d.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
-            result = stage.run(ctx, d)
+            value = stage.run(ctx, d)
             seconds = time.perf_counter() - t0
+            result = value.to_json() if hasattr(value, "to_json") else value
             run.mark_done(i, stage.name, result, seconds)
-            ctx[stage.name] = result
+            put(stage.name, value)
             r = StageRecord(i, stage.name, "done", seconds, result)
         records.append(r)
         if on_stage is not None:

@@ -97,21 +97,28 @@ def converted(model: torch.nn.Module, eval_set: EvalSet) -> list[np.ndarray]:
                 f"scores need an SVC pipeline with convert_long(); got {type(model).__name__}"
             )
         model.eval()
+        svc: Any = model  # an SVC pipeline (checked above), typed loosely for its methods
         outs = []
         for item in eval_set.items:
-            spk = model.speaker_index(item.target_speaker)
-            outs.append(model.convert_long(item.source, spk, item.shift, steps=eval_set.steps,
-                                           sampler=eval_set.sampler, seed=eval_set.seed,
-                                           f0_method=eval_set.f0_method))
+            spk = svc.speaker_index(item.target_speaker)
+            outs.append(svc.convert_long(item.source, spk, item.shift, steps=eval_set.steps,
+                                         sampler=eval_set.sampler, seed=eval_set.seed,
+                                         f0_method=eval_set.f0_method))
         eval_set._cache.clear()
         eval_set._cache[key] = outs
     return eval_set._cache[key]
 
 
-def _mean(values: list[float]) -> float:
-    vals = [v for v in values if np.isfinite(v)]
+def _mean(values: list[float], what: str) -> float:
+    """Mean over the items whose `what` is finite; the others are left out with a warning
+    (e.g. an F0 RMSE with no frame voiced in both contours is NaN), none left is an error."""
+    vals = [float(v) for v in values if np.isfinite(v)]
+    if len(vals) < len(values):
+        log.warning("score %s: %d of %d eval items gave a non-finite value and are left out of "
+                    "the mean", what, len(values) - len(vals), len(values))
     if not vals:
-        raise CompressError("no item of the eval set could be scored")
+        raise CompressError(f"score {what}: no item of the eval set could be scored "
+                            f"({len(values)} item(s), none finite)")
     return float(np.mean(vals))
 
 
@@ -119,7 +126,9 @@ def _with_reference(model: torch.nn.Module, eval_set: EvalSet, fn: Callable) -> 
     outs = converted(model, eval_set)
     vals = [fn(it.reference, y, eval_set.sample_rate) for it, y in zip(eval_set.items, outs)
             if it.reference is not None]
-    return _mean(vals)
+    if not vals:
+        raise CompressError(f"score {fn.__name__}: no eval item has a reference rendering")
+    return _mean(vals, fn.__name__)
 
 
 def speaker_similarity(model: torch.nn.Module, eval_set: EvalSet) -> float:
@@ -127,7 +136,7 @@ def speaker_similarity(model: torch.nn.Module, eval_set: EvalSet) -> float:
     sr = eval_set.sample_rate
     return _mean([metrics.cosine(metrics.speaker_embedding(y, sr),
                                  eval_set.speaker_embedding(it.target_speaker))
-                  for it, y in zip(eval_set.items, outs)])
+                  for it, y in zip(eval_set.items, outs)], "speaker_similarity")
 
 
 def speaker_margin(model: torch.nn.Module, eval_set: EvalSet) -> float:
@@ -138,7 +147,7 @@ def speaker_margin(model: torch.nn.Module, eval_set: EvalSet) -> float:
         e = metrics.speaker_embedding(y, sr)
         vals.append(metrics.cosine(e, eval_set.speaker_embedding(it.target_speaker))
                     - metrics.cosine(e, eval_set.speaker_embedding(it.source_speaker)))
-    return _mean(vals)
+    return _mean(vals, "speaker_margin")
 
 
 def _f0(model: torch.nn.Module, eval_set: EvalSet, key: str) -> float:
@@ -148,7 +157,7 @@ def _f0(model: torch.nn.Module, eval_set: EvalSet, key: str) -> float:
         est = metrics.f0_contour(y, eval_set.sample_rate, eval_set.hop_length)
         ref = it.source_f0 * 2.0 ** (it.shift / 12.0)
         vals.append(metrics.f0_metrics(ref, est, eval_set.hop_length / eval_set.sample_rate)[key])
-    return _mean(vals)
+    return _mean(vals, key)
 
 
 _SCORES: dict[str, Score] = {
@@ -260,14 +269,15 @@ def evaluate(model: torch.nn.Module, eval_set: EvalSet,
     """Every requested score plus per-item speaker decisions (sim to B > sim to A)."""
     out: dict[str, Any] = {}
     for name in names or score_names():
+        fn = get_score(name)  # an unknown name is the caller's error: raise it
         try:
-            out[name] = get_score(name)(model, eval_set)
-        except Exception as exc:  # report the failure of one score, keep the others
-            if isinstance(exc, CompressError | metrics.AudioError):
-                out[name] = None
-                out.setdefault("errors", {})[name] = str(exc)
-            else:
-                raise
+            out[name] = fn(model, eval_set)
+        except (CompressError, metrics.AudioError) as exc:
+            # one score that cannot be computed on this eval set (e.g. no references, PESQ
+            # finds no utterance) is reported as None with its reason; the others still count
+            log.warning("score %s could not be computed: %s", name, exc)
+            out[name] = None
+            out.setdefault("errors", {})[name] = str(exc)
     outs = converted(model, eval_set)
     wins = []
     for it, y in zip(eval_set.items, outs):

@@ -98,10 +98,19 @@ def max_abs_error(ref: torch.Tensor, test: torch.Tensor) -> float:
 
 
 def sqnr_db(ref: torch.Tensor, test: torch.Tensor) -> float:
-    """SQNR in dB of `test` against `ref`: ``10 log10(Σ ref² / Σ (ref - test)²)`` (inf if equal)."""
+    """SQNR in dB of `test` against `ref`: ``10 log10(Σ ref² / Σ (ref - test)²)``.
+
+    The one SQNR of the project (``compress.quantize`` uses it too). ``inf`` when the two are
+    equal, ``-inf`` when `ref` is all zeros and `test` is not, and NaN — "not measurable" — when
+    either holds NaN or inf (callers decide what that means: the gate fails, the int8 planner
+    keeps the group fp32).
+    """
     _check_same_shape(ref, test)
     r = ref.double()
-    noise = float(((r - test.double()) ** 2).sum())
+    t = test.double()
+    if not (bool(torch.isfinite(r).all()) and bool(torch.isfinite(t).all())):
+        return math.nan
+    noise = float(((r - t) ** 2).sum())
     signal = float((r**2).sum())
     if noise == 0.0:
         return math.inf
@@ -111,14 +120,22 @@ def sqnr_db(ref: torch.Tensor, test: torch.Tensor) -> float:
 
 
 def stoi(ref: np.ndarray, test: np.ndarray, sample_rate: int) -> float:
-    """STOI of `test` against `ref` (1-D float arrays at `sample_rate`), via pystoi."""
-    from pystoi import stoi as _stoi
+    """STOI of `test` against `ref` (float arrays at `sample_rate`, flattened) for the gate.
+
+    :func:`models.metrics.stoi` with the gate's rules: lengths must be equal
+    (:class:`~export.errors.ExportError`), and NaN / inf samples give NaN — a failed check in
+    :func:`evaluate_gate`, which reports the non-finite output separately — rather than an
+    error.
+    """
+    from models import metrics
 
     ref = np.asarray(ref, dtype=np.float64).reshape(-1)
     test = np.asarray(test, dtype=np.float64).reshape(-1)
     if ref.shape != test.shape:
         raise ExportError(f"STOI needs equal lengths, got {ref.shape} and {test.shape}")
-    return float(_stoi(ref, test, sample_rate, extended=False))
+    if not (np.isfinite(ref).all() and np.isfinite(test).all()):
+        return math.nan
+    return metrics.stoi(ref, test, sample_rate)
 
 
 def _check_same_shape(ref: torch.Tensor, test: torch.Tensor) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,7 @@ def mel_cepstral_distance(ref: np.ndarray, est: np.ndarray, sample_rate: int,
     import scipy.fft
 
     r, e = _pair(ref, est)
-    kw = {"sr": sample_rate, "n_fft": 512, "hop_length": 128, "n_mels": 80}
+    kw: dict[str, Any] = {"sr": sample_rate, "n_fft": 512, "hop_length": 128, "n_mels": 80}
     pr = 10 * np.log10(np.maximum(librosa.feature.melspectrogram(y=r, **kw), 1e-10))
     pe = 10 * np.log10(np.maximum(librosa.feature.melspectrogram(y=e, **kw), 1e-10))
     floor = float(pr.max()) - floor_db
@@ -121,7 +122,11 @@ def mel_cepstral_distance(ref: np.ndarray, est: np.ndarray, sample_rate: int,
 
 # ---- intelligibility / quality ------------------------------------------------------------
 def stoi(ref: np.ndarray, est: np.ndarray, sample_rate: int, extended: bool = False) -> float:
-    """Short-Time Objective Intelligibility of `est` against `ref` (pystoi)."""
+    """Short-Time Objective Intelligibility of `est` against `ref` (pystoi).
+
+    The project's one STOI wrapper (``export.parity.stoi`` adds the parity gate's rules on
+    top): inputs are checked mono and finite (:class:`AudioError`) and cut to the shorter one.
+    """
     from pystoi import stoi as _stoi
 
     r, e = _pair(ref, est)
@@ -131,6 +136,7 @@ def stoi(ref: np.ndarray, est: np.ndarray, sample_rate: int, extended: bool = Fa
 
 def pesq(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
     """Wide-band PESQ (MOS-LQO) at 16 kHz; inputs are resampled to 16 kHz when needed."""
+    from pesq import PesqError
     from pesq import pesq as _pesq
 
     r, e = _pair(ref, est)
@@ -138,8 +144,10 @@ def pesq(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
         r, e = resample(r, sample_rate, 16000), resample(e, sample_rate, 16000)
     try:
         return float(_pesq(16000, r.astype(np.float64), e.astype(np.float64), "wb"))
-    except Exception as exc:  # pesq raises its own types for e.g. no utterance detected
-        raise AudioError(f"pesq: cannot score this pair ({exc})") from exc
+    except PesqError as exc:  # e.g. NoUtterancesError, BufferTooShortError
+        raise AudioError(
+            f"pesq: cannot score this pair ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 # ---- F0 ---------------------------------------------------------------------------------------

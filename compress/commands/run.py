@@ -1,4 +1,5 @@
-"""`compress run [CONFIG]`: teacher → LHQ-SVC_mobile, every stage, resumable."""
+"""`compress run [CONFIG]`: teacher → mobile student, every stage, resumable, any family with a
+recipe (:mod:`compress.recipes`)."""
 
 from __future__ import annotations
 
@@ -40,13 +41,13 @@ def run(args: argparse.Namespace) -> int:
     import time
     from dataclasses import replace
     from pathlib import Path
-    from typing import Any
 
     from compress.config import RunConfig, target_problems
     from compress.config_io import load_yaml
     from compress.errors import CompressError
+    from compress.pipeline import RunState, build_stages, run_config_dict
+    from compress.recipes import recipe_for
     from compress.rundir import RunDir, StageRecord, run_stages
-    from compress.svc_run import build_stages, run_config_dict
 
     cfg = load_yaml(RunConfig, args.config) if args.config else RunConfig()
     target = args.target or cfg.latency.target
@@ -70,15 +71,17 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"name": r.name, "status": r.status, "seconds": round(r.seconds, 1)})
         say(f"stage {r.index:02d} {r.name}: {r.status} ({r.seconds:.1f} s)")
 
-    ctx: dict[str, Any] = {
-        "cfg": cfg, "target": target, "print": say, "progress": sys.stderr.isatty(),
-        "stage_rows": rows, "command": " ".join(["compress", "run", *sys.argv[2:]]),
-    }
-    say(f"run {out} (config {args.config or 'embedded default'}, target {target})")
-    run_stages(RunDir(out, run_config_dict(cfg, target)), build_stages(), ctx, on_stage)
-    rep = ctx["report"]
-    print(f"report: {rep['report_html']}")
-    print(f"speedup {rep['speedup']:.1f}x, {cfg.evolve.score} retention "
-          f"{rep['quality_retention']:.3f}" if rep["quality_retention"] is not None
-          else f"speedup {rep['speedup']:.1f}x")
+    recipe = recipe_for(cfg.model.name)
+    recipe.configure(cfg)
+    st = RunState(cfg=cfg, recipe=recipe, target=target, say=say,
+                  progress=sys.stderr.isatty(), stage_rows=rows,
+                  command=" ".join(["compress", "run", *sys.argv[2:]]))
+    say(f"run {out} (config {args.config or 'embedded default'}, family {recipe.family}, "
+        f"target {target})")
+    run_stages(RunDir(out, run_config_dict(cfg, target)), build_stages(), st, on_stage)
+    rep = st.need("report")
+    print(f"report: {rep.report_html}")
+    tail = (f", {cfg.evolve.score} retention {rep.quality_retention:.3f}"
+            if rep.quality_retention is not None else "")
+    print(f"speedup {rep.speedup:.1f}x{tail}, budget {'met' if rep.budget_met else 'NOT met'}")
     return 0

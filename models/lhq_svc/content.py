@@ -24,7 +24,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,7 @@ from torch import nn
 from models.errors import CheckpointError
 from models.lhq_svc.decoder import ChannelNorm
 from models.lhq_svc.mel import LogMel
+from models.units import ChannelGroup, Slot
 
 CONTENT_KINDS = ("builtin", "hubert", "contentvec")
 
@@ -41,7 +42,13 @@ CONTENT_KINDS = ("builtin", "hubert", "contentvec")
 # built-in phonetic-posteriorgram encoder
 # ------------------------------------------------------------------------------------------
 class PPGEncoder(nn.Module):
-    """Log-mel -> phoneme posteriors. ``forward(wav (B, T)) -> (B, n_phonemes, F)``."""
+    """Log-mel -> phoneme posteriors. ``forward(wav (B, T)) -> (B, n_phonemes, F)``.
+
+    The body is a list of residual layers ``h + gelu(conv(norm(h)))`` (``convs[i]`` with
+    ``norms[i]``), one per entry of ``dilations`` (default ``2 ** (i % 3)`` for
+    ``i < layers``); the list is data, so layers can be removed or duplicated
+    (``SVCPipeline.apply_action``) and :attr:`config` rebuilds the result.
+    """
 
     kind = "builtin"
     # int8 export: the Fourier-basis STFT feeding a log stays fp32 (export/pte.py keep_fp32)
@@ -55,20 +62,53 @@ class PPGEncoder(nn.Module):
         sample_rate: int = 16000,
         hop_length: int = 128,
         n_mels: int = 80,
+        dilations: list[int] | tuple[int, ...] | None = None,
     ):
         super().__init__()
-        self.config = {"n_phonemes": n_phonemes, "hidden": hidden, "layers": layers,
-                       "sample_rate": sample_rate, "hop_length": hop_length, "n_mels": n_mels}
+        if dilations is None:
+            dilations = [2 ** (i % 3) for i in range(layers)]
+        elif len(dilations) != layers:
+            raise ValueError(f"dilations {list(dilations)} give {len(dilations)} layers, "
+                             f"layers={layers}")
+        self.n_phonemes = n_phonemes
+        self.sample_rate = sample_rate
+        self.hop_length = hop_length
+        self.n_mels = n_mels
         self.mel = LogMel(sample_rate=sample_rate, hop_length=hop_length, n_mels=n_mels)
         self.in_norm = ChannelNorm(n_mels)
         self.inp = nn.Conv1d(n_mels, hidden, 5, padding=2)
         self.convs = nn.ModuleList(
-            nn.Conv1d(hidden, hidden, 5, dilation=2 ** (i % 3), padding=2 * 2 ** (i % 3))
-            for i in range(layers)
+            nn.Conv1d(hidden, hidden, 5, dilation=d, padding=2 * d) for d in dilations
         )
-        self.norms = nn.ModuleList(ChannelNorm(hidden) for _ in range(layers))
+        self.norms = nn.ModuleList(ChannelNorm(hidden) for _ in dilations)
         self.head = nn.Conv1d(hidden, n_phonemes, 1)
         self.dim = n_phonemes
+
+    @property
+    def hidden(self) -> int:
+        return self.inp.out_channels
+
+    @property
+    def dilations(self) -> list[int]:
+        return [int(cast(nn.Conv1d, c).dilation[0]) for c in self.convs]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Build kwargs of the current (possibly evolved or narrowed) encoder."""
+        return {"n_phonemes": self.n_phonemes, "hidden": self.hidden,
+                "layers": len(self.convs), "sample_rate": self.sample_rate,
+                "hop_length": self.hop_length, "n_mels": self.n_mels,
+                "dilations": self.dilations}
+
+    def width_groups(self, width: int) -> list[ChannelGroup]:
+        """The channels narrowing ``hidden`` to `width` slices (keys of this module)."""
+        slots = [Slot("inp.weight", 0, producer=True), Slot("inp.bias", 0),
+                 Slot("head.weight", 1)]
+        for i in range(len(self.convs)):
+            slots += [Slot(f"convs.{i}.weight", 0, producer=True), Slot(f"convs.{i}.bias", 0),
+                      Slot(f"convs.{i}.weight", 1), Slot(f"norms.{i}.weight", 1),
+                      Slot(f"norms.{i}.bias", 1)]
+        return [ChannelGroup("hidden", self.hidden, width, tuple(slots))]
 
     def logits_from_mel(self, mel: torch.Tensor) -> torch.Tensor:
         h = F.gelu(self.inp(self.in_norm(mel)))  # (B, H, F)

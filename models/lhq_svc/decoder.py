@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,7 @@ from torch import nn
 from models.lhq_svc.diffusion import PREDICTIONS, alpha_sigma
 from models.lhq_svc.f0 import F0Features
 from models.lhq_svc.mel import SourceFilterMel
+from models.units import ChannelGroup, Slot
 
 BLOCK_KINDS = ("res", "xattn")
 # the mel prior's output head: a free per-bin regression, or two spectral envelopes rendered
@@ -244,6 +246,58 @@ class EvolvableDecoder(nn.Module):
         i = self._index(name)
         self.blocks.insert(i + 1, copy.deepcopy(self.blocks[i]))
 
+    def width_groups(self, width: int) -> list[ChannelGroup]:
+        """The channels narrowing ``channels`` to `width` slices (keys of this module).
+
+        Groups: the residual stream (every block's input and output), and inside each block
+        the widths the constructor ties to ``channels``: a res layer's gate (the ``a`` and
+        ``b`` halves of its conv and conditioning outputs, pruned as pairs), an attention
+        block's query / key channels and value / output channels (each pruned head by head,
+        the same count in every head, so ``heads`` and the per-head layout stay valid; the
+        queries are rescaled by ``sqrt(new_head_dim / head_dim)`` so the logits keep their
+        ``1 / sqrt(head_dim)`` scale) and its feed-forward hidden layer (``2 x channels``).
+        """
+        c, heads = self.channels, self.heads
+        if width % heads:
+            raise ValueError(f"decoder width {width} not divisible by heads={heads}")
+        stream = [Slot("in_proj.weight", 0, producer=True), Slot("in_proj.bias", 0),
+                  Slot("out_norm.weight", 1), Slot("out_norm.bias", 1),
+                  Slot("out_proj.weight", 1)]
+        groups: list[ChannelGroup] = []
+        for i, block in enumerate(self.blocks):
+            p = f"blocks.{i}."
+            if isinstance(block, ResBlock):
+                for j in range(len(block.dilations)):
+                    stream += [Slot(f"{p}temb.{j}.weight", 0), Slot(f"{p}temb.{j}.bias", 0),
+                               Slot(f"{p}convs.{j}.weight", 1),
+                               Slot(f"{p}outs.{j}.weight", 0, producer=True),
+                               Slot(f"{p}outs.{j}.bias", 0)]
+                    gate = [Slot(f"{p}{m}.{j}.{t}", 0, off, producer=t == "weight")
+                            for m in ("convs", "conds") for t in ("weight", "bias")
+                            for off in (0, c)]
+                    gate.append(Slot(f"{p}outs.{j}.weight", 1))
+                    groups.append(ChannelGroup(f"{p}gate.{j}", c, width, tuple(gate)))
+                continue
+            ff = cast(nn.Conv1d, cast(CrossAttnBlock, block).ff[0]).out_channels
+            stream += [Slot(f"{p}temb.weight", 0), Slot(f"{p}temb.bias", 0),
+                       Slot(f"{p}norm_q.weight", 1), Slot(f"{p}norm_q.bias", 1),
+                       Slot(f"{p}q.weight", 1), Slot(f"{p}proj.weight", 0, producer=True),
+                       Slot(f"{p}proj.bias", 0), Slot(f"{p}norm_ff.weight", 1),
+                       Slot(f"{p}norm_ff.bias", 1), Slot(f"{p}ff.0.weight", 1),
+                       Slot(f"{p}ff.2.weight", 0, producer=True), Slot(f"{p}ff.2.bias", 0)]
+            scale = math.sqrt(width / c)  # sqrt(new head_dim / head_dim)
+            qk = (Slot(f"{p}q.weight", 0, producer=True, scale=scale),
+                  Slot(f"{p}q.bias", 0, scale=scale), Slot(f"{p}kv.weight", 0, producer=True),
+                  Slot(f"{p}kv.bias", 0))
+            vo = (Slot(f"{p}kv.weight", 0, c, producer=True), Slot(f"{p}kv.bias", 0, c),
+                  Slot(f"{p}proj.weight", 1))
+            hidden = (Slot(f"{p}ff.0.weight", 0, producer=True), Slot(f"{p}ff.0.bias", 0),
+                      Slot(f"{p}ff.2.weight", 1))
+            groups += [ChannelGroup(f"{p}qk", c, width, qk, heads),
+                       ChannelGroup(f"{p}vo", c, width, vo, heads),
+                       ChannelGroup(f"{p}ff", ff, ff // c * width, hidden)]
+        return [ChannelGroup("stream", c, width, tuple(stream)), *groups]
+
     # ---- forward ----------------------------------------------------------------------------
     def stem(
         self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor
@@ -310,6 +364,7 @@ class Conditioner(nn.Module):
         f0_ref_hz: float = 200.0,
         mel_mean: float = -6.0,
         mel_std: float = 3.0,
+        prior_neighbours: int = 2,
     ):
         super().__init__()
         if prior_layers < 0 or prior_kernel < 1 or prior_kernel % 2 == 0:
@@ -345,7 +400,8 @@ class Conditioner(nn.Module):
                 self.prior_head.weight.mul_(0.1)
                 self.prior_head.bias[:n_mels].fill_(-3.0)
                 self.prior_head.bias[n_mels:].fill_(-7.0)
-            self.render = SourceFilterMel(sample_rate, n_mels=n_mels)
+            self.render = SourceFilterMel(sample_rate, n_mels=n_mels,
+                                          neighbours=prior_neighbours)
         self.f0_ref_hz = float(f0_ref_hz)
         self.mel_mean = float(mel_mean)
         self.mel_std = float(mel_std)

@@ -125,6 +125,12 @@ class SourceFilterMel(nn.Module):
     (DDSP: Engel et al. 2020, the harmonic-plus-noise model): where harmonics fall in the low,
     resolved mel bins is exact arithmetic on F0 here, so a network only has to predict two
     smooth envelopes from the content, F0 and singer. Unvoiced frames get the noise only.
+
+    ``neighbours`` is how many harmonics on each side of the nearest one are summed per bin
+    (``2 * neighbours + 1`` lobes; the comb's cost is proportional). The Hann main lobe spans
+    ±2 bins (±62.5 Hz at 16 kHz / 512), so with F0 at or above 4 bins (125 Hz) only the nearest
+    harmonic reaches a bin and ``neighbours=0`` gives the same render; below it, fewer lobes
+    drop the overlap of neighbouring harmonics. An architecture search may narrow it.
     """
 
     def __init__(self, sample_rate: int = 16000, n_fft: int = 512, n_mels: int = 80,
@@ -134,6 +140,11 @@ class SourceFilterMel(nn.Module):
 
         from models.data.features import MelConfig, mel_basis, mel_centres_hz
 
+        if neighbours < 0:
+            raise ValueError(f"neighbours={neighbours!r}; expected >= 0")
+        self.neighbours = int(neighbours)
+        self.n_fft = n_fft
+        self.n_mels = n_mels
         self.sample_rate = sample_rate
         self.bin_hz = sample_rate / n_fft
         cfg = MelConfig(sample_rate=sample_rate, n_fft=n_fft, win_length=n_fft, n_mels=n_mels)

@@ -14,13 +14,33 @@ on-device path: a fixed number of DDIM steps (``device_steps``) and a fixed-seed
 :meth:`SVCPipeline.convert_long` processes arbitrarily long inputs in overlapping chunks with a
 linear crossfade, so memory is bounded by the chunk length. Its noise is drawn once for the
 whole input and sliced per chunk, so chunks see the same noise as a whole-input run would.
+
+Architecture search (:mod:`models.units`). :meth:`SVCPipeline.units` lists every unit of the
+on-device path in program order: the residual layers of the built-in content encoder
+(``content.convs.i``), the conditioner's context and mel-prior convolutions
+(``conditioner.context.i``, ``conditioner.prior.i``), the decoder blocks
+(``decoder.blocks.i``), the vocoder's residual layers (``vocoder.stacks.s.layers.i``; for
+MelGAN one stack per upsampling stage) and Griffin-Lim iterations
+(``vocoder.source.iterations.i``), and the width units ``content.width``, ``decoder.width``,
+``vocoder.width``, ``vocoder.harmonics``. :meth:`SVCPipeline.apply_action` removes,
+duplicates or narrows one in place, and :attr:`SVCPipeline.config` records every component's
+architecture (``content_dilations``, ``cond_context_layers``, ``mel_prior_layers``,
+``architecture``, ``vocoder_dilations``, ``vocoder_phase_iters``, the widths and
+``vocoder_harmonics``), so ``SVCPipeline(**config)`` and checkpoints rebuild the result.
+Widths stay multiples of 8 (the decoder's also of ``heads``) and at least
+``narrow_min_width``; the harmonics at least 16. Narrowing a width rebuilds that component at
+the new width and loads the kept slices of its weights; channel norms (``ChannelNorm``) in
+the content encoder and decoder normalise over fewer channels afterwards, as a pruned
+LayerNorm does, so those two widths need fine-tuning or distillation after narrowing.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -32,8 +52,46 @@ from models.lhq_svc.decoder import Conditioner, EvolvableDecoder
 from models.lhq_svc.f0 import F0Features, TorchF0, shift_f0
 from models.lhq_svc.mel import LogMel
 from models.lhq_svc.vocoder import HNVocoder, MelGANGenerator
+from models.units import (
+    ACTIONS,
+    ChannelGroup,
+    Unit,
+    can_narrow,
+    channel_importance,
+    narrowed_width,
+    select_channels,
+    slice_state,
+)
 
 log = logging.getLogger(__name__)
+
+
+# narrowing: widths stay multiples of 8 (and of the decoder's heads); harmonics keep >= 16
+WIDTH_ALIGN = 8
+HARMONICS_MIN = 16
+
+
+class _LayerList(NamedTuple):
+    """A list of removable / duplicable residual layers (see :meth:`SVCPipeline.units`)."""
+
+    name: str  # unit names are f"{name}.{i}"
+    kind: str  # "" = each module's own ``kind`` (decoder blocks)
+    component: str
+    modules: nn.ModuleList
+    path: str  # module paths are f"{path}.{i}"
+    minimum: int  # layers that must remain
+    width: int
+
+
+def _default(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _json_list(value: Any) -> Any:
+    """Tuples -> lists, recursively (config values stay JSON-shaped)."""
+    if isinstance(value, (list, tuple)):
+        return [_json_list(v) for v in value]
+    return value
 
 
 def check_temperature(value: float) -> float:
@@ -66,6 +124,7 @@ class SVCPipeline(nn.Module):
         content_path: str | None = None,
         content_hidden: int = 128,
         content_layers: int = 4,
+        content_dilations: list[int] | tuple[int, ...] | None = None,
         hubert: dict[str, Any] | None = None,
         architecture: list[str] | tuple[str, ...] = ("res", "xattn", "res", "xattn"),
         channels: int = 128,
@@ -74,9 +133,11 @@ class SVCPipeline(nn.Module):
         heads: int = 4,
         res_dilations: list[int] | tuple[int, ...] = (1, 2, 4),
         skip_prob: float = 0.0,
+        cond_context_layers: int = 2,
         mel_prior_layers: int = 0,
         mel_prior_kernel: int = 3,
         mel_prior_kind: str = "free",
+        mel_prior_neighbours: int = 2,
         prediction: str = "v",
         weighting: str = "snr+1",
         vocoder_kind: str = "melgan",
@@ -84,6 +145,8 @@ class SVCPipeline(nn.Module):
         vocoder_ratios: list[int] | tuple[int, ...] = (8, 4, 4),
         vocoder_synthesis: str = "harmonic",
         vocoder_phase_iters: int = 0,
+        vocoder_dilations: list[int] | list[list[int]] | None = None,
+        vocoder_harmonics: int = 128,
         mel_mean: float = -6.0,
         mel_std: float = 3.0,
         device_steps: int = 4,
@@ -92,6 +155,7 @@ class SVCPipeline(nn.Module):
         noise_seed: int = 0,
         chunk_seconds: float = 4.0,
         speakers: list[str] | None = None,
+        narrow_min_width: int = 16,
     ):
         super().__init__()
         if content_kind not in CONTENT_KINDS:
@@ -101,6 +165,11 @@ class SVCPipeline(nn.Module):
         check_temperature(temperature)
         if weighting not in diffusion.WEIGHTINGS:
             raise ValueError(f"weighting={weighting!r}; valid: {diffusion.WEIGHTINGS}")
+        if content_dilations is not None and len(content_dilations) != content_layers:
+            raise ValueError(f"content_dilations {list(content_dilations)} give "
+                             f"{len(content_dilations)} layers, content_layers={content_layers}")
+        if narrow_min_width < 1:
+            raise ValueError(f"narrow_min_width={narrow_min_width}; expected >= 1")
         prod = int(np.prod(vocoder_ratios))
         if prod != hop_length:
             raise ValueError(f"vocoder_ratios {list(vocoder_ratios)} multiply to {prod}, "
@@ -109,14 +178,20 @@ class SVCPipeline(nn.Module):
             "sample_rate": sample_rate, "hop_length": hop_length, "n_mels": n_mels,
             "n_speakers": n_speakers, "n_phonemes": n_phonemes, "content_kind": content_kind,
             "content_path": content_path, "content_hidden": content_hidden,
-            "content_layers": content_layers, "hubert": hubert,
+            "content_layers": content_layers,
+            "content_dilations": list(content_dilations) if content_dilations is not None
+            else None,
+            "hubert": hubert, "cond_context_layers": cond_context_layers,
             "channels": channels, "cond_dim": cond_dim, "temb_dim": temb_dim, "heads": heads,
             "res_dilations": list(res_dilations), "skip_prob": skip_prob,
             "mel_prior_layers": mel_prior_layers, "mel_prior_kernel": mel_prior_kernel,
-            "mel_prior_kind": mel_prior_kind, "prediction": prediction, "weighting": weighting,
+            "mel_prior_kind": mel_prior_kind, "mel_prior_neighbours": mel_prior_neighbours,
+            "prediction": prediction, "weighting": weighting,
             "vocoder_kind": vocoder_kind, "vocoder_channels": vocoder_channels,
             "vocoder_ratios": list(vocoder_ratios), "vocoder_synthesis": vocoder_synthesis,
             "vocoder_phase_iters": vocoder_phase_iters,
+            "vocoder_dilations": _json_list(vocoder_dilations),
+            "vocoder_harmonics": vocoder_harmonics, "narrow_min_width": narrow_min_width,
             "mel_mean": mel_mean, "mel_std": mel_std, "device_steps": device_steps,
             "temperature": temperature, "noise_frames": noise_frames, "noise_seed": noise_seed,
             "chunk_seconds": chunk_seconds, "speakers": list(speakers) if speakers else None,
@@ -133,10 +208,10 @@ class SVCPipeline(nn.Module):
         self.chunk_seconds = chunk_seconds
         self.speakers = list(speakers) if speakers else [f"spk{i}" for i in range(n_speakers)]
         self.mel = LogMel(sample_rate=sample_rate, hop_length=hop_length, n_mels=n_mels)
-        self.content: nn.Module
+        self.content: PPGEncoder | HubertEncoder
         if content_kind == "builtin":
             self.content = PPGEncoder(n_phonemes, content_hidden, content_layers, sample_rate,
-                                      hop_length, n_mels)
+                                      hop_length, n_mels, dilations=content_dilations)
         else:
             if sample_rate != 16000:
                 raise ValueError(f"content_kind={content_kind!r} needs sample_rate=16000 "
@@ -154,21 +229,26 @@ class SVCPipeline(nn.Module):
         self.f0 = TorchF0(sample_rate, hop_length)
         self.f0_features = F0Features()
         self.conditioner = Conditioner(self.content.dim, self.f0_features.dim, n_speakers,
-                                       cond_dim, prior_layers=mel_prior_layers, n_mels=n_mels,
+                                       cond_dim, context_layers=cond_context_layers,
+                                       prior_layers=mel_prior_layers, n_mels=n_mels,
                                        prior_kernel=mel_prior_kernel, prior_kind=mel_prior_kind,
                                        sample_rate=sample_rate,
                                        f0_ref_hz=self.f0_features.ref_hz,
-                                       mel_mean=mel_mean, mel_std=mel_std)
+                                       mel_mean=mel_mean, mel_std=mel_std,
+                                       prior_neighbours=mel_prior_neighbours)
         self.decoder = EvolvableDecoder(list(architecture), n_mels, channels, cond_dim, temb_dim,
                                         heads, res_dilations, skip_prob,
                                         mel_prior=mel_prior_layers > 0, prediction=prediction)
         self.vocoder_kind = vocoder_kind
-        self.vocoder: nn.Module
+        self.vocoder: HNVocoder | MelGANGenerator
         if vocoder_kind == "melgan":
             self.vocoder = MelGANGenerator(n_mels, vocoder_channels, vocoder_ratios,
+                                           dilations=_default(vocoder_dilations, (1, 3, 9)),
                                            mel_mean=mel_mean, mel_std=mel_std)
         elif vocoder_kind == "hn":
             self.vocoder = HNVocoder(n_mels, vocoder_channels, sample_rate, 512, hop_length,
+                                     harmonics=vocoder_harmonics,
+                                     dilations=_default(vocoder_dilations, (1, 3, 9)),
                                      mel_mean=mel_mean, mel_std=mel_std,
                                      synthesis=vocoder_synthesis,
                                      phase_iters=vocoder_phase_iters)
@@ -177,14 +257,226 @@ class SVCPipeline(nn.Module):
         g = torch.Generator().manual_seed(noise_seed)
         self.register_buffer("noise", torch.randn(1, n_mels, noise_frames, generator=g))
 
-    # ---- configuration / evolvable API (delegated to the decoder) ---------------------------
+    # ---- configuration / evolvable API ------------------------------------------------------
     @property
     def config(self) -> dict[str, Any]:
+        """Build kwargs of the current model, architecture of every component included (an
+        evolved or narrowed pipeline is rebuilt exactly by ``SVCPipeline(**config)``)."""
         cfg = dict(self._config)
+        if isinstance(self.content, PPGEncoder):
+            cfg["content_hidden"] = self.content.hidden
+            cfg["content_dilations"] = self.content.dilations
+            cfg["content_layers"] = len(self.content.convs)
+        cfg["cond_context_layers"] = len(self.conditioner.context)
+        cfg["mel_prior_layers"] = len(self.conditioner.prior)
+        if self.conditioner.render is not None:
+            cfg["mel_prior_neighbours"] = self.conditioner.render.neighbours
         cfg["architecture"] = self.decoder.architecture
+        cfg["channels"] = self.decoder.channels
         cfg["skip_prob"] = self.decoder.skip_prob
+        cfg["vocoder_channels"] = self.vocoder.channels
+        # HN: its one residual stack's dilations; MelGAN: one list per upsampling stage
+        cfg["vocoder_dilations"] = self.vocoder.dilations
+        if isinstance(self.vocoder, HNVocoder):
+            cfg["vocoder_harmonics"] = self.vocoder.harmonics
+            cfg["vocoder_phase_iters"] = self.vocoder.source.phase_iters
         cfg["device_steps"] = self.device_steps
         return cfg
+
+    def arch_summary(self) -> dict[str, Any]:
+        """A compact, JSON-able description of every component's architecture."""
+        content: dict[str, Any]
+        if isinstance(self.content, PPGEncoder):
+            content = {"dilations": self.content.dilations, "width": self.content.hidden}
+        else:
+            content = {"kind": self.content.kind, "width": self.content.dim}
+        vocoder: dict[str, Any]
+        if isinstance(self.vocoder, HNVocoder):
+            vocoder = {"layers": self.vocoder.dilations, "width": self.vocoder.channels,
+                       "harmonics": self.vocoder.harmonics,
+                       "gl_iters": self.vocoder.source.phase_iters}
+        else:
+            vocoder = {"kind": "melgan", "layers": self.vocoder.dilations,
+                       "width": self.vocoder.channels}
+        return {
+            "content": content,
+            "conditioner": {"context": len(self.conditioner.context),
+                            "prior": len(self.conditioner.prior),
+                            **({"lobes": 2 * self.conditioner.render.neighbours + 1}
+                               if self.conditioner.render is not None else {})},
+            "decoder": {"blocks": self.decoder.architecture, "width": self.decoder.channels},
+            "vocoder": vocoder,
+        }
+
+    def _layer_lists(self) -> list[_LayerList]:
+        """Every list of removable / duplicable layers, in device-program order."""
+        out: list[_LayerList] = []
+        if isinstance(self.content, PPGEncoder):
+            out.append(_LayerList("content.convs", "content_conv", "content",
+                                  self.content.convs, "content.convs", 0, self.content.hidden))
+        dim = self.conditioner.dim
+        out.append(_LayerList("conditioner.context", "cond_context", "conditioner",
+                              self.conditioner.context, "conditioner.context", 0, dim))
+        if self.conditioner.prior_head is not None:  # the prior keeps one layer (0 = no prior)
+            out.append(_LayerList("conditioner.prior", "prior_conv", "conditioner",
+                                  self.conditioner.prior, "conditioner.prior", 1, dim))
+        out.append(_LayerList("decoder.blocks", "", "decoder", self.decoder.blocks,
+                              "decoder.blocks", 1, self.decoder.channels))
+        voc = self.vocoder
+        if isinstance(voc, HNVocoder):
+            for s, stack in enumerate(voc.residual_stacks()):
+                out.append(_LayerList(f"vocoder.stacks.{s}.layers", "voc_layer", "vocoder",
+                                      stack.layers, f"vocoder.stacks.{s}.layers", 0,
+                                      voc.channels))
+            if voc.source.synthesis == "stft":
+                out.append(_LayerList("vocoder.source.iterations", "gl_iter", "vocoder",
+                                      voc.source.iterations, "vocoder.source.iterations", 0,
+                                      voc.source.n_bins))
+        else:
+            for s, stack in enumerate(voc.stacks):
+                out.append(_LayerList(f"vocoder.stacks.{s}.layers", "voc_layer", "vocoder",
+                                      stack.layers, f"vocoder.{voc.stack_path(s)}.layers", 0,
+                                      voc.stage_channels(s)))
+        return out
+
+    def _width_limits(self) -> dict[str, tuple[str, str, int, int, int]]:
+        """Width units: name -> (kind, component, width, align, minimum)."""
+        m = int(self._config["narrow_min_width"])
+        out: dict[str, tuple[str, str, int, int, int]] = {}
+        if isinstance(self.content, PPGEncoder):
+            out["content.width"] = ("width", "content", self.content.hidden, WIDTH_ALIGN, m)
+        if self.conditioner.render is not None:  # harmonic lobes summed per bin: 2n + 1
+            out["conditioner.lobes"] = ("lobes", "conditioner",
+                                        2 * self.conditioner.render.neighbours + 1, 2, 1)
+        heads = self.decoder.heads
+        out["decoder.width"] = ("width", "decoder", self.decoder.channels,
+                                math.lcm(WIDTH_ALIGN, heads), m)
+        out["vocoder.width"] = ("width", "vocoder", self.vocoder.channels, WIDTH_ALIGN, m)
+        if isinstance(self.vocoder, HNVocoder):
+            out["vocoder.harmonics"] = ("harmonics", "vocoder", self.vocoder.harmonics,
+                                        WIDTH_ALIGN, HARMONICS_MIN)
+        return out
+
+    def units(self) -> list[Unit]:
+        """Every evolvable unit of the on-device path, in program order (content encoder,
+        conditioner, decoder, vocoder): removable / duplicable layers, then each
+        component's width units (``narrow``). The frozen HuBERT content encoder has none."""
+        widths = self._width_limits()
+        lists = self._layer_lists()
+        out: list[Unit] = []
+        for comp in ("content", "conditioner", "decoder", "vocoder"):
+            for lst in lists:
+                if lst.component != comp:
+                    continue
+                n = len(lst.modules)
+                actions: tuple[str, ...] = (("remove", "duplicate") if n > lst.minimum
+                                            else ("duplicate",))
+                for i, mod in enumerate(lst.modules):
+                    kind = lst.kind or str(mod.kind)
+                    out.append(Unit(f"{lst.name}.{i}", kind, comp, i, actions, lst.width,
+                                    f"{lst.path}.{i}"))
+            for name, (kind, c, width, align, minimum) in widths.items():
+                if c == comp:
+                    ok = width > 1 if kind == "lobes" else can_narrow(width, align, minimum)
+                    actions = ("narrow",) if ok else ()
+                    out.append(Unit(name, kind, comp, 0, actions, width, None))
+        return out
+
+    def _unit(self, unit: str, action: str) -> Unit:
+        if action not in ACTIONS:
+            raise ValueError(f"action={action!r}; valid: {', '.join(ACTIONS)}")
+        units = {u.name: u for u in self.units()}
+        if unit not in units:
+            raise ValueError(f"unit={unit!r}; valid: {', '.join(units)}")
+        u = units[unit]
+        if action not in u.actions:
+            raise ValueError(f"cannot {action} unit {unit!r} (kind {u.kind!r}) now; its "
+                             f"valid actions: {', '.join(u.actions) or '(none)'}")
+        return u
+
+    def apply_action(self, action: str, unit: str, factor: float = 0.75) -> None:
+        """Apply ``remove`` / ``duplicate`` / ``narrow`` to the unit named `unit`, in place.
+
+        ``remove`` deletes the layer (every listed layer is residual, so the net still runs);
+        ``duplicate`` inserts a deep copy right after it (a Griffin-Lim iteration: one more);
+        ``narrow`` (width units) keeps the ``narrowed_width(width, factor, ...)`` most important
+        channels (:meth:`narrow_plan`), or the lowest harmonics. :attr:`config` follows.
+        ValueError for an unknown action or unit, or one not allowed for the unit now.
+        """
+        u = self._unit(unit, action)
+        if action == "narrow":
+            self._narrow(u, factor)
+            return
+        lst = next(x for x in self._layer_lists() if u.name == f"{x.name}.{u.position}")
+        i = u.position
+        if lst.component == "decoder":
+            name = self.decoder.block_names()[i]
+            if action == "remove":
+                self.decoder.remove_block(name)
+            else:
+                self.decoder.duplicate_block(name)
+        elif lst.kind == "gl_iter":
+            source = cast(HNVocoder, self.vocoder).source
+            if action == "remove":
+                del source.iterations[i]
+            else:
+                source.insert_iteration(i + 1)
+        else:
+            lists = [lst.modules]
+            if lst.kind == "content_conv":
+                lists.append(cast(PPGEncoder, self.content).norms)  # each conv has its norm
+            for ml in lists:
+                if action == "remove":
+                    del ml[i]
+                else:
+                    ml.insert(i + 1, copy.deepcopy(ml[i]))
+
+    def _narrow_groups(self, u: Unit, factor: float) -> tuple[int, list[Any]]:
+        """The new width and ``[(group, keep)]`` with keys of the unit's component."""
+        _, comp_name, width, align, minimum = self._width_limits()[u.name]
+        new = narrowed_width(width, factor, align, minimum)
+        comp = getattr(self, comp_name)
+        if u.kind == "harmonics":
+            return new, [(g, comp.harmonic_keep(new)) for g in comp.harmonic_groups(new)]
+        state = comp.state_dict()
+        return new, [(g, select_channels(channel_importance(state, g), g.target, g.blocks))
+                     for g in comp.width_groups(new)]
+
+    def narrow_plan(self, unit: str, factor: float = 0.75) -> list[tuple[ChannelGroup,
+                                                                          torch.Tensor]]:
+        """What ``apply_action("narrow", unit, factor)`` keeps: ``[(group, kept indices)]``,
+        slot keys of this pipeline's state dict. Importance: the L2 norm of the weights
+        producing each channel; per-head groups keep the same count in every head."""
+        u = self._unit(unit, "narrow")
+        _, plan = self._narrow_groups(u, factor)
+        return [(g.with_prefix(u.component + "."), keep) for g, keep in plan]
+
+    def _narrow(self, u: Unit, factor: float) -> None:
+        if u.kind == "lobes":  # the largest odd lobe count <= lobes * factor, at least 1
+            lobes = max(1, int(u.width * factor))
+            lobes -= 1 - lobes % 2
+            render = self.conditioner.render
+            assert render is not None
+            self.conditioner.render = type(render)(render.sample_rate, n_fft=render.n_fft,
+                                                   n_mels=render.n_mels,
+                                                   neighbours=(lobes - 1) // 2)
+            return
+        new, plan = self._narrow_groups(u, factor)
+        old = getattr(self, u.component)
+        state = slice_state(old.state_dict(), plan)
+        key = {"content": "hidden", "decoder": "channels", "vocoder": "channels"}[u.component]
+        if u.kind == "harmonics":
+            key = "harmonics"
+        rebuilt = type(old)(**{**old.config, key: new})
+        first = next(old.parameters(), None)
+        if first is not None:
+            rebuilt.to(device=first.device, dtype=first.dtype)
+        rebuilt.load_state_dict(state, strict=True)
+        grads = {n: p.requires_grad for n, p in old.named_parameters()}
+        for n, p in rebuilt.named_parameters():
+            p.requires_grad_(grads.get(n, True))
+        rebuilt.train(old.training)
+        setattr(self, u.component, rebuilt)
 
     @property
     def architecture(self) -> list[str]:

@@ -66,23 +66,34 @@ PIPELINES: dict[str, dict[str, Any]] = {
         "vocoder_kind": "hn", "vocoder_channels": 16, "device_steps": 2, "noise_frames": 64,
         "chunk_seconds": 0.5, "vocoder_synthesis": "stft", "vocoder_phase_iters": 2,
         "mel_prior_layers": 1, "mel_prior_kernel": 1, "mel_prior_kind": "source_filter",
+        # its widths are 16-32 channels: let the search narrow them to 8
+        "narrow_min_width": 8,
     },
 }
 
 _PIPELINE_BASE: dict[str, Any] = {
     "sample_rate": SR, "hop_length": HOP, "n_mels": 80, "content_kind": "builtin",
-    "content_path": None, "content_hidden": 128, "content_layers": 4, "hubert": None,
+    "content_path": None, "mel_prior_neighbours": 2, "content_hidden": 128,
+    "content_layers": 4, "hubert": None,
     "cond_dim": 256, "temb_dim": 128, "heads": 4, "skip_prob": 0.0, "mel_prior_layers": 0,
     "mel_prior_kernel": 3, "mel_prior_kind": "free", "temperature": 1.0, "prediction": "v",
     "weighting": "snr+1", "vocoder_ratios": [8, 4, 4], "vocoder_synthesis": "harmonic",
     "vocoder_phase_iters": 0, "mel_mean": -6.0, "mel_std": 3.0,
     "noise_seed": 0, "speakers": None,
+    # per-component architecture (SVCPipeline.units / apply_action edit them): None = the
+    # built-in layout (content dilation 2 ** (i % 3) per layer; the vocoder's residual stack
+    # (1, 3, 9), one per MelGAN stage)
+    "content_dilations": None, "cond_context_layers": 2, "vocoder_dilations": None,
+    "vocoder_harmonics": 128,
+    # smallest width narrowing may leave (a search constraint, not architecture)
+    "narrow_min_width": 16,
 }
 
 # what a checkpoint written before these config keys existed was built with: the base values
 LEGACY_PIPELINE = {k: _PIPELINE_BASE[k] for k in (
     "vocoder_synthesis", "vocoder_phase_iters", "mel_prior_layers", "mel_prior_kernel",
-    "mel_prior_kind", "temperature")}
+    "mel_prior_kind", "temperature", "content_dilations", "cond_context_layers",
+    "vocoder_dilations", "vocoder_harmonics", "mel_prior_neighbours")}
 LEGACY_DECODER = {"mel_prior": False, "prediction": "x"}
 LEGACY_HN = {"synthesis": LEGACY_PIPELINE["vocoder_synthesis"],
              "phase_iters": LEGACY_PIPELINE["vocoder_phase_iters"]}
@@ -206,7 +217,7 @@ def _register_all() -> None:
         ))
         con = {"n_phonemes": cfg["n_phonemes"], "hidden": cfg["content_hidden"],
                "layers": cfg["content_layers"], "sample_rate": SR, "hop_length": HOP,
-               "n_mels": 80}
+               "n_mels": 80, "dilations": cfg["content_dilations"]}
         register(ModelSpec(
             name=f"lhq-svc-content{suffix}", family=FAMILY, factory=PPGEncoder,
             defaults=con, inputs=_content_inputs(secs), audio=audio,

@@ -465,7 +465,18 @@ def train(
     bad = [c for c in comps if c not in COMPONENTS]
     if bad:
         raise DataError(f"unknown component(s) {bad}; valid: {list(COMPONENTS)} or 'all'")
-    cfg = cfg or PRESET_TRAINING.get(model_name, TrainConfig())
+    if cfg is None:
+        if model_name in PRESET_TRAINING:
+            cfg = PRESET_TRAINING[model_name]
+        else:
+            cfg = TrainConfig()
+            log.warning(
+                "no training budget for %r in PRESET_TRAINING (presets with one: %s); using "
+                "the TrainConfig() defaults (%d content / %d vocoder / %d decoder steps, "
+                "batch %d); pass cfg= (or steps=) to choose", model_name,
+                ", ".join(sorted(PRESET_TRAINING)), cfg.content_steps, cfg.vocoder_steps,
+                cfg.decoder_steps, cfg.batch,
+            )
     if steps is not None:
         cfg = TrainConfig(**{**cfg.__dict__, **{f"{c}_steps": int(steps) for c in comps}})
     if cfg.threads:

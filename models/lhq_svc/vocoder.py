@@ -7,7 +7,9 @@ hop (128 = 8 x 4 x 4 by default). Explicit symmetric padding everywhere (no
 ``forward(mel (B, 80, F)) -> (B, F * hop)``.
 
 :class:`HNVocoder` is the neural-source-filter alternative (mel + F0, harmonic-plus-noise
-source), which the demo presets use because it trains in minutes on a CPU.
+source), which the demo presets use because it trains in minutes on a CPU. Its Griffin-Lim
+iterations are one parameter-free :class:`GriffinLimIteration` module each
+(``source.iterations``), so an architecture search can time, remove or add them one by one.
 
 Training (this repo): multi-resolution STFT loss (spectral convergence + log-magnitude L1,
 Yamamoto et al.) plus an L1 on log-mel, computed with ``torch.stft`` in the LOSS only; an
@@ -16,18 +18,25 @@ optional multi-scale waveform discriminator (MelGAN's) with hinge loss and featu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.lhq_svc.mel import fourier_basis
+from models.units import ChannelGroup, Slot
 
 # How :class:`HarmonicNoiseSource` turns the envelope into audio (see its docstring).
 SYNTHESES = ("harmonic", "stft")
 
 
 class ResidualStack(nn.Module):
+    """Residual layers ``x + conv1x1(lrelu(conv_d(lrelu(x))))``, one per dilation ``d``; each
+    layer can be removed or duplicated (``layers`` is a plain ModuleList)."""
+
     def __init__(self, channels: int, dilations: tuple[int, ...] = (1, 3, 9)):
         super().__init__()
         self.layers = nn.ModuleList(
@@ -45,42 +54,143 @@ class ResidualStack(nn.Module):
             x = x + layer(x)  # (B, C, T)
         return x
 
+    def conv(self, index: int) -> nn.Conv1d:
+        """The dilated convolution of layer `index`."""
+        return cast(nn.Conv1d, cast(nn.Sequential, self.layers[index])[1])
+
+    @property
+    def dilations(self) -> list[int]:
+        return [int(self.conv(i).dilation[0]) for i in range(len(self.layers))]
+
+    def width_groups(self, prefix: str, width: int) -> tuple[list[Slot], list[ChannelGroup]]:
+        """Slots of the stack's residual stream (to be joined with the stream's producers
+        and consumers outside), and one group per layer for its hidden channels; keys
+        under `prefix` (the stack's key prefix, ending in a dot)."""
+        stream: list[Slot] = []
+        groups: list[ChannelGroup] = []
+        for i in range(len(self.layers)):
+            p = f"{prefix}layers.{i}."
+            stream += [Slot(p + "1.weight", 1), Slot(p + "3.weight", 0, producer=True),
+                       Slot(p + "3.bias", 0)]
+            hidden = (Slot(p + "1.weight", 0, producer=True), Slot(p + "1.bias", 0),
+                      Slot(p + "3.weight", 1))
+            groups.append(ChannelGroup(p + "hidden", self.conv(i).out_channels, width, hidden))
+        return stream, groups
+
+
+def _stack_dilations(dilations: Sequence[int] | Sequence[Sequence[int]], stacks: int
+                     ) -> list[list[int]]:
+    """Per-stack dilation lists: a flat list is every stack's, a list of lists one each."""
+    items: list[Any] = list(dilations)
+    nested = [isinstance(d, Sequence) for d in items]
+    if items and all(nested):
+        if len(items) != stacks:
+            raise ValueError(f"dilations {items} give {len(items)} stacks, expected {stacks}")
+        return [[int(x) for x in d] for d in items]
+    if any(nested):
+        raise ValueError(f"dilations {items}: expected a list of ints or a list of lists")
+    return [[int(d) for d in items] for _ in range(stacks)]
+
 
 class MelGANGenerator(nn.Module):
-    """Mel -> waveform generator; total upsampling = prod(``ratios``) = hop length."""
+    """Mel -> waveform generator; total upsampling = prod(``ratios``) = hop length.
+
+    ``channels`` is the first stage's width; each upsampling stage halves it (at least 8).
+    ``dilations`` is every stage's residual stack, or one list per stage (evolved models).
+    """
 
     def __init__(
         self,
         n_mels: int = 80,
         channels: int = 256,
         ratios: list[int] | tuple[int, ...] = (8, 4, 4),
-        dilations: list[int] | tuple[int, ...] = (1, 3, 9),
+        dilations: Sequence[int] | Sequence[Sequence[int]] = (1, 3, 9),
         mel_mean: float = -5.0,
         mel_std: float = 2.5,
     ):
         super().__init__()
-        self.config = {"n_mels": n_mels, "channels": channels, "ratios": list(ratios),
-                       "dilations": list(dilations), "mel_mean": mel_mean, "mel_std": mel_std}
+        per_stage = _stack_dilations(dilations, len(ratios))
+        self._flat_dilations = not any(isinstance(d, Sequence) for d in dilations)
         self.hop = 1
         for r in ratios:
             self.hop *= r
         self.n_mels = n_mels
+        self.ratios = list(ratios)
         self.mel_mean = mel_mean
         self.mel_std = mel_std
         layers: list[nn.Module] = [nn.Conv1d(n_mels, channels, 7, padding=3)]
         ch = channels
-        for r in ratios:
-            out = max(ch // 2, 8)
+        for r, dil in zip(ratios, per_stage):
+            out = self.stage_width(ch)
             layers += [
                 nn.LeakyReLU(0.2),
                 nn.ConvTranspose1d(
                     ch, out, 2 * r, stride=r, padding=r // 2 + r % 2, output_padding=r % 2
                 ),
-                ResidualStack(out, tuple(dilations)),
+                ResidualStack(out, tuple(dil)),
             ]
             ch = out
         layers += [nn.LeakyReLU(0.2), nn.Conv1d(ch, 1, 7, padding=3), nn.Tanh()]
         self.net = nn.Sequential(*layers)
+
+    @staticmethod
+    def stage_width(channels: int) -> int:
+        """Width of an upsampling stage fed by `channels` channels."""
+        return max(channels // 2, 8)
+
+    @property
+    def channels(self) -> int:
+        return cast(nn.Conv1d, self.net[0]).out_channels
+
+    @property
+    def stacks(self) -> list[ResidualStack]:
+        """The residual stack of each upsampling stage (``net[3 + 3 s]``)."""
+        return [cast(ResidualStack, self.net[3 + 3 * s]) for s in range(len(self.ratios))]
+
+    def stage_channels(self, stage: int) -> int:
+        """Width of upsampling stage `stage` (its transposed conv's output)."""
+        return cast(nn.ConvTranspose1d, self.net[2 + 3 * stage]).out_channels
+
+    def stack_path(self, stage: int) -> str:
+        """Dotted path of stage `stage`'s residual stack below this module."""
+        return f"net.{3 + 3 * stage}"
+
+    @property
+    def dilations(self) -> list[list[int]]:
+        return [st.dilations for st in self.stacks]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Build kwargs of the current (possibly evolved or narrowed) generator."""
+        dil: list[Any] = self.dilations
+        if self._flat_dilations and all(d == dil[0] for d in dil):
+            dil = list(dil[0])  # as built: one list for every stage
+        return {"n_mels": self.n_mels, "channels": self.channels, "ratios": list(self.ratios),
+                "dilations": dil, "mel_mean": self.mel_mean, "mel_std": self.mel_std}
+
+    def width_groups(self, width: int) -> list[ChannelGroup]:
+        """The channels narrowing ``channels`` to `width` slices (keys of this module): the
+        input conv's output, then each stage's stream (its transposed conv's output, its
+        residual stack, the next stage's input) at the halved widths, and every residual
+        layer's hidden channels."""
+        n = len(self.ratios)
+        groups: list[ChannelGroup] = []
+        old, new = self.channels, width
+        # the input conv -> the first transposed conv (ConvTranspose1d weight: (in, out, k))
+        producer = [Slot("net.0.weight", 0, producer=True), Slot("net.0.bias", 0)]
+        for s in range(n):
+            conv_t = f"net.{2 + 3 * s}."
+            groups.append(ChannelGroup(f"stream{s}", old, new,
+                                       (*producer, Slot(conv_t + "weight", 0))))
+            old, new = self.stage_width(old), self.stage_width(new)
+            stream, hidden = self.stacks[s].width_groups(f"{self.stack_path(s)}.", new)
+            producer = [Slot(conv_t + "weight", 1, producer=True), Slot(conv_t + "bias", 0),
+                        *stream]
+            groups += hidden
+        out = f"net.{2 + 3 * n}.weight"
+        groups.append(ChannelGroup(f"stream{n}", old, new,
+                                   (*producer, Slot(out, 1))))
+        return groups
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = (mel - self.mel_mean) / self.mel_std  # (B, M, F)
@@ -197,7 +307,91 @@ def inverse_stft_basis(n_fft: int, hop: int) -> np.ndarray:
     return np.concatenate([c * np.cos(ang) * win, -c * np.sin(ang) * win]) / norm
 
 
-class HarmonicNoiseSource(nn.Module):
+class _STFTOps(nn.Module):
+    """The STFT analysis / overlap-add synthesis shared by :class:`HarmonicNoiseSource` and
+    :class:`GriffinLimIteration`; subclasses set ``n_fft``, ``hop``, ``n_bins``,
+    ``overlap`` and the fixed ``analysis_weight`` / ``synthesis_weight`` tensors."""
+
+    n_fft: int
+    hop: int
+    n_bins: int
+    overlap: int
+    analysis_weight: torch.Tensor
+    synthesis_weight: torch.Tensor
+
+    def overlap_add(self, spec: torch.Tensor) -> torch.Tensor:
+        """Inverse STFT of ``spec (B, 2K, F)`` (real rows, then imaginary): windowed frames
+        from one GEMM, overlap-added by shifted sums of hop-long blocks ->
+        ``(B, (F + overlap - 1) * hop)`` (frame ``f`` starts at sample ``f * hop``).
+
+        Equal to ``conv_transpose1d(spec, basis, stride=hop)``, which XNNPACK runs ~40x slower
+        than this for one output channel and a 512-long kernel.
+        """
+        b, _, n = spec.shape
+        r = self.overlap
+        frames = F.linear(spec.transpose(1, 2), self.synthesis_weight)  # (B, F, r * hop)
+        frames = frames.reshape(b, n, r, self.hop)  # (B, F, r, hop)
+        out = F.pad(frames[:, :, 0], (0, 0, 0, r - 1))  # (B, F + r - 1, hop)
+        for i in range(1, r):
+            out = out + F.pad(frames[:, :, i], (0, 0, i, r - 1 - i))
+        return out.reshape(b, (n + r - 1) * self.hop)
+
+    def analyse(self, wav: torch.Tensor, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """STFT of ``wav (B, T)`` as real and imaginary parts, each ``(B, K, n_frames)``.
+
+        Frame ``f`` is centred on sample ``f * hop`` (zero padding), as the log-mel's frames
+        and :meth:`overlap_add` are. A strided conv1d with the fixed windowed DFT basis.
+        """
+        pad = self.n_fft // 2
+        spec = F.conv1d(F.pad(wav.unsqueeze(1), (pad, pad)), self.analysis_weight,
+                        stride=self.hop)[:, :, :n_frames]  # (B, 2K, F)
+        return spec[:, : self.n_bins], spec[:, self.n_bins :]
+
+    def synthesise(self, mag: torch.Tensor, re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
+        """Inverse STFT of ``mag * (re, im) / |(re, im)|`` (all ``(B, K, F)``) -> ``(B, F * hop)``,
+        aligned with the input frames."""
+        b, k, n_frames = mag.shape
+        scale = mag * torch.rsqrt(re * re + im * im + 1e-12)
+        spec = torch.stack([scale * re, scale * im], dim=1).reshape(b, 2 * k, n_frames)
+        y = self.overlap_add(spec)  # (B, (F + overlap - 1) * hop)
+        start = self.n_fft // 2
+        return y[:, start : start + n_frames * self.hop]
+
+
+class GriffinLimIteration(_STFTOps):
+    """One Griffin-Lim iteration (Griffin & Lim 1984): re-analyse the signal, keep its phase,
+    impose the magnitude. ``forward(y (B, F * hop), mag (B, K, F)) -> (B, F * hop)``.
+
+    No parameters and no buffers: it reads the STFT bases of the :class:`HarmonicNoiseSource`
+    it belongs to (a plain reference, not a submodule), so the bases are moved and cast with
+    the source and an exported program holds them once. One module per iteration
+    (``HarmonicNoiseSource.iterations``), so each can be hooked, timed, removed or
+    duplicated on its own.
+    """
+
+    def __init__(self, source: HarmonicNoiseSource):
+        super().__init__()
+        self.n_fft = source.n_fft
+        self.hop = source.hop
+        self.n_bins = source.n_bins
+        self.overlap = source.overlap
+        # not registered as a submodule: the source owns this module (no cycle in the tree)
+        object.__setattr__(self, "_source", source)
+
+    @property  # type: ignore[override]
+    def analysis_weight(self) -> torch.Tensor:
+        return self._source.analysis_weight
+
+    @property  # type: ignore[override]
+    def synthesis_weight(self) -> torch.Tensor:
+        return self._source.synthesis_weight
+
+    def forward(self, y: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+        yr, yi = self.analyse(y, mag.shape[-1])  # (B, K, F) each
+        return self.synthesise(mag, yr, yi)  # (B, F * hop)
+
+
+class HarmonicNoiseSource(_STFTOps):
     """The fixed DSP half of :class:`HNVocoder`: envelope -> harmonic + noise waveform.
 
     No learned weights; it stays fp32 when the vocoder is quantized (``export_keep_fp32``).
@@ -219,7 +413,6 @@ class HarmonicNoiseSource(nn.Module):
             raise ValueError(f"phase_iters={phase_iters!r}: a count >= 0, and only with "
                              "synthesis='stft'")
         self.synthesis = synthesis
-        self.phase_iters = phase_iters
         self.sample_rate = sample_rate
         self.n_fft = n_fft
         self.hop = hop_length
@@ -259,6 +452,8 @@ class HarmonicNoiseSource(nn.Module):
         # rounded to float32 by the exported program and drift by ~1e-6 cycles per second)
         self.frame_weights = (hop_length + 1, hop_length - 1)
         self.frame_divisor = 2 * sample_rate
+        # Griffin-Lim iterations (``synthesis='stft'``), one module each
+        self.iterations = nn.ModuleList(GriffinLimIteration(self) for _ in range(phase_iters))
 
     _FIXED = ("up_weight", "phase_weight", "harmonic_weight", "sum_weight", "synthesis_weight",
               "analysis_weight")
@@ -268,6 +463,17 @@ class HarmonicNoiseSource(nn.Module):
         for name in self._FIXED:
             setattr(self, name, fn(getattr(self, name)))
         return super()._apply(fn, recurse)
+
+    @property
+    def phase_iters(self) -> int:
+        """Number of Griffin-Lim iterations (``len(iterations)``)."""
+        return len(self.iterations)
+
+    def insert_iteration(self, index: int) -> None:
+        """One more Griffin-Lim iteration, at position `index` of :attr:`iterations`."""
+        if self.synthesis != "stft":
+            raise ValueError("Griffin-Lim iterations need synthesis='stft'")
+        self.iterations.insert(index, GriffinLimIteration(self))
 
     @staticmethod
     def _next(x: torch.Tensor) -> torch.Tensor:
@@ -306,23 +512,6 @@ class HarmonicNoiseSource(nn.Module):
         cyc = F.linear(x, self.phase_weight).reshape(b, 1, f * self.hop)  # (B, 1, T)
         return cyc - torch.floor(cyc)
 
-    def overlap_add(self, spec: torch.Tensor) -> torch.Tensor:
-        """Inverse STFT of ``spec (B, 2K, F)`` (real rows, then imaginary): windowed frames
-        from one GEMM, overlap-added by shifted sums of hop-long blocks ->
-        ``(B, (F + overlap - 1) * hop)`` (frame ``f`` starts at sample ``f * hop``).
-
-        Equal to ``conv_transpose1d(spec, basis, stride=hop)``, which XNNPACK runs ~40x slower
-        than this for one output channel and a 512-long kernel.
-        """
-        b, _, n = spec.shape
-        r = self.overlap
-        frames = F.linear(spec.transpose(1, 2), self.synthesis_weight)  # (B, F, r * hop)
-        frames = frames.reshape(b, n, r, self.hop)  # (B, F, r, hop)
-        out = F.pad(frames[:, :, 0], (0, 0, 0, r - 1))  # (B, F + r - 1, hop)
-        for i in range(1, r):
-            out = out + F.pad(frames[:, :, i], (0, 0, i, r - 1 - i))
-        return out.reshape(b, (n + r - 1) * self.hop)
-
     def harmonic_sum(
         self, amp: torch.Tensor, f0: torch.Tensor, phase0: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -332,27 +521,6 @@ class HarmonicNoiseSource(nn.Module):
         cyc = self.phase(f0, phase0)  # (B, 1, T) wrapped cycles
         arg = F.conv1d(cyc, self.harmonic_weight)  # (B, H, T) = 2π k φ
         return F.conv1d(amp_s * torch.sin(arg), self.sum_weight)[:, 0]  # (B, T)
-
-    def analyse(self, wav: torch.Tensor, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """STFT of ``wav (B, T)`` as real and imaginary parts, each ``(B, K, n_frames)``.
-
-        Frame ``f`` is centred on sample ``f * hop`` (zero padding), as the log-mel's frames
-        and :meth:`overlap_add` are. A strided conv1d with the fixed windowed DFT basis.
-        """
-        pad = self.n_fft // 2
-        spec = F.conv1d(F.pad(wav.unsqueeze(1), (pad, pad)), self.analysis_weight,
-                        stride=self.hop)[:, :, :n_frames]  # (B, 2K, F)
-        return spec[:, : self.n_bins], spec[:, self.n_bins :]
-
-    def synthesise(self, mag: torch.Tensor, re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
-        """Inverse STFT of ``mag * (re, im) / |(re, im)|`` (all ``(B, K, F)``) -> ``(B, F * hop)``,
-        aligned with the input frames."""
-        b, k, n_frames = mag.shape
-        scale = mag * torch.rsqrt(re * re + im * im + 1e-12)
-        spec = torch.stack([scale * re, scale * im], dim=1).reshape(b, 2 * k, n_frames)
-        y = self.overlap_add(spec)  # (B, (F + overlap - 1) * hop)
-        start = self.n_fft // 2
-        return y[:, start : start + n_frames * self.hop]
 
     def forward(
         self,
@@ -405,9 +573,8 @@ class HarmonicNoiseSource(nn.Module):
             mag = env_h * comb + env_n  # (B, K, F)
             # phase: the excitation's, or the fixed random one where it is ~silent
             y = self.synthesise(mag, er + 1e-3 * peak * noise_cos, ei + 1e-3 * peak * noise_sin)
-            for _ in range(self.phase_iters):
-                yr, yi = self.analyse(y, n_frames)
-                y = self.synthesise(mag, yr, yi)
+            for iteration in self.iterations:
+                y = iteration(y, mag)  # (B, F * hop)
             return y  # (B, F * hop)
         env_n = env_n * torch.sigmoid(d[:, 2 * k :] - 4.0 * voiced)  # ~0.5 unvoiced, ~0.01 voiced
         # harmonic amplitudes at k * f0 (fractional bin, linear interpolation), frame rate
@@ -447,10 +614,11 @@ class HNVocoder(nn.Module):
     That is ``synthesis='harmonic'``. With ``synthesis='stft'`` (the demo presets) the same
     envelopes shape one STFT instead: magnitude = harmonic envelope x the harmonic comb of the
     unit excitation + noise envelope, phase = the excitation's, plus ``phase_iters``
-    Griffin-Lim iterations (:meth:`HarmonicNoiseSource.forward`). Same learned net and
-    checkpoint tensors; copy-synthesis STOI on the held-out clips of the acceptance corpus
-    went 0.853 (harmonic) -> 0.897 (stft) -> 0.917 (stft, 2 iterations, trained with them)
-    (one-off probes, 4000 steps each; ``benchmarks/svc_quality.py`` reports the preset's).
+    Griffin-Lim iterations (:class:`GriffinLimIteration` modules in ``source.iterations``).
+    Same learned net and checkpoint tensors; copy-synthesis STOI on the held-out clips of the
+    acceptance corpus went 0.853 (harmonic) -> 0.897 (stft) -> 0.917 (stft, 2 iterations,
+    trained with them) (one-off probes, 4000 steps each; ``benchmarks/svc_quality.py``
+    reports the preset's).
 
     The learned net (``pre``, ``stacks``, ``head``) runs at the frame rate; the fixed DSP is
     :class:`HarmonicNoiseSource` (``self.source``), kept fp32 under int8 export
@@ -471,7 +639,7 @@ class HNVocoder(nn.Module):
         hop_length: int = 128,
         harmonics: int = 128,
         stacks: int = 1,
-        dilations: list[int] | tuple[int, ...] = (1, 3, 9),
+        dilations: Sequence[int] | Sequence[Sequence[int]] = (1, 3, 9),
         mel_mean: float = -6.0,
         mel_std: float = 3.0,
         phase_frames: int = 4096,
@@ -483,11 +651,8 @@ class HNVocoder(nn.Module):
 
         from models.lhq_svc.mel import as_buffer
 
-        self.config = {"n_mels": n_mels, "channels": channels, "sample_rate": sample_rate,
-                       "n_fft": n_fft, "hop_length": hop_length, "harmonics": harmonics,
-                       "stacks": stacks, "dilations": list(dilations), "mel_mean": mel_mean,
-                       "mel_std": mel_std, "phase_frames": phase_frames,
-                       "synthesis": synthesis, "phase_iters": phase_iters}
+        per_stack = _stack_dilations(dilations, stacks)
+        self.phase_frames = phase_frames
         self.sample_rate = sample_rate
         self.hop = hop_length
         self.n_fft = n_fft
@@ -500,8 +665,7 @@ class HNVocoder(nn.Module):
                                  norm="slaney")
         self.register_buffer("mel_pinv", as_buffer(np.linalg.pinv(fb)))  # (K, M)
         self.pre = nn.Conv1d(n_mels + 1, channels, 7, padding=3)
-        self.stacks = nn.ModuleList(ResidualStack(channels, tuple(dilations))
-                                    for _ in range(stacks))
+        self.stacks = nn.ModuleList(ResidualStack(channels, tuple(d)) for d in per_stack)
         self.head = nn.Conv1d(channels, 3 * self.n_bins, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -521,6 +685,55 @@ class HNVocoder(nn.Module):
         k_idx = np.arange(1, harmonics + 1)[None, :, None]
         self.register_buffer("harmonic_index", as_buffer(k_idx))
         self.amp_scale = self.source.amp_scale
+
+    @property
+    def channels(self) -> int:
+        return self.pre.out_channels
+
+    def residual_stacks(self) -> list[ResidualStack]:
+        """The residual stacks (``stacks``), typed."""
+        return [cast(ResidualStack, st) for st in self.stacks]
+
+    @property
+    def dilations(self) -> list[int] | list[list[int]]:
+        """The residual stacks' dilations: one list when every stack has the same layers
+        (always for one stack), else one list per stack."""
+        per = [st.dilations for st in self.residual_stacks()]
+        return list(per[0]) if per and all(d == per[0] for d in per) else per
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Build kwargs of the current (possibly evolved or narrowed) vocoder."""
+        return {"n_mels": self.n_mels, "channels": self.channels,
+                "sample_rate": self.sample_rate, "n_fft": self.n_fft, "hop_length": self.hop,
+                "harmonics": self.harmonics, "stacks": len(self.stacks),
+                "dilations": self.dilations if self.stacks else [], "mel_mean": self.mel_mean,
+                "mel_std": self.mel_std, "phase_frames": self.phase_frames,
+                "synthesis": self.source.synthesis, "phase_iters": self.source.phase_iters}
+
+    def width_groups(self, width: int) -> list[ChannelGroup]:
+        """The channels narrowing ``channels`` to `width` slices (keys of this module): the
+        frame-rate stream (``pre`` -> residual stacks -> ``head``) and each residual layer's
+        hidden channels."""
+        stream = [Slot("pre.weight", 0, producer=True), Slot("pre.bias", 0),
+                  Slot("head.weight", 1)]
+        groups: list[ChannelGroup] = []
+        for s, stack in enumerate(self.residual_stacks()):
+            slots, hidden = stack.width_groups(f"stacks.{s}.", width)
+            stream += slots
+            groups += hidden
+        return [ChannelGroup("stream", self.channels, width, tuple(stream)), *groups]
+
+    def harmonic_groups(self, harmonics: int) -> list[ChannelGroup]:
+        """The tensors narrowing ``harmonics`` slices; keep the lowest `harmonics` of them
+        (:meth:`harmonic_keep`)."""
+        return [ChannelGroup("harmonics", self.harmonics, harmonics,
+                             (Slot("harmonic_index", 1),))]
+
+    @staticmethod
+    def harmonic_keep(harmonics: int) -> torch.Tensor:
+        """Narrowing the harmonics keeps the lowest ones: indices ``0 .. harmonics - 1``."""
+        return torch.arange(harmonics)
 
     def cycles(self, f0: torch.Tensor, n_samples: int) -> torch.Tensor:
         """Harmonic-source cycles elapsed over the first `n_samples` of ``f0 (B, F)``: ``(B,)``.

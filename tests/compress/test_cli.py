@@ -48,6 +48,10 @@ def test_validate(tmp_path, capsys, monkeypatch):
     )
     registry.names()
     monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
+    from compress import recipes
+
+    recipes.families()  # the built-in recipes first, then a stand-in for the test family
+    monkeypatch.setitem(recipes._FACTORIES, "cli", lambda: None)
     good = tmp_path / "good.yaml"
     cfg = {"name": "x", "model": {"name": spec.name}, "evolve": {"budget_ms": 30.0}}
     good.write_text(yaml.safe_dump(cfg))

@@ -29,6 +29,10 @@ def model_name(monkeypatch):
     )
     registry.names()  # load the real families first
     monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
+    from compress import recipes
+
+    recipes.families()  # the built-in recipes first
+    monkeypatch.setitem(recipes._FACTORIES, "cfg", lambda: None)
     return spec.name
 
 
@@ -91,3 +95,38 @@ def test_cross_field_and_files(tmp_path):
         load_yaml(RunConfig, broken)
     with pytest.raises(ConfigError, match="a mapping"):
         from_dict(RunConfig, [1, 2])
+
+
+@pytest.mark.parametrize("evolve, match", [
+    ({"budget_ms": 20.0, "budget_fraction": 0.5}, "one budget"),
+    ({"budget_ms": 20.0, "budget_rtf": 0.03}, "one budget"),
+    ({"budget_ms": 0.0}, "a budget > 0"),
+    ({"budget_rtf": 1.5}, "real-time factor < 1"),
+    ({"budget_ms": 1500.0}, "slower than real time"),
+    ({"budget_fraction": 1.5}, "budget_fraction"),
+    ({"narrow_factor": 1.0}, "narrow_factor"),
+])
+def test_impossible_or_contradictory_budgets_are_config_errors(evolve, match):
+    with pytest.raises(ConfigError, match=match):
+        from_dict(RunConfig, {"evolve": evolve})
+
+
+def test_budget_forms_resolve_to_ms_per_audio_second():
+    from compress.config import EvolveConfig, resolve_budget
+
+    assert resolve_budget(EvolveConfig(budget_ms=25.0), 40.0)["budget_ms"] == 25.0
+    assert resolve_budget(EvolveConfig(budget_rtf=0.02), 40.0)["budget_ms"] == pytest.approx(20.0)
+    # equal ms and rtf together are fine
+    cfg = from_dict(RunConfig, {"evolve": {"budget_ms": 20.0, "budget_rtf": 0.02}})
+    assert resolve_budget(cfg.evolve, 40.0)["budget_ms"] == 20.0
+    r = resolve_budget(EvolveConfig(budget_fraction=0.5), 40.0)
+    assert r["budget_ms"] == 20.0 and r["fraction_of_teacher"] == 0.5
+    assert resolve_budget(EvolveConfig(), 40.0)["budget_ms"] == pytest.approx(24.0)  # default 0.6
+
+
+def test_a_model_without_a_recipe_is_rejected_by_validate(monkeypatch):
+    from compress import recipes
+
+    monkeypatch.setattr(recipes, "families", lambda: ["some-other-family"])
+    with pytest.raises(ConfigError, match="has none"):
+        from_dict(RunConfig, {"model": {"name": "lhq-svc-unittest"}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import textwrap
@@ -140,6 +141,29 @@ def test_optimizer_step_refuses_a_non_finite_loss_and_leaves_weights() -> None:
     loss = (lin(torch.ones(1, 3)) - 4.0).pow(2).sum()
     value = ddp.optimizer_step(loss, opt, params, grad_clip=None, what="x", step=0, lr=0.1,
                                sched=sched)
-    assert value == pytest.approx(float(loss))
+    assert value == pytest.approx(float(loss.detach()))
     assert not all(torch.equal(a, b) for a, b in zip(before, params))
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)  # the schedule stepped once
+
+
+def test_ddp_does_not_import_distill(clean_env) -> None:  # type: ignore[no-untyped-def]
+    """No import cycle: compress.ddp stands alone, compress.distill builds on it."""
+    code = ("import sys, compress.ddp; assert 'compress.distill' not in sys.modules; "
+            "import compress.distill as d; assert d.batch_stream is compress.ddp.batch_stream")
+    r = subprocess.run([sys.executable, "-c", code], env=clean_env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = torch.nn.Linear(1, 1)
+    losses = ddp.train_loop(m, lambda mm, b: (mm(b) - 1.0).pow(2).mean(),
+                            iter([torch.ones(2, 1)] * 3), 3, 0.1)
+    assert len(losses) == 3
+    with pytest.raises(CompressError, match="ran out after 3 batches"):
+        ddp.train_loop(m, lambda mm, b: mm(b).sum(), iter([torch.ones(2, 1)] * 3), 4, 0.1)
+
+
+def test_window_mean() -> None:
+    values = [float(i) for i in range(20)]  # a tenth is 2 values
+    assert ddp.window_mean(values, first=True) == 0.5
+    assert ddp.window_mean(values, first=False) == 18.5
+    assert ddp.window_mean([3.0, 5.0], first=False) == 5.0  # at least one value
+    assert math.isnan(ddp.window_mean([], first=True))

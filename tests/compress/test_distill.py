@@ -3,6 +3,7 @@ distillation, on a toy conditional Gaussian mixture whose teacher trains in abou
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -14,6 +15,7 @@ from compress.distill import (
     distill_progressive,
     distill_target,
     output_distill,
+    sampler_states,
 )
 from compress.errors import CompressError
 from models.lhq_svc import diffusion
@@ -32,13 +34,13 @@ MODES = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
 
 
 class ToyDenoiser(nn.Module):
-    """``forward(z (B, 2), t (B,), cond (B, 1)) -> prediction (B, 2)``."""
+    """``forward(z (B, D), t (B,), cond (B, 1)) -> prediction (B, D)`` (D = `dim`, default 2)."""
 
-    def __init__(self, hidden: int = 128) -> None:
+    def __init__(self, hidden: int = 128, dim: int = 2) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(2 + 1 + 16, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-            nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 2),
+            nn.Linear(dim + 1 + 16, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, dim),
         )
 
     def forward(self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -55,13 +57,22 @@ def toy_batch(b: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return x, cond
 
 
-def train_teacher(prediction: str, steps: int = 600) -> ToyDenoiser:
+def toy_batch_nd(b: int, g: torch.Generator, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same mixture in `dim` dimensions: 4 fixed ±1 modes + 0.3·cond + small noise."""
+    modes = torch.randint(0, 2, (4, dim), generator=torch.Generator().manual_seed(123)) * 2.0 - 1
+    k = torch.randint(0, 4, (b,), generator=g)
+    cond = torch.randn(b, 1, generator=g)
+    return modes[k] + 0.3 * cond + 0.05 * torch.randn(b, dim, generator=g), cond
+
+
+def train_teacher(prediction: str, steps: int = 600, dim: int = 2) -> ToyDenoiser:
     g = torch.Generator().manual_seed(0)
-    model = ToyDenoiser()
+    torch.manual_seed(0)
+    model = ToyDenoiser(dim=dim)
     opt = torch.optim.Adam(model.parameters(), 2e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
     for _ in range(steps):
-        x, c = toy_batch(256, g)
+        x, c = toy_batch(256, g) if dim == 2 else toy_batch_nd(256, g, dim)
         t = torch.rand(256, generator=g)
         n = torch.randn(x.shape, generator=g)
         z = diffusion.q_sample(x, t, n)
@@ -149,6 +160,67 @@ def test_progressive_distillation_to_one_step(prediction: str) -> None:
     assert float(err_teacher2) > 2.0 * float(err_student)
 
 
+@pytest.mark.parametrize("prediction", ["x", "v"])
+def test_start_temperature_zero_matches_the_shipped_sampler(prediction: str) -> None:
+    """The device graph samples from z_1 = temperature · noise (0 in the demo preset). In 16
+    dimensions z_1 = 0 is far from N(0, I)'s typical set (|ε|² ≈ 16), so a student trained on
+    q(z_t | x) has barely seen it; trained on the sampler's own states it matches the teacher."""
+    dim = 16
+    teacher = train_teacher(prediction, dim=dim)
+    ge = torch.Generator().manual_seed(5)
+    _, cond = toy_batch_nd(512, ge, dim)
+    z1 = torch.zeros(512, dim)
+    ref = run_sampler(teacher, z1, cond, 8, prediction)  # the 8-step teacher from z_1 = 0
+    mse: dict[float | None, float] = {}
+    for temperature in (0.0, None):
+        batches = functools.partial(toy_batch_nd, 128, torch.Generator().manual_seed(1), dim)
+        student, history = distill_progressive(  # same data, same budget
+            teacher, batches, teacher_steps=8, steps_per_stage=100, lr=1e-3,
+            prediction=prediction, start_temperature=temperature,
+        )
+        assert [h["start_temperature"] for h in history] == [temperature] * 3
+        out = run_sampler(student, z1, cond, 1, prediction)
+        mse[temperature] = float(((out - ref) ** 2).mean())
+    teacher1 = float(((run_sampler(teacher, z1, cond, 1, prediction) - ref) ** 2).mean())
+    # measured (seeds 0 / 1 of the distillation): x 2.3e-6 vs 5.9e-4 / 6.9e-4 (ratio 260-300),
+    # v 5.2e-5 vs 1.1e-2 / 1.2e-2 (ratio 200-235); the teacher's own 1 step: 0.073 / 0.117
+    assert mse[None] > 30.0 * mse[0.0]
+    assert mse[0.0] < 0.005 * teacher1
+
+
+@pytest.mark.parametrize("prediction", ["x", "v"])
+def test_sampler_states_follow_the_ddim_sampler(prediction: str) -> None:
+    teacher = ToyDenoiser(hidden=32).eval()
+    g = torch.Generator().manual_seed(6)
+    _, cond = toy_batch(6, g)
+    z1 = 0.5 * torch.randn(6, 2, generator=g)
+    t = torch.tensor([1.0, 0.875, 0.5, 0.125, 0.5, 1.0])
+    states = sampler_states(teacher, z1, t, 8, cond, prediction)
+    grid = diffusion.time_grid(8)
+    with torch.no_grad():
+        z, ref = z1, {1.0: z1}
+        for i in range(7):  # the sampler's own loop (diffusion.sample), state after each step
+            tt = torch.full((6,), grid[i])
+            x_hat = diffusion.predict_x(teacher(z, tt, cond), z, tt, prediction)
+            z = diffusion.ddim_step(z, x_hat, grid[i], grid[i + 1])
+            ref[grid[i + 1]] = z
+    for b, tb in enumerate(t.tolist()):
+        assert float((states[b] - ref[tb][b]).abs().max()) < 1e-5, (b, tb)
+    with pytest.raises(CompressError, match="grid"):
+        sampler_states(teacher, z1, torch.full((6,), 0.3), 8, cond, prediction)
+    with pytest.raises(CompressError, match="grid"):
+        sampler_states(teacher, z1, torch.zeros(6), 8, cond, prediction)
+
+
+def test_start_temperature_is_validated() -> None:
+    teacher = ToyDenoiser(hidden=8)
+    g = torch.Generator().manual_seed(0)
+    for bad in (-0.5, float("nan"), "0"):
+        with pytest.raises(CompressError, match="start_temperature"):
+            distill_progressive(teacher, lambda: toy_batch(4, g), 2, 1,
+                                start_temperature=bad)  # type: ignore[arg-type]
+
+
 def test_output_distill_mse_and_logmel() -> None:
     torch.manual_seed(0)
     teacher = nn.Sequential(nn.Linear(8, 64), nn.Tanh(), nn.Linear(64, 8))
@@ -213,3 +285,10 @@ def test_distills_the_lhq_svc_decoder() -> None:
     with torch.no_grad():
         out = student(batches[0][0], torch.ones(2), batches[0][1])
     assert out.shape == (2, 80, 12) and bool(torch.isfinite(out).all())
+
+    # from the device sampler's start (temperature 0: z_1 = 0, the mel prior's mean)
+    student, history = distill_progressive(teacher, batches, teacher_steps=4,
+                                           steps_per_stage=2, lr=1e-3, prediction="v",
+                                           start_temperature=0.0)
+    assert [h["start_temperature"] for h in history] == [0.0, 0.0]
+    assert all(math.isfinite(h["loss_end"]) for h in history)

@@ -1,98 +1,171 @@
-"""Evolution loop on a toy evolvable model whose score and latency are known exactly."""
+"""The generic evolution loop on a toy model whose score and latency are known exactly."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import zlib
 
+import numpy as np
 import pytest
+from torch import nn
 
 from compress.errors import CompressError
-from compress.evolve import evolve, replay
+from compress.evolve import Evolver, choose_state, evolve, replay, significant
+from compress.recipes.base import Action, ScoreResult
+from models.units import Unit
+
+# kind -> (latency ms, score contribution)
+KINDS = {"cheap_useless": (1.0, 0.0), "costly_useful": (10.0, 0.30), "mid": (4.0, 0.05),
+         "big_useless": (8.0, 0.001)}
 
 
-class Toy:
-    """Blocks with a known usefulness; score = sum of usefulness with diminishing returns."""
+class Toy(nn.Module):
+    """Units in two components; a width unit that halves a component's per-unit cost."""
 
-    USE: ClassVar[dict[str, float]] = {"res": 1.0, "xattn": 3.0, "junk": 0.05}
-    COST: ClassVar[dict[str, float]] = {"res": 2.0, "xattn": 5.0, "junk": 4.0}
+    def __init__(self, a: list[str], b: list[str]) -> None:
+        super().__init__()
+        self.comps = {"a": list(a), "b": list(b)}
+        self.width = {"a": 64, "b": 64}
 
-    def __init__(self, arch):
-        self.architecture = list(arch)
+    def units(self) -> list[Unit]:
+        out = []
+        for comp, kinds in self.comps.items():
+            for i, k in enumerate(kinds):
+                acts = ("remove", "duplicate") if len(kinds) > 1 else ("duplicate",)
+                out.append(Unit(f"{comp}.{i}", k, comp, i, acts, self.width[comp], f"{comp}.{i}"))
+            acts = ("narrow",) if self.width[comp] > 16 else ()
+            out.append(Unit(f"{comp}.width", "width", comp, 0, acts, self.width[comp], None))
+        return out
 
-    def block_names(self):
-        return [f"{k}{i}" for i, k in enumerate(self.architecture)]
+    def apply(self, action: Action) -> None:
+        comp, what = action.unit.split(".")
+        if action.kind == "narrow":
+            if self.width[comp] <= 16:
+                raise ValueError("cannot narrow")
+            self.width[comp] = int(self.width[comp] * action.factor)
+            return
+        i = int(what)
+        if action.kind == "remove":
+            del self.comps[comp][i]
+        else:
+            self.comps[comp].insert(i + 1, self.comps[comp][i])
 
-    def remove_block(self, name):
-        del self.architecture[self.block_names().index(name)]
+    def latency(self) -> float:
+        return 5.0 + sum(KINDS[k][0] * self.width[c] / 64 for c, ks in self.comps.items()
+                         for k in ks)
 
-    def duplicate_block(self, name):
-        i = self.block_names().index(name)
-        self.architecture.insert(i + 1, self.architecture[i])
-
-
-def score(m: Toy) -> float:
-    total = 0.0
-    seen: dict[str, int] = {}
-    for k in m.architecture:
-        seen[k] = seen.get(k, 0) + 1
-        total += Toy.USE[k] / seen[k]
-    return total
-
-
-def latency(arch) -> float:
-    return 1.0 + sum(Toy.COST[k] for k in arch)
-
-
-def test_removes_low_value_then_duplicates_high_value():
-    m = Toy(["res", "junk", "xattn", "junk", "res"])  # 1 + 2 + 4 + 5 + 4 + 2 = 18 ms
-    res = evolve(m, score_fn=score, latency_fn=latency, budget_ms=12.0, max_rounds=10)
-    acts = [(h["action"], h["block"]) for h in res.history]
-    # the two junk blocks go first (lowest score per ms), then budget is met (10 ms) and the
-    # most valuable affordable duplication (xattn needs 5 ms: too much; res needs 2 ms) is taken
-    assert acts[:2] == [("remove", "junk1"), ("remove", "junk2")]
-    assert ("duplicate", "res0") in acts or ("duplicate", "res2") in acts
-    assert res.met_budget and res.final_latency_ms <= 12.0
-    # first junk removal: the second junk copy only adds 0.05 / 2 score, for 4 ms
-    assert res.history[0]["value"] == pytest.approx(0.025 / 4.0)
-    assert len(res.evaluated) > len(res.history)
-    # replay on a fresh teacher gives the same architecture
-    fresh = replay(Toy(["res", "junk", "xattn", "junk", "res"]), res.history)
-    assert fresh.architecture == m.architecture
-    with pytest.raises(CompressError, match="does not fit"):
-        replay(Toy(["res"]), res.history)
+    def score(self) -> float:
+        s = 0.0
+        for c, ks in self.comps.items():
+            seen: dict[str, int] = {}
+            for k in ks:  # a second copy of a unit adds half its contribution
+                s += KINDS[k][1] * (0.5 ** seen.get(k, 0)) * (self.width[c] / 64) ** 0.1
+                seen[k] = seen.get(k, 0) + 1
+        return s
 
 
-def test_converges_when_nothing_fits():
-    m = Toy(["xattn"])
-    res = evolve(m, score_fn=score, latency_fn=latency, budget_ms=6.5, max_rounds=5)
-    assert res.history == [] and res.converged and res.met_budget
+def _ev(noise: float = 0.0, items: int = 8) -> Evolver:
+    def score(m: Toy) -> ScoreResult:
+        v = m.score()
+        # per-item scores: the exact value plus seeded zero-mean noise (different per model)
+        rng = np.random.default_rng(zlib.crc32(repr((m.comps, m.width)).encode()))
+        e = rng.standard_normal(items)
+        e = (e - e.mean()) / (e.std(ddof=1) or 1.0) * noise * np.sqrt(items)
+        return ScoreResult("toy", v, tuple(float(v + x) for x in e))
+
+    return Evolver(units=lambda m: m.units(), apply=lambda m, a: m.apply(a),
+                   architecture=lambda m: {"a": list(m.comps["a"]), "b": list(m.comps["b"]),
+                                           "w": dict(m.width)},
+                   score=score, latency=lambda m: m.latency())
 
 
-def test_duplication_of_a_harmful_block_follows_the_paper_unless_gain_is_required():
-    def penalise_copies(m: Toy) -> float:  # a second copy of anything lowers the score
-        return score(m) - 2.0 * (len(m.architecture) - len(set(m.architecture)))
+def test_removes_what_costs_latency_but_not_score_across_components() -> None:
+    m = Toy(["costly_useful", "cheap_useless", "mid"], ["big_useless", "costly_useful"])
+    start = m.latency()  # 5 + 1 + 10 + 4 + 8 + 10 = 38
+    best, res = evolve(m, _ev(), budget_ms=24.0, max_rounds=6, duplicate_candidates=0)
+    removed = [(h.action, h.kind, h.component) for h in res.history]
+    # values: cheap_useless 0 / 1 ms, then big_useless 0.001 / 8 ms; the useful units stay
+    assert removed[:2] == [("remove", "cheap_useless", "a"), ("remove", "big_useless", "b")]
+    assert res.budget_met and best.latency() <= 24.0
+    assert res.final_latency_ms == pytest.approx(best.latency())
+    assert best.latency() < start
+    assert "costly_useful" in best.comps["a"] and "costly_useful" in best.comps["b"]
+    # every evaluated candidate is kept; the start comes first
+    assert res.evaluated[0].action == "start" and len(res.evaluated) > len(res.history)
+    assert m.latency() == start  # the input model is untouched
 
-    res = evolve(Toy(["res"]), score_fn=penalise_copies, latency_fn=latency, budget_ms=5.5,
-                 max_rounds=3)
-    assert [(h["action"], h["block"]) for h in res.history] == [("duplicate", "res0")]
-    assert res.history[0]["value"] == pytest.approx((0.5 - 2.0) / 2.0)
-    assert res.final_latency_ms == pytest.approx(5.0) and res.converged
-    strict = evolve(Toy(["res"]), score_fn=penalise_copies, latency_fn=latency, budget_ms=5.5,
-                    max_rounds=3, require_gain=True)
-    assert strict.history == [] and strict.converged
+
+def test_narrow_is_an_action_and_duplicates_fill_the_budget() -> None:
+    m = Toy(["costly_useful", "mid"], ["costly_useful"])
+    _, res = evolve(m, _ev(), budget_ms=24.0, max_rounds=6, duplicate_candidates=3)
+    kinds = {h.action for h in res.history}
+    assert "narrow" in kinds or "remove" in kinds
+    # under budget, the duplicate of the most valuable unit that fits is applied
+    m2 = Toy(["costly_useful"], ["mid"])  # 5 + 10 + 4 = 19 ms
+    best, res2 = evolve(m2, _ev(), budget_ms=30.0, max_rounds=3, duplicate_candidates=3)
+    assert res2.history[0].action == "duplicate" and res2.history[0].kind == "costly_useful"
+    assert best.latency() <= 30.0 and res2.budget_met
 
 
-def test_swap_duplicates_then_removes_when_a_copy_alone_does_not_fit():
-    # [junk, res]: 1 + 4 + 2 = 7 ms under a 7.5 ms budget; duplicating res (9 ms) does not fit,
-    # but duplicating res and removing junk (5 ms) does, and scores higher
-    m = Toy(["junk", "res"])
-    res = evolve(m, score_fn=score, latency_fn=latency, budget_ms=7.5, max_rounds=3)
-    acts = [(h["action"], h["block"], h.get("swap")) for h in res.history]
-    assert acts[:2] == [("duplicate", "res1", True), ("remove", "junk0", True)]
-    assert m.architecture[:2] == ["res", "res"] and res.met_budget
-    assert res.history[1]["value"] == pytest.approx((score(Toy(["junk", "res", "res"]))
-                                                     - 1.5) / 4.0)
-    assert replay(Toy(["junk", "res"]), res.history).architecture == m.architecture
-    plain = evolve(Toy(["junk", "res"]), score_fn=score, latency_fn=latency, budget_ms=7.5,
-                   max_rounds=3, swap=False)
-    assert plain.history == [] and plain.converged
+def test_differences_within_the_noise_count_as_zero() -> None:
+    assert significant(0.01, 0.02) == 0.0 and significant(-0.05, 0.02) == -0.05
+    # with large noise, every removal is "free": the largest saving goes first
+    m = Toy(["costly_useful", "cheap_useless"], ["mid", "mid"])
+    _, res = evolve(m, _ev(noise=1.0), budget_ms=12.0, max_rounds=1, duplicate_candidates=0)
+    assert res.history[0].kind == "costly_useful" and res.history[0].value == 0.0
+    # without noise the useful unit is kept and a useless one goes
+    _, res = evolve(m, _ev(), budget_ms=12.0, max_rounds=1, duplicate_candidates=0)
+    assert res.history[0].kind != "costly_useful"
+
+
+def test_returns_the_best_state_under_budget_not_the_last() -> None:
+    assert choose_state([(0.9, 40.0), (0.8, 30.0), (0.85, 29.0), (0.7, 20.0)], 30.0) == 2
+    assert choose_state([(0.9, 40.0), (0.8, 35.0)], 30.0) == 1  # none fits: the fastest
+    with pytest.raises(CompressError):
+        choose_state([], 1.0)
+    # a duplicate that loses score beyond the noise is not applied; one that gains is, and
+    # the chosen state is the best-scoring one under budget
+    m = Toy(["costly_useful"], ["cheap_useless"])
+    best, res = evolve(m, _ev(), budget_ms=40.0, max_rounds=4, duplicate_candidates=2)
+    states = [(res.start_score, res.start_latency_ms)] + [(h.score, h.latency_ms)
+                                                          for h in res.history]
+    assert res.chosen_round == choose_state(states, 40.0)
+    assert res.final_score == max(sc for sc, lat in states if lat <= 40.0)
+    assert best.score() == pytest.approx(res.final_score) and res.budget_met
+
+
+def test_budget_not_met_is_reported_with_the_fastest_state() -> None:
+    m = Toy(["costly_useful"], ["costly_useful"])  # nothing removable, widths narrowable
+    best, res = evolve(m, _ev(), budget_ms=6.0, max_rounds=8, duplicate_candidates=0)
+    assert not res.budget_met
+    assert best.latency() == min([m.latency()] + [h.latency_ms for h in res.history])
+
+
+def test_replay_reapplies_the_history() -> None:
+    m = Toy(["costly_useful", "cheap_useless", "mid"], ["big_useless", "costly_useful"])
+    best, res = evolve(m, _ev(), budget_ms=20.0, max_rounds=5, duplicate_candidates=0)
+    hist = [{"action": h.action, "unit": h.unit} for h in res.history[: res.chosen_decisions]]
+    again = replay(Toy(["costly_useful", "cheap_useless", "mid"],
+                       ["big_useless", "costly_useful"]), hist, lambda mm, a: mm.apply(a))
+    assert again.comps == best.comps and again.width == best.width
+
+
+def test_bad_budget_is_an_error() -> None:
+    with pytest.raises(CompressError, match="budget_ms must be > 0"):
+        evolve(Toy(["mid"], ["mid"]), _ev(), budget_ms=0.0)
+
+
+def test_a_swap_trades_a_cheap_unit_for_a_copy_of_a_valuable_one() -> None:
+    """Under budget with no room for a copy: duplicate the valuable unit, remove a cheap one."""
+    m = Toy(["costly_useful"], ["big_useless", "cheap_useless"])  # 5 + 10 + 8 + 1 = 24 ms
+    best, res = evolve(m, _ev(), budget_ms=27.0, max_rounds=1, duplicate_candidates=3,
+                       swap_candidates=2)
+    acts = [(h.action, h.kind) for h in res.history]
+    assert acts == [("duplicate", "costly_useful"), ("remove", "big_useless")]
+    assert res.history[1].latency_ms == pytest.approx(26.0)
+    assert res.history[1].score > m.score()
+    assert res.chosen_decisions >= 2 and best.comps["a"].count("costly_useful") == 2
+    assert res.budget_met
+    # without swaps the search stops: nothing fits
+    _, res0 = evolve(m, _ev(), budget_ms=27.0, max_rounds=1, duplicate_candidates=3,
+                     swap_candidates=0)
+    assert res0.history == [] and res0.converged

@@ -42,14 +42,19 @@ def _wav(path: Path, freq: float, seconds: float = 0.25, sr: int = 16000) -> Pat
 def realistic(tmp_path: Path) -> dict[str, Any]:
     src = tmp_path / "inputs"
     src.mkdir()
+    def cand(arch: list[str], score: float, lat: float, action: str = "start",
+             unit: str = "", rnd: int = 0) -> Candidate:
+        return Candidate(rnd, action, unit, unit.rstrip("0123456789"), "decoder", score, 0.01,
+                         lat, {"decoder": arch})
+
     evaluated = [
-        Candidate(["res", "res", "xattn", "res"], 0.82, 40.0),
-        Candidate(["res", "xattn", "res"], 0.80, 31.0, "remove", "res0", 1),
-        Candidate(["res", "res", "res"], 0.70, 29.0, "remove", "xattn2", 1),
-        Candidate(["res", "res", "xattn"], 0.79, 30.5, "remove", "res3", 1),
-        Candidate(["xattn", "res"], 0.74, 21.0, "remove", "res0", 2),
-        Candidate(["res", "xattn"], 0.77, 22.0, "remove", "res2", 2),
-        Candidate(["res", "xattn", "xattn"], 0.78, 27.0, "duplicate", "xattn1", 3),
+        cand(["res", "res", "xattn", "res"], 0.82, 40.0),
+        cand(["res", "xattn", "res"], 0.80, 31.0, "remove", "res0", 1),
+        cand(["res", "res", "res"], 0.70, 29.0, "remove", "xattn2", 1),
+        cand(["res", "res", "xattn"], 0.79, 30.5, "remove", "res3", 1),
+        cand(["xattn", "res"], 0.74, 21.0, "remove", "res0", 2),
+        cand(["res", "xattn"], 0.77, 22.0, "remove", "res2", 2),
+        cand(["res", "xattn", "xattn"], 0.78, 27.0, "duplicate", "xattn1", 3),
     ]
     pte = tmp_path / "run" / "08_export"
     pte.mkdir(parents=True)
@@ -62,17 +67,25 @@ def realistic(tmp_path: Path) -> dict[str, Any]:
                     "latency_ms_per_audio_s": np.float32(33.1), "rtf": 0.0331,
                     "scores": {"speaker_similarity": 0.77, "stoi": 0.69}, "steps": 1},
         "budget_ms": 25.0,
+        "budget_met": True,
+        "speedup_breakdown": {"steps": 9.0, "runtime": 1.2, "precision": 1.5,
+                              "architecture": 1.5123},
+        "searched_latency_fraction": 0.86,
+        "score_noise": {"speaker_similarity": 0.004, "stoi": 0.01},
+        "verdict": "24.5x faster; budget met.",
         "target": "host:threads=1",
         "speedup": 24.5,
         "quality_retention": 0.939,
         "evolution": [
-            {"round": 1, "action": "remove", "block": "res0", "value": 0.0022,
-             "score": 0.80, "latency_ms": 31.0, "architecture": ["res", "xattn", "res"]},
-            {"round": 2, "action": "remove", "block": "res2", "value": 0.0033,
-             "score": 0.77, "latency_ms": 22.0, "architecture": ["res", "xattn"]},
-            {"round": 3, "action": "duplicate", "block": "<script>alert(1)</script>",
-             "value": float("nan"), "score": 0.78, "latency_ms": 27.0,
-             "architecture": ["res", "xattn", "xattn"]},
+            {"round": 1, "action": "remove", "unit": "decoder.blocks.0", "kind": "res",
+             "value": 0.0022, "score": 0.80, "latency_ms": 31.0,
+             "architecture": {"decoder": ["res", "xattn", "res"]}},
+            {"round": 2, "action": "narrow", "unit": "vocoder.width", "kind": "width",
+             "value": 0.0033, "score": 0.77, "latency_ms": 22.0,
+             "architecture": {"decoder": ["res", "xattn"]}},
+            {"round": 3, "action": "duplicate", "unit": "<script>alert(1)</script>",
+             "kind": "xattn", "value": float("nan"), "score": 0.78, "latency_ms": 27.0,
+             "architecture": {"decoder": ["res", "xattn", "xattn"]}},
         ],
         "latency_table": {
             "prediction_error_pct": -3.2,
@@ -87,7 +100,7 @@ def realistic(tmp_path: Path) -> dict[str, Any]:
                    [("data", 3.1), ("teacher", 120.0), ("robust", 44.2), ("latency", 30.5),
                     ("evolve", 90.0), ("distill", 60.2), ("quantize", 20.0),
                     ("export", 15.1), ("bench", 12.3)]],
-        "pareto": pareto_points(evaluated, ["res", "xattn"]),
+        "pareto": pareto_points(evaluated, {"decoder": ["res", "xattn"]}),
         "quant_sensitivity": [
             {"layer": "decoder.in_proj", "score_drop": 0.001, "kept_fp32": False},
             {"layer": "decoder.blocks.1.attn", "score_drop": 0.031, "kept_fp32": True},
@@ -123,7 +136,8 @@ def test_write_report(tmp_path: Path) -> None:
     assert rep["student"]["params"] == 301_222
     assert rep["student"]["latency_ms_per_audio_s"] == pytest.approx(33.1, rel=1e-6)
     assert rep["latency_table"]["prediction_error_pct"] == -3.2
-    assert [e["action"] for e in rep["evolution"]] == ["remove", "remove", "duplicate"]
+    assert [e["action"] for e in rep["evolution"]] == ["remove", "narrow", "duplicate"]
+    assert rep["budget_met"] is True and rep["searched_latency_fraction"] == 0.86
     assert rep["evolution"][2]["value"] is None  # NaN is written as null (strict JSON)
     assert sum(p["chosen"] for p in rep["pareto"]) == 1 and len(rep["pareto"]) == 7
     assert rep["artifacts"] == {"decoder_int8": "08_export/decoder_int8.pte"}
@@ -133,9 +147,12 @@ def test_write_report(tmp_path: Path) -> None:
             assert clip[role].startswith(AUDIO_DIR + "/") and (run / clip[role]).is_file()
 
     page = hpath.read_text()
-    for sid in ("stages", "comparison", "evolution", "pareto", "latency", "quantization",
-                "distill", "curves", "audio", "artifacts"):
+    for sid in ("breakdown", "stages", "comparison", "evolution", "pareto", "latency",
+                "quantization", "distill", "curves", "audio", "artifacts"):
         assert f'<section id="{sid}">' in page, sid
+    assert "24.5x faster; budget met." in page  # the verdict is stated
+    # the breakdown's product is shown next to its factors: 9 x 1.2 x 1.5 x 1.5123
+    assert "24.5" in page.split('id="breakdown"')[1].split("</section>")[0]
     tags = _tags(page)
     imgs = [a["src"] for t, a in tags if t == "img"]
     assert len(imgs) == 4  # pareto, latency validation, quant sensitivity, curves
@@ -164,6 +181,7 @@ def test_missing_and_mistyped_keys_are_all_listed(tmp_path: Path) -> None:
     data = realistic(tmp_path)
     bad = copy.deepcopy({k: v for k, v in data.items() if k != "audio"})
     del bad["budget_ms"]
+    del bad["budget_met"]
     del bad["latency_table"]
     del bad["teacher"]["rtf"]
     del bad["stages"][0]["seconds"]
@@ -171,7 +189,7 @@ def test_missing_and_mistyped_keys_are_all_listed(tmp_path: Path) -> None:
     with pytest.raises(CompressError) as exc:
         write_report(tmp_path / "bad", bad)
     msg = str(exc.value)
-    for key in ("budget_ms", "latency_table", "teacher.rtf", "stages[0].seconds",
+    for key in ("budget_ms", "budget_met", "latency_table", "teacher.rtf", "stages[0].seconds",
                 "evolution[0].value"):
         assert key in msg, key
     assert not (tmp_path / "bad" / "report.json").exists()

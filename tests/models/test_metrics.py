@@ -92,3 +92,23 @@ def test_bad_inputs():
         metrics.stoi(np.zeros((2, 100)), np.zeros((2, 100)), SR)
     with pytest.raises(AudioError, match="NaN"):
         metrics.log_spectral_distance(np.full(1000, np.nan), np.zeros(1000), SR)
+
+
+def test_pesq_turns_only_its_own_errors_into_audio_errors(monkeypatch):
+    import pesq
+
+    x = _voice(seconds=1.0)
+
+    def no_utterance(*args, **kwargs):
+        raise pesq.NoUtterancesError("b'No utterances detected'")
+
+    monkeypatch.setattr(pesq, "pesq", no_utterance)
+    with pytest.raises(AudioError, match="pesq: cannot score this pair \\(NoUtterancesError"):
+        metrics.pesq(x, x, SR)
+
+    def bug(*args, **kwargs):
+        raise TypeError("not a PESQ condition")
+
+    monkeypatch.setattr(pesq, "pesq", bug)
+    with pytest.raises(TypeError, match="not a PESQ condition"):  # propagates, not rewrapped
+        metrics.pesq(x, x, SR)
