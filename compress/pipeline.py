@@ -361,7 +361,7 @@ def stage_latency(st: RunState, out: Path) -> LatencyResult:
     atomic_write_text(out / "path_model.json", json.dumps(pm.to_json(), indent=2))
     return LatencyResult(str(path), source, table.fingerprint_id, plan, plan_rows, pm.to_json(),
                          secs, teacher_ms, table.validation, programs, details, cache,
-                         searched, floor_ms)
+                         searched, floor_ms, stats["teacher_fp32"].p50_ms)
 
 
 def floor_architecture(recipe: Recipe, teacher: nn.Module, factor: float, width_steps: int
@@ -711,6 +711,8 @@ def stage_bench(st: RunState, out: Path) -> BenchResult:
     # drifts between stages, so the check re-anchors on the same teacher program timed in these
     # rounds (the unanchored error is kept beside it)
     drift = p["teacher_pte_plan"] / lat.teacher_ms
+    if lat.teacher_fp32_ms:  # two reference programs: a geometric mean is steadier than one
+        drift = math.sqrt(drift * p["teacher_pte_fp32"] / lat.teacher_fp32_ms)
     anchored = predicted * drift
     err = table.record_validation(f"student {recipe.architecture(student)} (anchored)", anchored,
                                   p["student_pte"])

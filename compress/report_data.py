@@ -125,6 +125,8 @@ def report_data(st: RunState) -> dict[str, Any]:
                                  if g.split(".")[0] in lat.precision_plan
                                  and lat.precision_plan[g.split(".")[0]] == "int8"],
         "latency_table": {"prediction_error_pct": b.final_prediction["error_pct"],
+                          "prediction_error_unanchored_pct":
+                              b.final_prediction.get("error_unanchored_pct"),
                           "validation": lat_valid, "table": lat.table, "source": lat.source},
         "artifacts": st.need("export").artifacts,
         "stages": st.stage_rows,

@@ -64,6 +64,7 @@ class LatencyResult(Result):
     cache: str | None = None
     searched_ms: float = 0.0  # teacher program latency inside components the search acts on
     floor_ms: float | None = None  # predicted latency with every action applied to the limit
+    teacher_fp32_ms: float | None = None  # the fp32 teacher program, timed in the same rounds
 
 
 @dataclass
