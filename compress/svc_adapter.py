@@ -7,14 +7,11 @@ graph, the eager module — and converts inputs of any length the way an app doe
 samples with a linear crossfade over a quarter chunk, the last chunk zero-padded. Its
 fingerprint (for the score cache) is a hash of a caller-given tag, e.g. the ``.pte`` sha256.
 
-:func:`eager_ms_per_audio_s` times the eager teacher the same way for the speed comparison.
 """
 
 from __future__ import annotations
 
 import hashlib
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -100,35 +97,3 @@ class ChunkedSVC(nn.Module):
                 out[s : s + n] *= 1.0 - fade[:n]
             out[s : s + len(y)] += y
         return out
-
-
-def eager_ms_per_audio_s(
-    model: Any,
-    audio: torch.Tensor,
-    steps: int,
-    *,
-    repeats: int = 3,
-    threads: int = 1,
-    speaker: int = 0,
-) -> dict[str, Any]:
-    """Median wall time of ``model.convert`` (DDIM, `steps` steps, torch F0) per audio second.
-
-    Runs with `threads` torch threads (restored afterwards) after one warm-up call.
-    """
-    seconds = audio.numel() / model.sample_rate
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        model.eval()
-        model.convert(audio, speaker, 0.0, steps=steps, f0_method="torch")
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model.convert(audio, speaker, 0.0, steps=steps, f0_method="torch")
-            times.append((time.perf_counter() - t0) * 1000.0)
-    finally:
-        torch.set_num_threads(old)
-    p50 = statistics.median(times)
-    return {"p50_ms": p50, "ms_per_audio_s": p50 / seconds, "rtf": p50 / 1000.0 / seconds,
-            "audio_seconds": seconds, "threads": threads, "steps": steps,
-            "samples_ms": times}
