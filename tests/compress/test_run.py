@@ -196,6 +196,26 @@ def test_chunked_svc_matches_the_graph_on_one_chunk_and_crossfades(ut_pipeline) 
         svc.speaker_index("nobody")
 
 
+def test_chunked_svc_drops_chunk_edges_and_fades_in_the_middle_of_the_overlap(ut_pipeline
+                                                                               ) -> None:
+    m = ut_pipeline
+    n, edge = 2048, 20  # overlap 512; a 10 ms fade at 16 kHz is 160 samples: 176 dropped
+
+    def graph(a, s, sh):  # right in the middle, garbage at both edges of every chunk
+        y = a * 0.5
+        y[..., :edge] = 99.0
+        y[..., -edge:] = 99.0
+        return y
+
+    x = np.random.default_rng(1).standard_normal(5000).astype(np.float32)
+    y = ChunkedSVC(graph, n, m.speakers, 16000, "t").convert_long(x, 0, 0.0)
+    np.testing.assert_allclose(y[edge:], 0.5 * x[edge:], atol=1e-6)  # no chunk edge kept
+    wide = ChunkedSVC(graph, n, m.speakers, 16000, "t", fade_seconds=512 / 16000)
+    assert np.abs(wide.convert_long(x, 0, 0.0)[edge:] - 0.5 * x[edge:]).max() > 1.0
+    with pytest.raises(CompressError, match="fade_seconds"):
+        ChunkedSVC(graph, n, m.speakers, 16000, "t", fade_seconds=0.0)
+
+
 def test_speedup_breakdown_is_a_product_of_measured_factors() -> None:
     from compress.pipeline import speedup_breakdown
 
