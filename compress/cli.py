@@ -13,6 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from compress.cli_util import quiet_dependencies
+
 # One module per command, in the order `compress --help` lists them.
 COMMAND_MODULES: list[str] = [
     "compress.commands.data",
@@ -58,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    quiet_dependencies(level)
     errors = _error_types()
     try:
         return int(args.func(args) or 0)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,3 +46,23 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: Any
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
+
+
+#: packages whose log lines (e.g. torchao's "Failed to load ... .so" on a CPU-only host)
+#: a user sees only with ``-v``
+NOISY_LOGGERS = ("torchao", "torch", "executorch", "matplotlib")
+
+
+def quiet_dependencies(level: int) -> None:
+    """Below INFO verbosity, keep dependencies' warnings out of the user's terminal: their
+    FutureWarning / DeprecationWarning lines, UserWarnings raised outside this project, and
+    the log lines of :data:`NOISY_LOGGERS` below ERROR. ``-v`` shows everything."""
+    if level <= logging.INFO:
+        return
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning,
+                            module=r"(?!(compress|models|export|device_bench)\b)")
+    warnings.filterwarnings("ignore", message="Tight layout not applied")  # matplotlib
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

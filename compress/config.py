@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from compress.config_io import option
-from compress.errors import Problem
+from compress.errors import CompressError, Problem
 
 _TARGET_RE = re.compile(r"^(host|host:threads=[1-9][0-9]*|adb:[^\s]+)$")
 TARGET_FORMS = ("host", "host:threads=N", "adb:SERIAL")
@@ -93,6 +93,7 @@ class LatencyConfig:
 
 
 DEFAULT_BUDGET_FRACTION = 0.6
+DEFAULT_PARAMS_FRACTION = 0.6
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,9 @@ class EvolveConfig:
     """The architecture search. The budget is one of ``budget_ms`` (ms of the on-device
     program per second of audio on the latency target), ``budget_rtf`` (the same as a
     real-time factor: 0.02 = 20 ms per second) or ``budget_fraction`` (a fraction of the
-    teacher architecture's predicted latency); none given means ``budget_fraction`` 0.6."""
+    teacher architecture's predicted latency); none given means ``budget_fraction`` 0.6.
+    ``params_fraction`` (default 0.6) adds a parameter budget, a fraction of the teacher's
+    parameters; null for none."""
 
     budget_ms: float | None = option(
         None, lo=0.0, help="latency budget of the on-device program per second of audio (ms)"
@@ -113,6 +116,9 @@ class EvolveConfig:
         help=f"latency budget as a fraction of the teacher architecture's (default "
              f"{DEFAULT_BUDGET_FRACTION} when no budget is given)",
     )
+    params_fraction: float | None = option(
+        DEFAULT_PARAMS_FRACTION, lo=0.0, hi=1.0,
+        help="parameter budget as a fraction of the teacher's parameters (null: no limit)")
     score: str = option("sim_stoi", help="a registered score (compress/scores.py)")
     max_rounds: int = option(12, lo=0)
     narrow_factor: float = option(0.5, lo=0.05, hi=0.95,
@@ -149,6 +155,9 @@ class EvolveConfig:
         for k in given:
             if float(getattr(self, k)) <= 0.0:
                 out.append(Problem(f"{path}.{k}", getattr(self, k), "a budget > 0"))
+        if self.params_fraction is not None and not 0.0 < self.params_fraction < 1.0:
+            out.append(Problem(f"{path}.params_fraction", self.params_fraction,
+                               "a fraction in (0, 1) of the teacher's parameters"))
         if self.budget_rtf is not None and self.budget_rtf >= 1.0:
             out.append(Problem(f"{path}.budget_rtf", self.budget_rtf,
                                "a real-time factor < 1 (an on-device program slower than real "
@@ -159,9 +168,11 @@ class EvolveConfig:
         return out
 
 
-def resolve_budget(ec: EvolveConfig, teacher_ms: float) -> dict[str, Any]:
+def resolve_budget(ec: EvolveConfig, teacher_ms: float, teacher_params: int | None = None
+                   ) -> dict[str, Any]:
     """The budget in ms per second of audio, from the config and the teacher architecture's
-    predicted latency; ``mode`` says which key set it."""
+    predicted latency; ``mode`` says which key set it. ``params_budget``: the parameter
+    budget (``params_fraction`` x `teacher_params`), or None."""
     if ec.budget_ms is not None:
         ms, mode = float(ec.budget_ms), f"budget_ms {ec.budget_ms}"
     elif ec.budget_rtf is not None:
@@ -169,8 +180,14 @@ def resolve_budget(ec: EvolveConfig, teacher_ms: float) -> dict[str, Any]:
     else:
         f = DEFAULT_BUDGET_FRACTION if ec.budget_fraction is None else float(ec.budget_fraction)
         ms, mode = f * teacher_ms, f"budget_fraction {f} of the teacher's {teacher_ms:.2f} ms"
+    params_budget = None
+    if ec.params_fraction is not None:
+        if not teacher_params:
+            raise CompressError("evolve.params_fraction needs the teacher's parameter count")
+        params_budget = int(ec.params_fraction * teacher_params)
     return {"budget_ms": ms, "budget_rtf": ms / 1000.0, "mode": mode, "teacher_ms": teacher_ms,
-            "fraction_of_teacher": ms / teacher_ms if teacher_ms > 0 else None}
+            "fraction_of_teacher": ms / teacher_ms if teacher_ms > 0 else None,
+            "params_budget": params_budget, "teacher_params": teacher_params}
 
 
 @dataclass(frozen=True)
@@ -249,7 +266,6 @@ class RunConfig:
     bench: BenchConfig = field(default_factory=BenchConfig)
 
     def problems(self, path: str) -> list[Problem]:
-        from compress.errors import CompressError
         from compress.recipes import families, family_of
         from models import registry
 

@@ -399,14 +399,11 @@ def bench_samples_fn(target: str, threads: int, warmup: int, iterations: int, wo
 
 def _quiet_worker(level: int) -> None:
     """Export workers log like their parent: dependency warnings only with ``-v``."""
-    import warnings
+    from compress.cli_util import quiet_dependencies
 
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(level)
-    if level > logging.INFO:
-        warnings.filterwarnings("ignore")
-        for name in ("torchao", "torch", "executorch"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_dependencies(level)
 
 
 def _export_job(job: tuple[Probe, str, Path]) -> tuple[str, Path, dict[str, Any]]:

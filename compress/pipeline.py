@@ -420,7 +420,7 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
     reference = recipe.load(st.need("robust").checkpoint)
     predict = _predict_fn(st)
     teacher_ms = predict(model)
-    budget = resolve_budget(ec, teacher_ms)
+    budget = resolve_budget(ec, teacher_ms, recipe.params(model))
     scorer = recipe.scorer(model, st.splits, "val", items=ec.val_clips, seconds=ec.val_seconds,
                            chunk_seconds=cfg.export.chunk_seconds, score=ec.score)
     counter = {"n": 0}
@@ -440,15 +440,20 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
                             cfg.seed + 7919)
 
     st.say(f"evolve: budget {budget['budget_ms']:.2f} ms per audio second "
-           f"({budget['mode']}; teacher architecture {teacher_ms:.2f} ms), score {ec.score} on "
+           f"({budget['mode']}; teacher architecture {teacher_ms:.2f} ms)"
+           + (f", {budget['params_budget'] / 1e6:.2f} M parameters"
+              if budget["params_budget"] is not None else "")
+           + f", score {ec.score} on "
            f"{ec.val_clips} val clips")
     ev = Evolver(units=recipe.units, apply=recipe.apply, architecture=recipe.architecture,
-                 score=score, latency=predict, finetune=finetune, finetune_duplicate=finetune_dup)
+                 score=score, latency=predict, finetune=finetune, finetune_duplicate=finetune_dup,
+                 params=recipe.params)
     t0 = time.perf_counter()
     chosen, res = evolve(model, ev, budget_ms=budget["budget_ms"], max_rounds=ec.max_rounds,
                          narrow_factor=ec.narrow_factor,
                          duplicate_candidates=ec.duplicate_candidates,
                          swap_candidates=ec.swap_candidates,
+                         params_budget=budget["params_budget"],
                          on_event=lambda s: st.say(f"evolve: {s}"))
     st.say(f"evolve: {len(res.evaluated)} architectures evaluated in "
            f"{time.perf_counter() - t0:.0f} s; chose state {res.chosen_round} "

@@ -16,7 +16,8 @@ The figures (:mod:`compress.report` renders them):
   (``budget_met_predicted``: the table's prediction was). A budget given as a fraction of the
   teacher is relative, so it is checked against the teacher program timed in the same rounds
   (the machine's drift between the latency and bench stages is divided out); one in ms or RTF
-  is checked as measured;
+  is checked as measured; with ``evolve.params_fraction`` the student's parameters must also
+  be within the parameter budget (``budget_check.params_budget``);
 * ``score_noise`` — the standard error over the test items of each teacher score, and
   ``decision_noise`` the one over the val items the search decided on.
 """
@@ -46,7 +47,10 @@ def verdict(d: dict[str, Any]) -> str:
              f"{bd['precision']:.2f}x, architecture {bd['architecture']:.2f}x)",
              f"budget {'met' if d['budget_met'] else 'NOT met'} "
              f"({d['student']['latency_ms_per_audio_s']:.1f} of "
-             f"{d['budget_check']['limit_ms_per_audio_s']:.1f} ms per audio second)"]
+             f"{d['budget_check']['limit_ms_per_audio_s']:.1f} ms per audio second"
+             + (f"; {d['student']['params'] / 1e6:.2f} of "
+                f"{d['budget_check']['params_budget'] / 1e6:.2f} M parameters"
+                if d["budget_check"].get("params_budget") else "") + ")"]
     if ret is not None:
         parts.append(f"keeps {ret:.1%} of the teacher's {d['score_name']} on held-out songs")
     parts.append(f"student has {d['student']['params'] / d['teacher']['params']:.0%} of the "
@@ -84,6 +88,7 @@ def report_data(st: RunState) -> dict[str, Any]:
     # program timed in the same rounds; one in ms / RTF is absolute: the measurement itself
     relative = ev.budget.get("mode", "").startswith("budget_fraction")
     limit = budget * drift if relative else budget
+    p_budget = ev.budget.get("params_budget")  # None: no parameter budget
     product = math.prod(b.speedup_breakdown.values())
     lat_valid = [*lat.validation, {"name": "student (shipped)",
                                    **{k: b.final_prediction[k] for k in
@@ -95,9 +100,11 @@ def report_data(st: RunState) -> dict[str, Any]:
         "family": st.recipe.family,
         "teacher": teacher, "student": student,
         "budget_ms": budget, "budget": ev.budget,
-        "budget_met": bool(measured <= limit),
+        "budget_met": bool(measured <= limit and (p_budget is None
+                                                  or b.student_params <= p_budget)),
         "budget_check": {"measured_ms_per_audio_s": measured, "limit_ms_per_audio_s": limit,
-                         "relative_to_teacher": relative, "machine_drift": drift},
+                         "relative_to_teacher": relative, "machine_drift": drift,
+                         "params": b.student_params, "params_budget": p_budget},
         "budget_met_predicted": bool(evo["budget_met"]),
         "target": st.target,
         "speedup": b.speedup,

@@ -9,7 +9,7 @@ import yaml
 
 from compress.config import RunConfig
 from compress.config_io import dump_yaml, from_dict, load_yaml, to_dict
-from compress.errors import ConfigError
+from compress.errors import CompressError, ConfigError
 
 
 @pytest.fixture
@@ -105,6 +105,8 @@ def test_cross_field_and_files(tmp_path):
     ({"budget_ms": 1500.0}, "slower than real time"),
     ({"budget_fraction": 1.5}, "budget_fraction"),
     ({"narrow_factor": 1.0}, "narrow_factor"),
+    ({"params_fraction": 1.5}, "params_fraction"),
+    ({"params_fraction": 0.0}, "params_fraction"),
 ])
 def test_impossible_or_contradictory_budgets_are_config_errors(evolve, match):
     with pytest.raises(ConfigError, match=match):
@@ -114,14 +116,21 @@ def test_impossible_or_contradictory_budgets_are_config_errors(evolve, match):
 def test_budget_forms_resolve_to_ms_per_audio_second():
     from compress.config import EvolveConfig, resolve_budget
 
-    assert resolve_budget(EvolveConfig(budget_ms=25.0), 40.0)["budget_ms"] == 25.0
-    assert resolve_budget(EvolveConfig(budget_rtf=0.02), 40.0)["budget_ms"] == pytest.approx(20.0)
+    assert resolve_budget(EvolveConfig(budget_ms=25.0), 40.0, 1)["budget_ms"] == 25.0
+    r = resolve_budget(EvolveConfig(budget_rtf=0.02), 40.0, 1)
+    assert r["budget_ms"] == pytest.approx(20.0)
     # equal ms and rtf together are fine
     cfg = from_dict(RunConfig, {"evolve": {"budget_ms": 20.0, "budget_rtf": 0.02}})
-    assert resolve_budget(cfg.evolve, 40.0)["budget_ms"] == 20.0
-    r = resolve_budget(EvolveConfig(budget_fraction=0.5), 40.0)
+    assert resolve_budget(cfg.evolve, 40.0, 1)["budget_ms"] == 20.0
+    r = resolve_budget(EvolveConfig(budget_fraction=0.5), 40.0, 1)
     assert r["budget_ms"] == 20.0 and r["fraction_of_teacher"] == 0.5
-    assert resolve_budget(EvolveConfig(), 40.0)["budget_ms"] == pytest.approx(24.0)  # default 0.6
+    r = resolve_budget(EvolveConfig(), 40.0, 1)
+    assert r["budget_ms"] == pytest.approx(24.0)  # default 0.6
+    # the parameter budget: default 0.6 of the teacher's parameters, null for none
+    assert resolve_budget(EvolveConfig(), 40.0, 3_000_000)["params_budget"] == 1_800_000
+    assert resolve_budget(EvolveConfig(params_fraction=None), 40.0)["params_budget"] is None
+    with pytest.raises(CompressError, match="parameter count"):
+        resolve_budget(EvolveConfig(params_fraction=0.5), 40.0)
 
 
 def test_a_model_without_a_recipe_is_rejected_by_validate(monkeypatch):

@@ -15,7 +15,10 @@ from models.units import Unit
 
 # kind -> (latency ms, score contribution)
 KINDS = {"cheap_useless": (1.0, 0.0), "costly_useful": (10.0, 0.30), "mid": (4.0, 0.05),
-         "big_useless": (8.0, 0.001)}
+         "big_useless": (8.0, 0.001), "dsp": (9.0, 0.0)}
+# kind -> parameters at width 64 (a DSP iteration costs time but holds no weights)
+PARAMS = {"cheap_useless": 50_000, "costly_useful": 400_000, "mid": 300_000,
+          "big_useless": 100_000, "dsp": 0}
 
 
 class Toy(nn.Module):
@@ -53,6 +56,9 @@ class Toy(nn.Module):
         return 5.0 + sum(KINDS[k][0] * self.width[c] / 64 for c, ks in self.comps.items()
                          for k in ks)
 
+    def params(self) -> int:
+        return sum(PARAMS[k] * self.width[c] // 64 for c, ks in self.comps.items() for k in ks)
+
     def score(self) -> float:
         s = 0.0
         for c, ks in self.comps.items():
@@ -65,7 +71,7 @@ class Toy(nn.Module):
 
 def _ev(noise: float = 0.0, items: int = 8) -> Evolver:
     def score(m: Toy) -> ScoreResult:
-        v = m.score()
+        v = m.score() + getattr(m, "tuned", 0.0)
         # per-item scores: the exact value plus seeded zero-mean noise (different per model)
         rng = np.random.default_rng(zlib.crc32(repr((m.comps, m.width)).encode()))
         e = rng.standard_normal(items)
@@ -75,7 +81,7 @@ def _ev(noise: float = 0.0, items: int = 8) -> Evolver:
     return Evolver(units=lambda m: m.units(), apply=lambda m, a: m.apply(a),
                    architecture=lambda m: {"a": list(m.comps["a"]), "b": list(m.comps["b"]),
                                            "w": dict(m.width)},
-                   score=score, latency=lambda m: m.latency())
+                   score=score, latency=lambda m: m.latency(), params=lambda m: m.params())
 
 
 def test_removes_what_costs_latency_but_not_score_across_components() -> None:
@@ -111,7 +117,7 @@ def test_differences_within_the_noise_count_as_zero() -> None:
     # with large noise, every removal is "free": the largest saving goes first
     m = Toy(["costly_useful", "cheap_useless"], ["mid", "mid"])
     _, res = evolve(m, _ev(noise=1.0), budget_ms=12.0, max_rounds=1, duplicate_candidates=0)
-    assert res.history[0].kind == "costly_useful" and res.history[0].value == 0.0
+    assert res.history[0].kind == "costly_useful"  # valued at its noise per ms: the least
     # without noise the useful unit is kept and a useless one goes
     _, res = evolve(m, _ev(), budget_ms=12.0, max_rounds=1, duplicate_candidates=0)
     assert res.history[0].kind != "costly_useful"
@@ -169,3 +175,46 @@ def test_a_swap_trades_a_cheap_unit_for_a_copy_of_a_valuable_one() -> None:
     _, res0 = evolve(m, _ev(), budget_ms=27.0, max_rounds=1, duplicate_candidates=3,
                      swap_candidates=0)
     assert res0.history == [] and res0.converged
+
+
+def test_a_parameter_budget_turns_the_search_to_weighted_units() -> None:
+    """The latency budget is met by removing weightless DSP; the parameter budget then makes
+    the search remove / narrow weighted units, valued per million parameters."""
+    m = Toy(["costly_useful", "dsp", "mid"], ["dsp", "costly_useful", "cheap_useless"])
+    assert m.params() == 1_150_000 and m.latency() == 48.0
+    _, lat_only = evolve(m, _ev(), budget_ms=31.0, max_rounds=6, duplicate_candidates=0)
+    assert lat_only.budget_met and lat_only.final_params == 1_150_000  # only DSP removed
+    assert {h.kind for h in lat_only.history[: lat_only.chosen_decisions]} == {"dsp"}
+    best, res = evolve(m, _ev(), budget_ms=31.0, params_budget=700_000, max_rounds=8,
+                       duplicate_candidates=0)
+    assert res.budget_met and best.params() <= 700_000 and best.latency() <= 31.0
+    assert res.final_params == best.params() and res.params_budget == 700_000
+    units = [h.value_unit for h in res.history[: res.chosen_decisions]]
+    assert units[0] == "score/ms" and "score/Mparam" in units
+    # the cheapest score per parameter goes first: the useless 50 k before the useful 400 k
+    param_phase = [h for h in res.history if h.value_unit == "score/Mparam"]
+    assert param_phase[0].kind in ("cheap_useless", "width")
+    assert "costly_useful" in best.comps["a"] + best.comps["b"]
+    with pytest.raises(CompressError, match="params_budget"):
+        evolve(m, _ev(), budget_ms=31.0, params_budget=0)
+
+
+def test_choose_state_respects_the_parameter_budget() -> None:
+    states = [(0.9, 20.0, 900), (0.8, 25.0, 500), (0.7, 10.0, 400)]
+    assert choose_state(states, 30.0) == 0
+    assert choose_state(states, 30.0, params_budget=600) == 1
+    assert choose_state(states, 5.0, params_budget=600) == 2  # none fits: fastest within params
+
+
+def test_a_fine_tune_that_lowers_the_score_is_not_kept() -> None:
+    from dataclasses import replace
+
+    def hurt(m: Toy, action: Action, rnd: int) -> None:
+        m.tuned = -0.05 if rnd == 1 else 0.01  # the first fine-tune hurts, later ones help
+
+    m = Toy(["costly_useful", "cheap_useless", "mid"], ["big_useless", "costly_useful"])
+    _, res = evolve(m, replace(_ev(), finetune=hurt), budget_ms=24.0, max_rounds=2,
+                    duplicate_candidates=0)
+    first, second = res.history[:2]
+    assert first.score == pytest.approx(first.score_before_finetune)  # reverted
+    assert second.score == pytest.approx(second.score_before_finetune + 0.01)  # kept

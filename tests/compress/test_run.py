@@ -28,8 +28,9 @@ model: {name: lhq-svc-unittest}
 train: {steps: 20, content_steps: 10, vocoder_steps: 10, batch_size: 2}
 robust: {steps: 5}
 latency: {warmup: 1, iterations: 10, width_steps: 1, validate: false}
-evolve: {budget_fraction: 0.85, max_rounds: 4, finetune_steps: 2, duplicate_candidates: 1,
-         swap_candidates: 1, duplicate_finetune_steps: 1, val_clips: 2, val_seconds: 1.0}
+evolve: {budget_fraction: 0.85, params_fraction: 0.8, max_rounds: 5, finetune_steps: 2,
+         duplicate_candidates: 1, swap_candidates: 1, duplicate_finetune_steps: 1, val_clips: 2,
+         val_seconds: 1.0}
 distill: {teacher_steps: 4, steps_per_stage: 3}
 quantize: {calibration_clips: 2}
 export: {chunk_seconds: 0.25}
@@ -101,7 +102,9 @@ def test_run_resumes_after_a_kill_and_writes_the_report(tmp_path: Path) -> None:
     assert set(bd) == {"steps", "runtime", "precision", "architecture"}
     assert math.prod(bd.values()) == pytest.approx(rep["speedup"], rel=1e-6)
     assert 0.5 < rep["searched_latency_fraction"] <= 1.0
-    assert rep["student"]["params"] <= rep["teacher"]["params"]
+    # the parameter budget (0.8 of the teacher's) holds too
+    assert chk["params_budget"] == int(0.8 * rep["teacher"]["params"])
+    assert rep["student"]["params"] <= chk["params_budget"]
     assert rep["evolution"], "the evolution made no decision"
     for r in rep["evolution"]:
         assert r["action"] in ("remove", "duplicate", "narrow") and math.isfinite(r["value"])
