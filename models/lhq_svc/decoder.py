@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -298,6 +298,19 @@ class EvolvableDecoder(nn.Module):
                        ChannelGroup(f"{p}ff", ff, ff // c * width, hidden)]
         return [ChannelGroup("stream", c, width, tuple(stream)), *groups]
 
+    def cond_width_slots(self) -> list[Slot]:
+        """Slots (keys of this module) that read the conditioning ``c`` (its first
+        ``cond_dim`` channels): what narrowing the conditioner's width slices here too."""
+        out: list[Slot] = []
+        for i, block in enumerate(self.blocks):
+            p = f"blocks.{i}."
+            if isinstance(block, ResBlock):
+                out += [Slot(f"{p}conds.{j}.weight", 1) for j in range(len(block.dilations))]
+            else:
+                out += [Slot(f"{p}norm_kv.weight", 1), Slot(f"{p}norm_kv.bias", 1),
+                        Slot(f"{p}kv.weight", 1)]
+        return out
+
     # ---- forward ----------------------------------------------------------------------------
     def stem(
         self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor
@@ -405,9 +418,52 @@ class Conditioner(nn.Module):
         self.f0_ref_hz = float(f0_ref_hz)
         self.mel_mean = float(mel_mean)
         self.mel_std = float(mel_std)
+        self._build = {"content_dim": content_dim, "f0_dim": f0_dim, "n_speakers": n_speakers,
+                       "prior_kernel": prior_kernel, "prior_kind": prior_kind,
+                       "sample_rate": sample_rate}
         self.dim = dim
         self.n_mels = n_mels
         self.out_dim = dim + (n_mels if prior_layers else 0)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Build kwargs of the current (possibly evolved or narrowed) conditioner."""
+        return {**self._build, "dim": self.dim, "context_layers": len(self.context),
+                "prior_layers": len(self.prior), "n_mels": self.n_mels,
+                "f0_ref_hz": self.f0_ref_hz, "mel_mean": self.mel_mean,
+                "mel_std": self.mel_std,
+                "prior_neighbours": self.render.neighbours if self.render is not None else 2}
+
+    def width_groups(self, width: int) -> list[ChannelGroup]:
+        """The channels narrowing ``dim`` to `width` slices (keys of this module): the
+        residual stream (the mix's three outputs, every context and prior conv's input and
+        output, the prior head's input), and the widths the constructor ties to ``dim``: the
+        content projection, the F0 MLP's hidden layer and output, the speaker embedding. The
+        decoder reads the stream too (:meth:`EvolvableDecoder.cond_width_slots`)."""
+        d = self.dim
+        stream = [Slot("mix_content.weight", 0, producer=True), Slot("mix_content.bias", 0),
+                  Slot("mix_f0.weight", 0, producer=True),
+                  Slot("mix_speaker.weight", 0, producer=True)]
+        for name in ("context", "prior"):
+            for i in range(len(getattr(self, name))):
+                stream += [Slot(f"{name}.{i}.weight", 0, producer=True),
+                           Slot(f"{name}.{i}.bias", 0), Slot(f"{name}.{i}.weight", 1)]
+        if self.prior_head is not None:
+            stream.append(Slot("prior_head.weight", 1))
+        return [
+            ChannelGroup("stream", d, width, tuple(stream)),
+            ChannelGroup("content", d, width, (
+                Slot("content_proj.weight", 0, producer=True), Slot("content_proj.bias", 0),
+                Slot("mix_content.weight", 1))),
+            ChannelGroup("f0_hidden", d, width, (
+                Slot("f0_proj.0.weight", 0, producer=True), Slot("f0_proj.0.bias", 0),
+                Slot("f0_proj.2.weight", 1))),
+            ChannelGroup("f0", d, width, (
+                Slot("f0_proj.2.weight", 0, producer=True), Slot("f0_proj.2.bias", 0),
+                Slot("mix_f0.weight", 1))),
+            ChannelGroup("speaker", d, width, (
+                Slot("speaker.weight", 1, producer=True), Slot("mix_speaker.weight", 1))),
+        ]
 
     def prior_mean(self, cond: torch.Tensor) -> torch.Tensor:
         """μ ``(B, n_mels, F)`` (normalised mel) from this conditioner's output."""

@@ -55,6 +55,7 @@ from models.lhq_svc.vocoder import HNVocoder, MelGANGenerator
 from models.units import (
     ACTIONS,
     ChannelGroup,
+    Slot,
     Unit,
     can_narrow,
     channel_importance,
@@ -267,6 +268,7 @@ class SVCPipeline(nn.Module):
             cfg["content_hidden"] = self.content.hidden
             cfg["content_dilations"] = self.content.dilations
             cfg["content_layers"] = len(self.content.convs)
+        cfg["cond_dim"] = self.conditioner.dim
         cfg["cond_context_layers"] = len(self.conditioner.context)
         cfg["mel_prior_layers"] = len(self.conditioner.prior)
         if self.conditioner.render is not None:
@@ -300,7 +302,8 @@ class SVCPipeline(nn.Module):
                        "width": self.vocoder.channels}
         return {
             "content": content,
-            "conditioner": {"context": len(self.conditioner.context),
+            "conditioner": {"width": self.conditioner.dim,
+                            "context": len(self.conditioner.context),
                             "prior": len(self.conditioner.prior),
                             **({"lobes": 2 * self.conditioner.render.neighbours + 1}
                                if self.conditioner.render is not None else {})},
@@ -345,6 +348,7 @@ class SVCPipeline(nn.Module):
         out: dict[str, tuple[str, str, int, int, int]] = {}
         if isinstance(self.content, PPGEncoder):
             out["content.width"] = ("width", "content", self.content.hidden, WIDTH_ALIGN, m)
+        out["conditioner.width"] = ("width", "conditioner", self.conditioner.dim, WIDTH_ALIGN, m)
         if self.conditioner.render is not None:  # harmonic lobes summed per bin: 2n + 1
             out["conditioner.lobes"] = ("lobes", "conditioner",
                                         2 * self.conditioner.render.neighbours + 1, 2, 1)
@@ -439,8 +443,17 @@ class SVCPipeline(nn.Module):
         if u.kind == "harmonics":
             return new, [(g, comp.harmonic_keep(new)) for g in comp.harmonic_groups(new)]
         state = comp.state_dict()
+        groups = comp.width_groups(new)
+        if comp_name == "conditioner":  # the decoder reads the conditioner's stream
+            state = {**{f"conditioner.{k}": v for k, v in state.items()},
+                     **{f"decoder.{k}": v for k, v in self.decoder.state_dict().items()}}
+            groups = [g.with_prefix("conditioner.") for g in groups]
+            g0 = groups[0]
+            readers = tuple(Slot(f"decoder.{sl.key}", sl.axis, sl.offset, sl.producer,
+                                 sl.scale) for sl in self.decoder.cond_width_slots())
+            groups[0] = ChannelGroup(g0.name, g0.size, g0.target, g0.slots + readers, g0.blocks)
         return new, [(g, select_channels(channel_importance(state, g), g.target, g.blocks))
-                     for g in comp.width_groups(new)]
+                     for g in groups]
 
     def narrow_plan(self, unit: str, factor: float = 0.75) -> list[tuple[ChannelGroup,
                                                                           torch.Tensor]]:
@@ -449,6 +462,8 @@ class SVCPipeline(nn.Module):
         producing each channel; per-head groups keep the same count in every head."""
         u = self._unit(unit, "narrow")
         _, plan = self._narrow_groups(u, factor)
+        if u.name == "conditioner.width":  # already keyed by component (it spans two)
+            return plan
         return [(g.with_prefix(u.component + "."), keep) for g, keep in plan]
 
     def _narrow(self, u: Unit, factor: float) -> None:
@@ -462,12 +477,22 @@ class SVCPipeline(nn.Module):
                                                    neighbours=(lobes - 1) // 2)
             return
         new, plan = self._narrow_groups(u, factor)
+        if u.name == "conditioner.width":
+            self._narrow_conditioner(new, plan)
+            return
         old = getattr(self, u.component)
         state = slice_state(old.state_dict(), plan)
         key = {"content": "hidden", "decoder": "channels", "vocoder": "channels"}[u.component]
         if u.kind == "harmonics":
             key = "harmonics"
-        rebuilt = type(old)(**{**old.config, key: new})
+        self._rebuild(u.component, {key: new}, state)
+
+    def _rebuild(self, component: str, changes: dict[str, Any],
+                 state: dict[str, torch.Tensor]) -> None:
+        """Replace `component` by one built from its config with `changes`, loading `state`
+        (keys of the component); device, dtype, training mode and frozen flags carry over."""
+        old = getattr(self, component)
+        rebuilt = type(old)(**{**old.config, **changes})
         first = next(old.parameters(), None)
         if first is not None:
             rebuilt.to(device=first.device, dtype=first.dtype)
@@ -476,7 +501,17 @@ class SVCPipeline(nn.Module):
         for n, p in rebuilt.named_parameters():
             p.requires_grad_(grads.get(n, True))
         rebuilt.train(old.training)
-        setattr(self, u.component, rebuilt)
+        setattr(self, component, rebuilt)
+
+    def _narrow_conditioner(self, new: int, plan: list[Any]) -> None:
+        """Narrow the conditioner's width and the decoder's reads of it together."""
+        state = {**{f"conditioner.{k}": v for k, v in self.conditioner.state_dict().items()},
+                 **{f"decoder.{k}": v for k, v in self.decoder.state_dict().items()}}
+        sliced = slice_state(state, plan)
+        for comp, key in (("conditioner", "dim"), ("decoder", "cond_dim")):
+            n = len(comp) + 1
+            self._rebuild(comp, {key: new},
+                          {k[n:]: v for k, v in sliced.items() if k.startswith(comp + ".")})
 
     @property
     def architecture(self) -> list[str]:

@@ -61,14 +61,14 @@ def _hn_inputs(n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("name, counts, widths", [
     ("lhq-svc-unittest",
      {"content_conv": 2, "cond_context": 2, "prior_conv": 1, "res": 2, "xattn": 1,
-      "voc_layer": 3, "gl_iter": 2, "width": 3, "harmonics": 1, "lobes": 1},
+      "voc_layer": 3, "gl_iter": 2, "width": 4, "harmonics": 1, "lobes": 1},
      {"content.width": 16, "decoder.width": 32, "vocoder.width": 16, "vocoder.harmonics": 128,
-      "conditioner.lobes": 5}),
+      "conditioner.lobes": 5, "conditioner.width": 256}),
     ("lhq-svc-demo",
      {"content_conv": 4, "cond_context": 2, "prior_conv": 4, "res": 2, "xattn": 2,
-      "voc_layer": 3, "gl_iter": 2, "width": 3, "harmonics": 1, "lobes": 1},
+      "voc_layer": 3, "gl_iter": 2, "width": 4, "harmonics": 1, "lobes": 1},
      {"content.width": 96, "decoder.width": 96, "vocoder.width": 96, "vocoder.harmonics": 128,
-      "conditioner.lobes": 5}),
+      "conditioner.lobes": 5, "conditioner.width": 256}),
 ])
 def test_units_are_unique_typed_ordered_and_resolvable(name, counts, widths):
     m = registry.build(name)
@@ -101,7 +101,7 @@ def test_units_are_unique_typed_ordered_and_resolvable(name, counts, widths):
 def test_arch_summary_of_the_demo_preset():
     assert registry.build("lhq-svc-demo").arch_summary() == {
         "content": {"dilations": [1, 2, 4, 1], "width": 96},
-        "conditioner": {"context": 2, "prior": 4, "lobes": 5},
+        "conditioner": {"width": 256, "context": 2, "prior": 4, "lobes": 5},
         "decoder": {"blocks": ["res", "xattn", "res", "xattn"], "width": 96},
         "vocoder": {"layers": [1, 3, 9], "width": 96, "harmonics": 128, "gl_iters": 2},
     }
@@ -261,6 +261,12 @@ def _component_output(m: SVCPipeline, component: str) -> torch.Tensor:
     n = 32
     if component == "content":
         return m.content(SPEC.example_inputs(m)[0])
+    if component == "conditioner":  # as the decoder reads it (it reads the stream too)
+        f0 = torch.randn(1, m.f0_features.dim, n, generator=g) * 0.3
+        f0[:, 1] = 1.0  # voiced: channel 0 is log2(f0 / ref), channel 1 the voicing flag
+        cond = m.conditioner(torch.randn(1, m.conditioner.content_proj.in_channels, n,
+                                         generator=g), f0, torch.tensor([1]))
+        return m.decoder(torch.randn(1, 80, n, generator=g), torch.tensor([0.6]), cond)
     if component == "decoder":
         return m.decoder(torch.randn(1, 80, n, generator=g), torch.tensor([0.6]),
                          torch.randn(1, m.decoder.cond_channels, n, generator=g))
@@ -270,6 +276,7 @@ def _component_output(m: SVCPipeline, component: str) -> torch.Tensor:
 
 NARROW = [
     ("lhq-svc-unittest", {}, "content.width", 8),
+    ("lhq-svc-unittest", {}, "conditioner.width", 192),
     ("lhq-svc-unittest", {}, "decoder.width", 24),
     ("lhq-svc-demo", {}, "decoder.width", 72),  # 4 heads: 24 -> 18 channels per head
     ("lhq-svc-unittest", {}, "vocoder.width", 8),
@@ -288,7 +295,7 @@ def test_narrowing_dead_channels_is_exact(monkeypatch, name, overrides, unit, ne
     so it is a per-channel affine map here; the vocoder has no such norm and runs as is."""
     m = _model(name, **overrides)
     component = unit.split(".")[0]
-    if component in ("content", "decoder"):
+    if component in ("content", "decoder", "conditioner"):
         monkeypatch.setattr(ChannelNorm, "forward", lambda self, x: x * self.weight + self.bias)
     plan = m.narrow_plan(unit)
     assert all(keep.numel() == g.target for g, keep in plan)
@@ -341,7 +348,7 @@ ACTIONS_SEQUENCE = [
     ("duplicate", "conditioner.context.0"), ("duplicate", "conditioner.prior.0"),
     ("narrow", "decoder.width"), ("duplicate", "decoder.blocks.1"), ("remove", "decoder.blocks.0"),
     ("remove", "vocoder.stacks.0.layers.1"), ("duplicate", "vocoder.source.iterations.0"),
-    ("narrow", "vocoder.width"), ("narrow", "vocoder.harmonics"),
+    ("narrow", "vocoder.width"), ("narrow", "vocoder.harmonics"), ("narrow", "conditioner.width"),
 ]
 
 
@@ -350,7 +357,7 @@ def test_checkpoint_round_trip_after_actions_everywhere(tmp_path):
     for action, unit in ACTIONS_SEQUENCE:
         m.apply_action(action, unit)
     want = {"content": {"dilations": [1, 4], "width": 8},
-            "conditioner": {"context": 3, "prior": 2, "lobes": 5},
+            "conditioner": {"width": 192, "context": 3, "prior": 2, "lobes": 5},
             "decoder": {"blocks": ["xattn", "xattn", "res"], "width": 24},
             "vocoder": {"layers": [1, 9], "width": 8, "harmonics": 96, "gl_iters": 3}}
     assert m.arch_summary() == want
