@@ -49,8 +49,9 @@ def print_json(obj: Any) -> None:
 
 
 #: packages whose log lines (e.g. torchao's "Failed to load ... .so" on a CPU-only host)
-#: a user sees only with ``-v``
-NOISY_LOGGERS = ("torchao", "torch", "executorch", "matplotlib")
+#: a user sees only with ``-v`` (torch resets its own logger's level when it sets up logging
+#: again, so the child that warns is named too)
+NOISY_LOGGERS = ("torchao", "torch", "torch.utils._pytree", "executorch", "matplotlib")
 
 
 def quiet_dependencies(level: int) -> None:

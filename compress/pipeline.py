@@ -439,6 +439,11 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
             recipe.finetune(m, reference, action, st.splits, ec.duplicate_finetune_steps,
                             cfg.seed + 7919)
 
+    def finetune_narrow(m: nn.Module, action: Action) -> None:
+        if ec.narrow_finetune_steps > 0:
+            recipe.finetune(m, reference, action, st.splits, ec.narrow_finetune_steps,
+                            cfg.seed + 7927)
+
     st.say(f"evolve: budget {budget['budget_ms']:.2f} ms per audio second "
            f"({budget['mode']}; teacher architecture {teacher_ms:.2f} ms)"
            + (f", {budget['params_budget'] / 1e6:.2f} M parameters"
@@ -447,7 +452,7 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
            f"{ec.val_clips} val clips")
     ev = Evolver(units=recipe.units, apply=recipe.apply, architecture=recipe.architecture,
                  score=score, latency=predict, finetune=finetune, finetune_duplicate=finetune_dup,
-                 params=recipe.params)
+                 finetune_narrow=finetune_narrow, params=recipe.params)
     t0 = time.perf_counter()
     chosen, res = evolve(model, ev, budget_ms=budget["budget_ms"], max_rounds=ec.max_rounds,
                          narrow_factor=ec.narrow_factor,

@@ -27,6 +27,10 @@ def test_quiet_dependencies_hides_their_warnings_and_keeps_ours() -> None:
             _warn_from("models.audio", UserWarning, "ours too")
         assert sorted(str(w.message) for w in rec) == ["ours too", "ours user"]
         assert logging.getLogger("torchao").getEffectiveLevel() == logging.ERROR
+        from torch._logging import _internal
+
+        _internal._init_logs()  # torch sets its own logger back to WARNING here
+        assert logging.getLogger("torch.utils._pytree").getEffectiveLevel() == logging.ERROR
         with warnings.catch_warnings(record=True) as rec:
             warnings.simplefilter("always")
             quiet_dependencies(logging.INFO)  # -v: everything shows

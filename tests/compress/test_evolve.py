@@ -218,3 +218,22 @@ def test_a_fine_tune_that_lowers_the_score_is_not_kept() -> None:
     first, second = res.history[:2]
     assert first.score == pytest.approx(first.score_before_finetune)  # reverted
     assert second.score == pytest.approx(second.score_before_finetune + 0.01)  # kept
+
+
+def test_a_narrowed_candidate_is_fine_tuned_before_it_is_valued_and_kept_as_tuned() -> None:
+    from dataclasses import replace
+
+    calls: list[str] = []
+
+    def recover(m: Toy, action: Action) -> None:
+        calls.append(action.unit)
+        m.tuned = 0.2  # training recovers more than slicing lost
+
+    m = Toy(["costly_useful", "mid"], ["costly_useful"])  # 5 + 10 + 4 + 10 = 29 ms
+    _, res = evolve(m, replace(_ev(), finetune_narrow=recover), budget_ms=24.0, max_rounds=1,
+                    duplicate_candidates=0)
+    assert set(calls) == {"a.width", "b.width"}  # every narrowing, before it is scored
+    first = res.history[0]
+    assert first.action == "narrow"  # a removal loses score; a tuned narrowing gains
+    assert first.score_before_finetune == pytest.approx(first.score)  # the tuned candidate
+    assert first.score > m.score() + 0.1
