@@ -132,7 +132,7 @@ class EvolveConfig:
     duplicate_finetune_steps: int = option(
         10, lo=0, help="fine-tune steps of a duplicated copy before it is valued (SnapFusion)")
     narrow_finetune_steps: int = option(
-        60, lo=0, help="fine-tune steps of a narrowed candidate before it is valued")
+        40, lo=0, help="fine-tune steps of a narrowed candidate before it is valued")
     val_clips: int = option(4, lo=1)
     val_seconds: float = option(3.0, lo=0.5, hi=60.0)
 

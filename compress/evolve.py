@@ -12,10 +12,15 @@ While the predicted latency is over the budget the action with the *lowest* valu
 ("modules that contribute to latency but not performance"). The loss in that value is taken
 pessimistically: the measured loss (zero when within the noise, or a gain) plus the noise, so
 among actions that cost no measurable score the larger saving goes first. (Valued at a bare
-zero, the demo spent eight of twelve rounds on 0.1 ms removals and missed a 0.5 budget.)
+zero, the demo spent eight of twelve rounds on 0.1 ms removals and missed a 0.5 budget.) A
+saving counts only up to the remaining overshoot: of the actions that close the gap, the one
+that loses least wins (per-unit values alone once narrowed the whole conditioner, -0.057 val
+sim_stoi as valued, to close a 38 k-parameter gap that removing a content layer, -0.004,
+closed).
 Under the budget the most valuable duplicate that fits is applied — its copy initialised from
 the original and briefly fine-tuned before it is valued, as SnapFusion does — if it gains score
-beyond the noise. A narrowed candidate is briefly fine-tuned before it is valued too: slicing
+beyond the noise. A channel-narrowed candidate (kind ``width``) is briefly fine-tuned before it
+is valued too: slicing
 channels out of a trained layer loses what a few dozen steps recover (demo conditioner 256 ->
 128 channels: sim_stoi 0.777 -> 0.608 as sliced, 0.776 after 80 steps), and valuing it as sliced
 would never pick it. The chosen candidate is adopted as valued. When no copy fits, a **swap** is
@@ -214,6 +219,7 @@ def evolve(
         lat_over = cur_lat > budget_ms
         over = lat_over or cur_p > p_budget
         unit_of_value = "score/ms" if lat_over or not over else "score/Mparam"
+        gap = cur_lat - budget_ms if lat_over else (cur_p - p_budget) / 1e6
         units = ev.units(model)
         options: list[tuple[float, float, Action, Unit, ScoreResult, float, nn.Module]] = []
         if over:
@@ -231,8 +237,11 @@ def evolve(
                     saved = cur_lat - lat if lat_over else (cur_p - n_p) / 1e6
                     if saved <= 1e-6 or (not lat_over and lat > budget_ms):
                         continue
-                    if kind == "narrow" and ev.finetune_narrow is not None:
-                        ev.finetune_narrow(cand, action)  # value what training recovers
+                    if (kind == "narrow" and u.kind == "width"
+                            and ev.finetune_narrow is not None):
+                        # channels sliced out of trained layers: value what training
+                        # recovers (harmonics / render lobes drop DSP terms, no weights)
+                        ev.finetune_narrow(cand, action)
                     s = ev.score(cand)
                     res.evaluated.append(Candidate(rnd, kind, u.name, u.kind, u.component,
                                                    s.value, s.noise, lat,
@@ -243,7 +252,9 @@ def evolve(
                     # rounds instead of by tiny lucky removals
                     noise = max(floor, cur.paired_noise(s))
                     lost = max(0.0, significant(cur.value - s.value, noise)) + noise
-                    value = lost / saved
+                    # a saving beyond the remaining overshoot buys nothing toward the budget:
+                    # of the actions that close the gap, the one that loses least goes first
+                    value = lost / min(saved, gap)
                     if kind == "remove" and lat_over:
                         removal_value[u.name] = value
                     options.append((value, -saved, action, u, s, lat, cand))

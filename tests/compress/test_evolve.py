@@ -232,7 +232,7 @@ def test_a_narrowed_candidate_is_fine_tuned_before_it_is_valued_and_kept_as_tune
     m = Toy(["costly_useful", "mid"], ["costly_useful"])  # 5 + 10 + 4 + 10 = 29 ms
     _, res = evolve(m, replace(_ev(), finetune_narrow=recover), budget_ms=24.0, max_rounds=1,
                     duplicate_candidates=0)
-    assert set(calls) == {"a.width", "b.width"}  # every narrowing, before it is scored
+    assert set(calls) == {"a.width", "b.width"}  # every channel narrowing, before scoring
     first = res.history[0]
     assert first.action == "narrow"  # a removal loses score; a tuned narrowing gains
     assert first.score_before_finetune == pytest.approx(first.score)  # the tuned candidate
