@@ -15,10 +15,11 @@ from models.units import Unit
 
 # kind -> (latency ms, score contribution)
 KINDS = {"cheap_useless": (1.0, 0.0), "costly_useful": (10.0, 0.30), "mid": (4.0, 0.05),
-         "big_useless": (8.0, 0.001), "dsp": (9.0, 0.0)}
+         "big_useless": (8.0, 0.001), "dsp": (9.0, 0.0), "tiny": (0.5, 0.004),
+         "bulk": (10.0, 0.03)}
 # kind -> parameters at width 64 (a DSP iteration costs time but holds no weights)
 PARAMS = {"cheap_useless": 50_000, "costly_useful": 400_000, "mid": 300_000,
-          "big_useless": 100_000, "dsp": 0}
+          "big_useless": 100_000, "dsp": 0, "tiny": 10_000, "bulk": 200_000}
 
 
 class Toy(nn.Module):
@@ -237,3 +238,16 @@ def test_a_narrowed_candidate_is_fine_tuned_before_it_is_valued_and_kept_as_tune
     assert first.action == "narrow"  # a removal loses score; a tuned narrowing gains
     assert first.score_before_finetune == pytest.approx(first.score)  # the tuned candidate
     assert first.score > m.score() + 0.1
+
+
+def test_of_the_actions_that_close_the_gap_the_one_that_loses_least_goes_first() -> None:
+    """Per ms, removing `bulk` (0.03 / 2.5 ms) beats `tiny` (0.004 / 0.125 ms); but the budget
+    is only 0.025 ms away, which `tiny` closes for less score."""
+    m = Toy(["bulk", "costly_useful"], ["tiny", "costly_useful"])
+    m.width = {"a": 16, "b": 16}  # nothing to narrow: removals only
+    assert m.latency() == pytest.approx(12.625)
+    best, res = evolve(m, _ev(), budget_ms=12.6, max_rounds=1, duplicate_candidates=0)
+    assert [h.kind for h in res.history] == ["tiny"] and res.budget_met
+    # far from the budget, the better value per ms goes first
+    _, far = evolve(m, _ev(), budget_ms=9.0, max_rounds=1, duplicate_candidates=0)
+    assert far.history[0].kind == "bulk"
