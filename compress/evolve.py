@@ -26,7 +26,9 @@ channels out of a trained layer loses what a few dozen steps recover (demo condi
 would never pick it. The chosen candidate is adopted as valued. When no copy fits, a **swap** is
 tried: duplicate a valuable unit and pay for it with the cheapest removal that brings the
 program back under the budget, taken only if the pair gains score. The search stops when neither
-gains, or after ``max_rounds``. A short fine-tune follows every decision. An optional
+gains, or after ``max_rounds`` rounds under the budget; rounds over it do not count (the budget
+is a hard limit, and every over-budget decision shrinks the model, so they end), up to a safety
+cap of 4 x ``max_rounds`` rounds in all. A short fine-tune follows every decision. An optional
 **parameter budget** (``params_budget``, e.g. 0.6 of the teacher's parameters for a download /
 memory limit) joins the latency budget: a state meets the budget only when both hold. Once the
 latency fits but the parameters do not, removals and narrowings are valued per million
@@ -215,9 +217,12 @@ def evolve(
     states: list[tuple[nn.Module, ScoreResult, float, int, int]] = [
         (copy.deepcopy(model), cur, cur_lat, 0, cur_p)]
     removal_value: dict[str, float] = {}
-    for rnd in range(1, max_rounds + 1):
+    rnd = under_rounds = 0
+    while under_rounds < max_rounds and rnd < 4 * max(max_rounds, 1):
+        rnd += 1
         lat_over = cur_lat > budget_ms
         over = lat_over or cur_p > p_budget
+        under_rounds += 0 if over else 1
         unit_of_value = "score/ms" if lat_over or not over else "score/Mparam"
         gap = cur_lat - budget_ms if lat_over else (cur_p - p_budget) / 1e6
         units = ev.units(model)

@@ -246,8 +246,15 @@ def test_of_the_actions_that_close_the_gap_the_one_that_loses_least_goes_first()
     m = Toy(["bulk", "costly_useful"], ["tiny", "costly_useful"])
     m.width = {"a": 16, "b": 16}  # nothing to narrow: removals only
     assert m.latency() == pytest.approx(12.625)
-    best, res = evolve(m, _ev(), budget_ms=12.6, max_rounds=1, duplicate_candidates=0)
-    assert [h.kind for h in res.history] == ["tiny"] and res.budget_met
+    _, res = evolve(m, _ev(), budget_ms=12.6, max_rounds=1, duplicate_candidates=0)
+    assert res.history[0].kind == "tiny" and res.budget_met
     # far from the budget, the better value per ms goes first
     _, far = evolve(m, _ev(), budget_ms=9.0, max_rounds=1, duplicate_candidates=0)
     assert far.history[0].kind == "bulk"
+
+
+def test_rounds_over_the_budget_do_not_count_toward_max_rounds() -> None:
+    m = Toy(["costly_useful", "cheap_useless", "mid"], ["big_useless", "costly_useful"])
+    best, res = evolve(m, _ev(), budget_ms=30.0, max_rounds=1, duplicate_candidates=0,
+                       swap_candidates=0)
+    assert len(res.history) >= 2 and res.budget_met and best.latency() <= 30.0
