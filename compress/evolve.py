@@ -17,21 +17,23 @@ saving counts only up to the remaining overshoot: of the actions that close the 
 that loses least wins (per-unit values alone once narrowed the whole conditioner, -0.057 val
 sim_stoi as valued, to close a 38 k-parameter gap that removing a content layer, -0.004,
 closed).
+
 Under the budget the most valuable duplicate that fits is applied — its copy initialised from
 the original and briefly fine-tuned before it is valued, as SnapFusion does — if it gains score
 beyond the noise. A channel-narrowed candidate (kind ``width``) is briefly fine-tuned before it
-is valued too: slicing
-channels out of a trained layer loses what a few dozen steps recover (demo conditioner 256 ->
-128 channels: sim_stoi 0.777 -> 0.608 as sliced, 0.776 after 80 steps), and valuing it as sliced
-would never pick it. The chosen candidate is adopted as valued. When no copy fits, a **swap** is
-tried: duplicate a valuable unit and pay for it with the cheapest removal that brings the
-program back under the budget, taken only if the pair gains score. The search stops when neither
-gains, or after ``max_rounds`` rounds under the budget; rounds over it do not count (the budget
-is a hard limit, and every over-budget decision shrinks the model, so they end), up to a safety
-cap of 4 x ``max_rounds`` rounds in all. A short fine-tune follows every decision. An optional
-**parameter budget** (``params_budget``, e.g. 0.6 of the teacher's parameters for a download /
-memory limit) joins the latency budget: a state meets the budget only when both hold. Once the
-latency fits but the parameters do not, removals and narrowings are valued per million
+is valued too: slicing channels out of a trained layer loses what a few dozen steps recover
+(demo conditioner 256 -> 128 channels: sim_stoi 0.777 -> 0.608 as sliced, 0.776 after 80 steps),
+and valuing it as sliced would never pick it. The chosen candidate is adopted as valued. When no
+copy fits, a **swap** is tried: duplicate a valuable unit and pay for it with the cheapest
+removal that brings the program back under the budget, taken only if the pair gains score. The
+search stops when neither gains, or after ``max_rounds`` rounds under the budget; rounds over it
+do not count (the budget is a hard limit, and every over-budget decision shrinks the model, so
+they end), up to a safety cap of 4 x ``max_rounds`` rounds in all. A short fine-tune follows
+every decision.
+
+An optional **parameter budget** (``params_budget``, e.g. 0.6 of the teacher's parameters for a
+download / memory limit) joins the latency budget: a state meets the budget only when both hold.
+Once the latency fits but the parameters do not, removals and narrowings are valued per million
 parameters saved instead of per ms (``value_unit``), so the search turns to the weighted layers
 the latency phase left alone (e.g. DSP iterations cost time but hold no weights). Duplicates and
 swaps must keep both budgets.
@@ -210,7 +212,6 @@ def evolve(
     cur = ev.score(model)
     cur_lat = ev.latency(model)
     cur_p = ev.count(model)
-    floor = 0.0  # see the module docstring: the paired noise of each comparison decides
     res.start_score, res.start_latency_ms, res.start_params = cur.value, cur_lat, cur_p
     res.evaluated.append(Candidate(0, "start", "", "", "", cur.value, cur.noise, cur_lat,
                                    ev.architecture(model), cur_p))
@@ -255,7 +256,7 @@ def evolve(
                     # the noise, per unit saved — among actions that cost nothing
                     # measurable the larger saving wins, so the budget is reached in few
                     # rounds instead of by tiny lucky removals
-                    noise = max(floor, cur.paired_noise(s))
+                    noise = cur.paired_noise(s)  # see the module docstring
                     lost = max(0.0, significant(cur.value - s.value, noise)) + noise
                     # a saving beyond the remaining overshoot buys nothing toward the budget:
                     # of the actions that close the gap, the one that loses least goes first
@@ -287,12 +288,12 @@ def evolve(
                 res.evaluated.append(Candidate(rnd, "duplicate", u.name, u.kind, u.component,
                                                s.value, s.noise, lat, ev.architecture(cand),
                                                ev.count(cand)))
-                gain = significant(s.value - cur.value, max(floor, cur.paired_noise(s)))
+                gain = significant(s.value - cur.value, cur.paired_noise(s))
                 if gain <= 0:
                     continue  # no measurable gain: a copy would only cost latency
                 options.append((gain / spent, spent, action, u, s, lat, cand))
             if not options and swap_candidates > 0:
-                pair = _swap(ev, model, units, removal_value, cur, cur_lat, budget_ms, floor,
+                pair = _swap(ev, model, units, removal_value, cur, cur_lat, budget_ms,
                              narrow_factor, swap_candidates, rnd, res, p_budget)
                 if pair is not None:
                     model, cur, cur_lat = pair
@@ -317,7 +318,7 @@ def evolve(
         n_p = ev.count(model)
         arch = ev.architecture(model)
         dec = Decision(rnd, action.kind, unit.name, unit.kind, unit.component, value, s.value,
-                       lat, arch, before, n_p, unit_of_value if over else "score/ms")
+                       lat, arch, before, n_p, unit_of_value)
         res.history.append(dec)
         res.evaluated.append(Candidate(rnd, "applied", unit.name, unit.kind, unit.component,
                                        s.value, s.noise, lat, arch, n_p))
@@ -338,7 +339,7 @@ def evolve(
 
 
 def _swap(ev: Evolver, model: nn.Module, units: list[Unit], removal_value: dict[str, float],
-          cur: ScoreResult, cur_lat: float, budget_ms: float, floor: float, factor: float,
+          cur: ScoreResult, cur_lat: float, budget_ms: float, factor: float,
           k: int, rnd: int, res: EvolutionResult, p_budget: float = math.inf
           ) -> tuple[nn.Module, ScoreResult, float] | None:
     """Under budget with no room for a copy: duplicate one of the `k` most valuable units (its
@@ -381,7 +382,7 @@ def _swap(ev: Evolver, model: nn.Module, units: list[Unit], removal_value: dict[
             res.evaluated.append(Candidate(rnd, f"swap:{kind}", f"{d.name}+{r.name}", r.kind,
                                            r.component, s.value, s.noise, lat,
                                            ev.architecture(cand)))
-            gain = significant(s.value - cur.value, max(floor, cur.paired_noise(s)))
+            gain = significant(s.value - cur.value, cur.paired_noise(s))
             if gain > 0 and (best is None or s.value > best[0]):
                 best = (s.value, (d, r, kind, dup, lat_d, s_d, cand, s, lat))
     if best is None:

@@ -429,20 +429,13 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
         counter["n"] += 1
         return scorer(m, f"eager:{counter['n']}")
 
-    def finetune(m: nn.Module, action: Action, rnd: int) -> None:
-        if ec.finetune_steps > 0:
-            recipe.finetune(m, reference, action, st.splits, ec.finetune_steps,
-                            cfg.seed + rnd)
-
-    def finetune_dup(m: nn.Module, action: Action) -> None:
-        if ec.duplicate_finetune_steps > 0:
-            recipe.finetune(m, reference, action, st.splits, ec.duplicate_finetune_steps,
-                            cfg.seed + 7919)
-
-    def finetune_narrow(m: nn.Module, action: Action) -> None:
-        if ec.narrow_finetune_steps > 0:
-            recipe.finetune(m, reference, action, st.splits, ec.narrow_finetune_steps,
-                            cfg.seed + 7927)
+    def tuner(steps: int, seed_offset: int) -> Callable[..., None]:
+        """A fine-tune of `steps` steps (none when 0); seeded by the round when given."""
+        def run(m: nn.Module, action: Action, rnd: int = 0) -> None:
+            if steps > 0:
+                recipe.finetune(m, reference, action, st.splits, steps,
+                                cfg.seed + seed_offset + rnd)
+        return run
 
     st.say(f"evolve: budget {budget['budget_ms']:.2f} ms per audio second "
            f"({budget['mode']}; teacher architecture {teacher_ms:.2f} ms)"
@@ -451,8 +444,9 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
            + f", score {ec.score} on "
            f"{ec.val_clips} val clips")
     ev = Evolver(units=recipe.units, apply=recipe.apply, architecture=recipe.architecture,
-                 score=score, latency=predict, finetune=finetune, finetune_duplicate=finetune_dup,
-                 finetune_narrow=finetune_narrow, params=recipe.params)
+                 score=score, latency=predict, finetune=tuner(ec.finetune_steps, 0),
+                 finetune_duplicate=tuner(ec.duplicate_finetune_steps, 7919),
+                 finetune_narrow=tuner(ec.narrow_finetune_steps, 7927), params=recipe.params)
     t0 = time.perf_counter()
     chosen, res = evolve(model, ev, budget_ms=budget["budget_ms"], max_rounds=ec.max_rounds,
                          narrow_factor=ec.narrow_factor,

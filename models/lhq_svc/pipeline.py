@@ -55,7 +55,6 @@ from models.lhq_svc.vocoder import HNVocoder, MelGANGenerator
 from models.units import (
     ACTIONS,
     ChannelGroup,
-    Slot,
     Unit,
     can_narrow,
     channel_importance,
@@ -435,23 +434,41 @@ class SVCPipeline(nn.Module):
                 else:
                     ml.insert(i + 1, copy.deepcopy(ml[i]))
 
+    def _narrow_changes(self, u: Unit, new: int) -> dict[str, dict[str, Any]]:
+        """The constructor arguments narrowing `u` to `new` changes, per component: the
+        unit's own width and, for the conditioner's, the decoder's ``cond_dim`` (it reads the
+        conditioner's stream)."""
+        if u.kind == "harmonics":
+            return {"vocoder": {"harmonics": new}}
+        key = {"content": "hidden", "conditioner": "dim", "decoder": "channels",
+               "vocoder": "channels"}[u.component]
+        out = {u.component: {key: new}}
+        if u.component == "conditioner":
+            out["decoder"] = {"cond_dim": new}
+        return out
+
+    def _state_of(self, components: Any) -> dict[str, torch.Tensor]:
+        """The state dict entries of `components` (keys of this pipeline)."""
+        prefixes = tuple(f"{c}." for c in components)
+        return {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
+
     def _narrow_groups(self, u: Unit, factor: float) -> tuple[int, list[Any]]:
-        """The new width and ``[(group, keep)]`` with keys of the unit's component."""
+        """The new width and ``[(group, keep)]``, keys of this pipeline."""
         _, comp_name, width, align, minimum = self._width_limits()[u.name]
         new = narrowed_width(width, factor, align, minimum)
         comp = getattr(self, comp_name)
+        prefix = f"{comp_name}."
         if u.kind == "harmonics":
-            return new, [(g, comp.harmonic_keep(new)) for g in comp.harmonic_groups(new)]
-        state = comp.state_dict()
-        groups = comp.width_groups(new)
-        if comp_name == "conditioner":  # the decoder reads the conditioner's stream
-            state = {**{f"conditioner.{k}": v for k, v in state.items()},
-                     **{f"decoder.{k}": v for k, v in self.decoder.state_dict().items()}}
-            groups = [g.with_prefix("conditioner.") for g in groups]
+            return new, [(g.with_prefix(prefix), comp.harmonic_keep(new))
+                         for g in comp.harmonic_groups(new)]
+        groups = [g.with_prefix(prefix) for g in comp.width_groups(new)]
+        if comp_name == "conditioner":  # the stream (group 0) is read by the decoder too
             g0 = groups[0]
-            readers = tuple(Slot(f"decoder.{sl.key}", sl.axis, sl.offset, sl.producer,
-                                 sl.scale) for sl in self.decoder.cond_width_slots())
-            groups[0] = ChannelGroup(g0.name, g0.size, g0.target, g0.slots + readers, g0.blocks)
+            readers = ChannelGroup(g0.name, g0.size, g0.target,
+                                   tuple(self.decoder.cond_width_slots())).with_prefix("decoder.")
+            groups[0] = ChannelGroup(g0.name, g0.size, g0.target, g0.slots + readers.slots,
+                                     g0.blocks)
+        state = self._state_of(self._narrow_changes(u, new))
         return new, [(g, select_channels(channel_importance(state, g), g.target, g.blocks))
                      for g in groups]
 
@@ -460,11 +477,7 @@ class SVCPipeline(nn.Module):
         """What ``apply_action("narrow", unit, factor)`` keeps: ``[(group, kept indices)]``,
         slot keys of this pipeline's state dict. Importance: the L2 norm of the weights
         producing each channel; per-head groups keep the same count in every head."""
-        u = self._unit(unit, "narrow")
-        _, plan = self._narrow_groups(u, factor)
-        if u.name == "conditioner.width":  # already keyed by component (it spans two)
-            return plan
-        return [(g.with_prefix(u.component + "."), keep) for g, keep in plan]
+        return self._narrow_groups(self._unit(unit, "narrow"), factor)[1]
 
     def _narrow(self, u: Unit, factor: float) -> None:
         if u.kind == "lobes":  # the largest odd lobe count <= lobes * factor, at least 1
@@ -477,15 +490,12 @@ class SVCPipeline(nn.Module):
                                                    neighbours=(lobes - 1) // 2)
             return
         new, plan = self._narrow_groups(u, factor)
-        if u.name == "conditioner.width":
-            self._narrow_conditioner(new, plan)
-            return
-        old = getattr(self, u.component)
-        state = slice_state(old.state_dict(), plan)
-        key = {"content": "hidden", "decoder": "channels", "vocoder": "channels"}[u.component]
-        if u.kind == "harmonics":
-            key = "harmonics"
-        self._rebuild(u.component, {key: new}, state)
+        changes = self._narrow_changes(u, new)
+        sliced = slice_state(self._state_of(changes), plan)
+        for comp, kwargs in changes.items():
+            n = len(comp) + 1
+            self._rebuild(comp, kwargs,
+                          {k[n:]: v for k, v in sliced.items() if k.startswith(comp + ".")})
 
     def _rebuild(self, component: str, changes: dict[str, Any],
                  state: dict[str, torch.Tensor]) -> None:
@@ -502,16 +512,6 @@ class SVCPipeline(nn.Module):
             p.requires_grad_(grads.get(n, True))
         rebuilt.train(old.training)
         setattr(self, component, rebuilt)
-
-    def _narrow_conditioner(self, new: int, plan: list[Any]) -> None:
-        """Narrow the conditioner's width and the decoder's reads of it together."""
-        state = {**{f"conditioner.{k}": v for k, v in self.conditioner.state_dict().items()},
-                 **{f"decoder.{k}": v for k, v in self.decoder.state_dict().items()}}
-        sliced = slice_state(state, plan)
-        for comp, key in (("conditioner", "dim"), ("decoder", "cond_dim")):
-            n = len(comp) + 1
-            self._rebuild(comp, {key: new},
-                          {k[n:]: v for k, v in sliced.items() if k.startswith(comp + ".")})
 
     @property
     def architecture(self) -> list[str]:
