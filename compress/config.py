@@ -30,12 +30,28 @@ def target_problems(value: str, path: str) -> list[Problem]:
     return [Problem(path, value, "a latency target", TARGET_FORMS)]
 
 
+def synthetic_song_plan(minutes: float, held_out: int, song_seconds: float = 15.0
+                        ) -> tuple[int, float] | None:
+    """``(songs, seconds per song)`` of a synthetic corpus of `minutes` per singer with
+    `held_out` held-out songs and at least one training song (songs of 3 to `song_seconds`
+    s); None when the minutes cannot hold that many songs."""
+    total = minutes * 60.0
+    need = held_out + 1
+    if total / 3.0 < need:
+        return None
+    song_s = min(song_seconds, max(3.0, total / need))
+    return max(need, int(round(total / song_s))), song_s
+
+
 @dataclass(frozen=True)
 class DataConfig:
     source: Literal["synthetic", "folder"] = "synthetic"
     path: str | None = option(None, help="dataset folder (source: folder) or corpus output dir")
     singers: int = option(4, lo=2, hi=64, help="synthetic corpus: number of singers")
     minutes: float = option(2.0, lo=0.1, hi=600.0, help="synthetic corpus: minutes per singer")
+    held_out_songs: int = option(2, lo=2, hi=64,
+                                 help="synthetic corpus: songs no stage trains on, split half for "
+                                      "search decisions (val) and half for the report (test)")
     sample_rate: int = option(16000, lo=8000, hi=96000)
     seed: int = 0
     voice_noise: float = option(0.25, lo=0.0, hi=4.0,
@@ -45,6 +61,12 @@ class DataConfig:
     def problems(self, path: str) -> list[Problem]:
         if self.source == "folder" and not self.path:
             return [Problem(f"{path}.path", self.path, "a dataset folder when source is 'folder'")]
+        if self.source == "synthetic" and synthetic_song_plan(self.minutes,
+                                                              self.held_out_songs) is None:
+            need = self.held_out_songs + 1
+            return [Problem(f"{path}.minutes", self.minutes,
+                            f"at least {need * 3.0 / 60:.2f} (3 s songs: {self.held_out_songs} "
+                            "held out and 1 to train on)")]
         return []
 
 
@@ -92,7 +114,7 @@ class LatencyConfig:
         return target_problems(self.target, f"{path}.target")
 
 
-DEFAULT_BUDGET_FRACTION = 0.6
+DEFAULT_BUDGET_FRACTION = 0.55
 DEFAULT_PARAMS_FRACTION = 0.6
 
 
@@ -101,7 +123,7 @@ class EvolveConfig:
     """The architecture search. The budget is one of ``budget_ms`` (ms of the on-device
     program per second of audio on the latency target), ``budget_rtf`` (the same as a
     real-time factor: 0.02 = 20 ms per second) or ``budget_fraction`` (a fraction of the
-    teacher architecture's predicted latency); none given means ``budget_fraction`` 0.6.
+    teacher architecture's predicted latency); none given means ``budget_fraction`` 0.55.
     ``params_fraction`` (default 0.6) adds a parameter budget, a fraction of the teacher's
     parameters; null for none."""
 
@@ -119,6 +141,11 @@ class EvolveConfig:
     params_fraction: float | None = option(
         DEFAULT_PARAMS_FRACTION, lo=0.0, hi=1.0,
         help="parameter budget as a fraction of the teacher's parameters (null: no limit)")
+    latency_margin: float = option(
+        0.03, lo=0.0, hi=0.5,
+        help="the search aims this fraction under the latency budget: a guard band for the "
+             "table's prediction error and the timing noise of the shipped program (a student "
+             "predicted 0.1 % under the budget measured 1 % over it)")
     score: str = option("sim_stoi", help="a registered score (compress/scores.py)")
     max_rounds: int = option(12, lo=0)
     narrow_factor: float = option(0.5, lo=0.05, hi=0.95,
@@ -130,11 +157,18 @@ class EvolveConfig:
                       "remove swap (0: no swaps)")
     finetune_steps: int = option(40, lo=0, help="fine-tune steps after each decision")
     duplicate_finetune_steps: int = option(
-        10, lo=0, help="fine-tune steps of a duplicated copy before it is valued (SnapFusion)")
+        30, lo=0, help="fine-tune steps of a duplicated copy before it is valued (SnapFusion)")
     narrow_finetune_steps: int = option(
         40, lo=0, help="fine-tune steps of a narrowed candidate before it is valued")
-    val_clips: int = option(4, lo=1)
+    val_clips: int = option(4, lo=1, help="val conversions the search decides on (round "
+                                          "robin over the val songs)")
     val_seconds: float = option(3.0, lo=0.5, hi=60.0)
+    screen_clips: int = option(
+        2, lo=0, help="over the budget every candidate is first scored on this many of the val "
+                      "clips (0: no screening) ...")
+    screen_keep: int = option(
+        5, lo=1, help="... and the best screen_keep by that value are scored on all val_clips "
+                      "and decided on")
 
     def problems(self, path: str) -> list[Problem]:
         from compress.scores import score_names
@@ -157,6 +191,10 @@ class EvolveConfig:
         for k in given:
             if float(getattr(self, k)) <= 0.0:
                 out.append(Problem(f"{path}.{k}", getattr(self, k), "a budget > 0"))
+        if self.screen_clips >= self.val_clips:
+            out.append(Problem(f"{path}.screen_clips", self.screen_clips,
+                               f"fewer than val_clips ({self.val_clips}), or 0 for no "
+                               "screening"))
         if self.params_fraction is not None and not 0.0 < self.params_fraction < 1.0:
             out.append(Problem(f"{path}.params_fraction", self.params_fraction,
                                "a fraction in (0, 1) of the teacher's parameters"))
@@ -188,6 +226,7 @@ def resolve_budget(ec: EvolveConfig, teacher_ms: float, teacher_params: int | No
             raise CompressError("evolve.params_fraction needs the teacher's parameter count")
         params_budget = int(ec.params_fraction * teacher_params)
     return {"budget_ms": ms, "budget_rtf": ms / 1000.0, "mode": mode, "teacher_ms": teacher_ms,
+            "search_ms": ms * (1.0 - ec.latency_margin), "latency_margin": ec.latency_margin,
             "fraction_of_teacher": ms / teacher_ms if teacher_ms > 0 else None,
             "params_budget": params_budget, "teacher_params": teacher_params}
 

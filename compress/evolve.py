@@ -117,6 +117,7 @@ class EvolutionResult:
     start_score: float = 0.0
     start_latency_ms: float = 0.0
     start_params: int = 0
+    screened_out: int = 0  # candidates dropped after screening (never scored in full)
 
     def to_json(self) -> dict[str, Any]:
         return {"history": [asdict(d) for d in self.history],
@@ -128,7 +129,7 @@ class EvolutionResult:
                 "final_score": self.final_score, "final_noise": self.final_noise,
                 "final_latency_ms": self.final_latency_ms, "final_params": self.final_params,
                 "start_score": self.start_score, "start_latency_ms": self.start_latency_ms,
-                "start_params": self.start_params}
+                "start_params": self.start_params, "screened_out": self.screened_out}
 
 
 @dataclass
@@ -144,6 +145,12 @@ class Evolver:
     finetune_duplicate: Callable[[nn.Module, Action], None] | None = None
     finetune_narrow: Callable[[nn.Module, Action], None] | None = None
     params: Callable[[nn.Module], int] | None = None  # needed with a parameter budget
+    # screening: `screen(m)` scores the first `screen_items` of the val items that `score`
+    # uses (same order); over the budget every candidate is screened and only the
+    # `screen_keep` best by screened value are scored in full and decided on
+    screen: Callable[[nn.Module], ScoreResult] | None = None
+    screen_items: int = 0
+    screen_keep: int = 0
 
     def count(self, model: nn.Module) -> int:
         return int(self.params(model)) if self.params is not None else 0
@@ -164,6 +171,18 @@ def _candidate(ev: Evolver, model: nn.Module, action: Action
         log.info("evolve: %s %s not evaluated: %s", action.kind, action.unit, exc)
         return None
     return cand, lat
+
+
+def _removal_cost(cur: ScoreResult, s: ScoreResult, saved: float, gap: float) -> float:
+    """Value of a removal / narrowing from `cur` to `s` that saves `saved` of a `gap` over the
+    budget: the pessimistic cost of the module docstring. The loss (0 when within the paired
+    noise, or a gain) plus the noise, so among actions that cost nothing measurable the larger
+    saving wins and the budget is reached in few rounds instead of by tiny lucky removals; per
+    unit saved up to the remaining overshoot, so of the actions that close the gap the one that
+    loses least goes first."""
+    noise = cur.paired_noise(s)
+    lost = max(0.0, significant(cur.value - s.value, noise)) + noise
+    return lost / min(saved, gap)
 
 
 def _finetuned(ev: Evolver, model: nn.Module, action: Action, rnd: int, before: ScoreResult
@@ -229,6 +248,7 @@ def evolve(
         units = ev.units(model)
         options: list[tuple[float, float, Action, Unit, ScoreResult, float, nn.Module]] = []
         if over:
+            pending: list[tuple[Action, Unit, nn.Module, float, int, float]] = []
             for u in units:
                 for kind in ("remove", "narrow"):
                     if kind not in u.actions:
@@ -248,22 +268,24 @@ def evolve(
                         # channels sliced out of trained layers: value what training
                         # recovers (harmonics / render lobes drop DSP terms, no weights)
                         ev.finetune_narrow(cand, action)
-                    s = ev.score(cand)
-                    res.evaluated.append(Candidate(rnd, kind, u.name, u.kind, u.component,
-                                                   s.value, s.noise, lat,
-                                                   ev.architecture(cand), n_p))
-                    # pessimistic cost: the loss (0 when within the noise or a gain) plus
-                    # the noise, per unit saved — among actions that cost nothing
-                    # measurable the larger saving wins, so the budget is reached in few
-                    # rounds instead of by tiny lucky removals
-                    noise = cur.paired_noise(s)  # see the module docstring
-                    lost = max(0.0, significant(cur.value - s.value, noise)) + noise
-                    # a saving beyond the remaining overshoot buys nothing toward the budget:
-                    # of the actions that close the gap, the one that loses least goes first
-                    value = lost / min(saved, gap)
-                    if kind == "remove" and lat_over:
-                        removal_value[u.name] = value
-                    options.append((value, -saved, action, u, s, lat, cand))
+                    pending.append((action, u, cand, lat, n_p, saved))
+            if ev.screen is not None and 0 < ev.screen_keep < len(pending):
+                # racing: every candidate on the first val items, the best in full
+                cur_screen = ScoreResult.from_items(cur.name, cur.items[: ev.screen_items])
+                ranked = sorted(range(len(pending)), key=lambda i: (
+                    _removal_cost(cur_screen, ev.screen(pending[i][2]), pending[i][5], gap),
+                    -pending[i][5]))
+                res.screened_out += len(pending) - ev.screen_keep
+                pending = [pending[i] for i in sorted(ranked[: ev.screen_keep])]
+            for action, u, cand, lat, n_p, saved in pending:
+                s = ev.score(cand)
+                res.evaluated.append(Candidate(rnd, action.kind, u.name, u.kind, u.component,
+                                               s.value, s.noise, lat,
+                                               ev.architecture(cand), n_p))
+                value = _removal_cost(cur, s, saved, gap)
+                if action.kind == "remove" and lat_over:
+                    removal_value[u.name] = value
+                options.append((value, -saved, action, u, s, lat, cand))
             if not options:
                 say(f"round {rnd}: over budget and no action saves "
                     f"{'latency' if lat_over else 'parameters'}")
@@ -273,6 +295,11 @@ def evolve(
         else:
             ranked = sorted((u for u in units if "duplicate" in u.actions),
                             key=lambda u: -removal_value.get(u.name, 0.0))
+            # the most valuable unit of each component first, then the rest by value: a
+            # few candidates span the whole path instead of one component's blocks
+            heads = {id(u) for u in {u.component: u for u in reversed(ranked)}.values()}
+            ranked = ([u for u in ranked if id(u) in heads]
+                      + [u for u in ranked if id(u) not in heads])
             for u in ranked[: max(0, duplicate_candidates)]:
                 action = Action("duplicate", u.name)
                 got = _candidate(ev, model, action)

@@ -438,7 +438,8 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
         return run
 
     st.say(f"evolve: budget {budget['budget_ms']:.2f} ms per audio second "
-           f"({budget['mode']}; teacher architecture {teacher_ms:.2f} ms)"
+           f"({budget['mode']}; teacher architecture {teacher_ms:.2f} ms; searching to "
+           f"{budget['search_ms']:.2f} ms, {100 * ec.latency_margin:.0f} % under it)"
            + (f", {budget['params_budget'] / 1e6:.2f} M parameters"
               if budget["params_budget"] is not None else "")
            + f", score {ec.score} on "
@@ -446,9 +447,12 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
     ev = Evolver(units=recipe.units, apply=recipe.apply, architecture=recipe.architecture,
                  score=score, latency=predict, finetune=tuner(ec.finetune_steps, 0),
                  finetune_duplicate=tuner(ec.duplicate_finetune_steps, 7919),
-                 finetune_narrow=tuner(ec.narrow_finetune_steps, 7927), params=recipe.params)
+                 finetune_narrow=tuner(ec.narrow_finetune_steps, 7927), params=recipe.params,
+                 screen=(lambda m: scorer(m, "screen", first=ec.screen_clips))
+                 if ec.screen_clips else None,
+                 screen_items=ec.screen_clips, screen_keep=ec.screen_keep)
     t0 = time.perf_counter()
-    chosen, res = evolve(model, ev, budget_ms=budget["budget_ms"], max_rounds=ec.max_rounds,
+    chosen, res = evolve(model, ev, budget_ms=budget["search_ms"], max_rounds=ec.max_rounds,
                          narrow_factor=ec.narrow_factor,
                          duplicate_candidates=ec.duplicate_candidates,
                          swap_candidates=ec.swap_candidates,

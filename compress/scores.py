@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,27 @@ class EvalSet:
         return self._emb[name]
 
 
+_PINNED: dict[int, str] = {}
+# conversions an eval set keeps, by model fingerprint: a search screens a candidate on the
+# first items and may score it in full later, with other candidates screened in between
+CONVERSIONS_KEPT = 48
+
+
+@contextmanager
+def fingerprint_pinned(model: torch.nn.Module) -> Iterator[str]:
+    """Hash `model` once for a block in which it does not change: every score computed inside
+    reuses the fingerprint (one hash of the weights instead of one per score and item)."""
+    key = model_fingerprint(model)
+    _PINNED[id(model)] = key
+    try:
+        yield key
+    finally:
+        _PINNED.pop(id(model), None)
+
+
 def model_fingerprint(model: torch.nn.Module) -> str:
+    if id(model) in _PINNED:
+        return _PINNED[id(model)]
     h = hashlib.sha256()
     h.update(repr(getattr(model, "architecture", None)).encode())
     for name, t in model.state_dict().items():
@@ -104,7 +125,8 @@ def converted(model: torch.nn.Module, eval_set: EvalSet) -> list[np.ndarray]:
             outs.append(svc.convert_long(item.source, spk, item.shift, steps=eval_set.steps,
                                          sampler=eval_set.sampler, seed=eval_set.seed,
                                          f0_method=eval_set.f0_method))
-        eval_set._cache.clear()
+        while len(eval_set._cache) >= CONVERSIONS_KEPT:  # oldest first (insertion order)
+            eval_set._cache.pop(next(iter(eval_set._cache)))
         eval_set._cache[key] = outs
     return eval_set._cache[key]
 

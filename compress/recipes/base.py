@@ -225,7 +225,8 @@ class Recipe(ABC):
     def scorer(self, model: nn.Module, data: DataSplits, split: str, *, items: int,
                seconds: float, chunk_seconds: float, score: str, steps: int | None = None
                ) -> Callable[[Any, str], ScoreResult]:
-        """``(model or program, tag) -> ScoreResult`` on `split`. A program is a callable
+        """``(model or program, tag, first=None) -> ScoreResult`` on `split` (on its first
+        `first` items when given, in the same order). A program is a callable
         with the device program's signature (a ``.pte`` runner, a quantized graph); `tag`
         names it for caching. An eager model runs with `steps` sampler steps (None: the
         family's choice for decisions)."""

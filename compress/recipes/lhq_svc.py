@@ -74,16 +74,18 @@ class LHQSVCRecipe(Recipe):
         self.configure(cfg)
         dc = cfg.data
         if dc.source == "synthetic":
+            from compress.config import synthetic_song_plan
             from models.data.corpus import CorpusConfig, synthesize_corpus
 
             base = CorpusConfig(singers=dc.singers, minutes=dc.minutes, seed=dc.seed,
                                 sample_rate=dc.sample_rate, voice_noise=dc.voice_noise)
-            # at least three songs, two of them held out: one for val, one for test
-            total = dc.minutes * 60.0
-            song_s = min(base.song_seconds, max(3.0, total / 3.0))
-            n = max(2, int(round(total / song_s)))
-            frac = max(base.test_fraction, (2.0 + 0.01) / n) if n >= 3 else base.test_fraction
-            ccfg = replace(base, song_seconds=song_s, test_fraction=min(frac, 0.67))
+            # `held_out_songs` songs no stage trains on (half val, half test), >= 1 to train
+            plan = synthetic_song_plan(dc.minutes, dc.held_out_songs, base.song_seconds)
+            if plan is None:
+                raise CompressError(f"data.minutes={dc.minutes} cannot hold "
+                                    f"{dc.held_out_songs} held-out songs and a training song")
+            n, song_s = plan
+            ccfg = replace(base, song_seconds=song_s, test_fraction=dc.held_out_songs / n)
             root = out / "corpus"
             say(f"data: synthesising {dc.singers} singers x {dc.minutes} min into {root}")
             synthesize_corpus(root, ccfg)
@@ -314,9 +316,16 @@ class LHQSVCRecipe(Recipe):
         songs = set(getattr(data, split))
         corpus = self.corpus(data.root)
         song_of = {c.id: c.song for c in corpus.clips}
-        chosen = [it for it in full.items if song_of.get(it.id.split("->")[0]) in songs]
-        if not chosen:
+        by_song: dict[str, list[Any]] = {}
+        for it in full.items:
+            song = song_of.get(it.id.split("->")[0])
+            if song in songs:
+                by_song.setdefault(song, []).append(it)
+        if not by_song:
             raise CompressError(f"no conversion job in the {split} split of {data.root}")
+        # round robin over the split's songs: n items span min(n, songs) songs
+        queues = [by_song[s] for s in sorted(by_song)]
+        chosen = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
         chosen = chosen[:items]
         emb = self._emb.setdefault(data.root, {})
         return [EvalSet(items=[it], sample_rate=full.sample_rate, hop_length=full.hop_length,
@@ -334,15 +343,16 @@ class LHQSVCRecipe(Recipe):
     def scorer(self, model: nn.Module, data: DataSplits, split: str, *, items: int,
                seconds: float, chunk_seconds: float, score: str, steps: int | None = None
                ) -> Callable[[Any, str], ScoreResult]:
-        from compress.scores import get_score
+        from compress.scores import fingerprint_pinned, get_score
 
         fn = get_score(score)
         n_steps = steps if steps is not None else self.decision_steps(model)
         sets = self._eval_items(model, data, split, items, seconds, n_steps)
 
-        def run(subject: Any, tag: str) -> ScoreResult:
+        def run(subject: Any, tag: str, first: int | None = None) -> ScoreResult:
             s = self._subject(subject, model, tag, chunk_seconds)
-            return ScoreResult.from_items(score, [fn(s, es) for es in sets])
+            with fingerprint_pinned(s):
+                return ScoreResult.from_items(score, [fn(s, es) for es in sets[:first]])
 
         return run
 
@@ -358,21 +368,22 @@ class LHQSVCRecipe(Recipe):
     def evaluate(self, subject: Any, tag: str, model: nn.Module, data: DataSplits, split: str,
                  *, items: int, seconds: float, chunk_seconds: float, teacher_steps: int | None
                  ) -> dict[str, ScoreResult]:
-        from compress.scores import get_score, score_names
+        from compress.scores import fingerprint_pinned, get_score, score_names
 
         sets = self._eval_items(model, data, split, items, seconds, teacher_steps or 1)
         s = self._subject(subject, model, tag, chunk_seconds)
         out: dict[str, ScoreResult] = {}
-        for name in score_names():
-            fn = get_score(name)
-            vals = []
-            for es in sets:
-                try:
-                    vals.append(float(fn(s, es)))
-                except CompressError as exc:
-                    log.warning("score %s on %s: %s", name, es.items[0].id, exc)
-            if vals:
-                out[name] = ScoreResult.from_items(name, vals)
+        with fingerprint_pinned(s):
+            for name in score_names():
+                fn = get_score(name)
+                vals = []
+                for es in sets:
+                    try:
+                        vals.append(float(fn(s, es)))
+                    except CompressError as exc:
+                        log.warning("score %s on %s: %s", name, es.items[0].id, exc)
+                if vals:
+                    out[name] = ScoreResult.from_items(name, vals)
         return out
 
     def write_examples(self, out: Path, teacher: nn.Module, program: Any, student: nn.Module,

@@ -125,7 +125,9 @@ def test_budget_forms_resolve_to_ms_per_audio_second():
     r = resolve_budget(EvolveConfig(budget_fraction=0.5), 40.0, 1)
     assert r["budget_ms"] == 20.0 and r["fraction_of_teacher"] == 0.5
     r = resolve_budget(EvolveConfig(), 40.0, 1)
-    assert r["budget_ms"] == pytest.approx(24.0)  # default 0.6
+    assert r["budget_ms"] == pytest.approx(22.0)  # default 0.55
+    # the search aims latency_margin (default 3 %) under the budget
+    assert r["search_ms"] == pytest.approx(22.0 * 0.97) and r["latency_margin"] == 0.03
     # the parameter budget: default 0.6 of the teacher's parameters, null for none
     assert resolve_budget(EvolveConfig(), 40.0, 3_000_000)["params_budget"] == 1_800_000
     assert resolve_budget(EvolveConfig(params_fraction=None), 40.0)["params_budget"] is None
@@ -139,3 +141,20 @@ def test_a_model_without_a_recipe_is_rejected_by_validate(monkeypatch):
     monkeypatch.setattr(recipes, "families", lambda: ["some-other-family"])
     with pytest.raises(ConfigError, match="has none"):
         from_dict(RunConfig, {"model": {"name": "lhq-svc-unittest"}})
+
+
+def test_synthetic_song_plan_holds_the_held_out_songs() -> None:
+    from compress.config import DataConfig, synthetic_song_plan
+
+    # 3 min per singer in 15 s songs, 4 held out, 8 to train on
+    assert synthetic_song_plan(3.0, 4) == (12, 15.0)
+    # the demo (2 min, 2 held out): 8 songs of 15 s, as before the knob existed
+    assert synthetic_song_plan(2.0, 2) == (8, 15.0)
+    # short corpora get shorter songs (>= 3 s), always held_out + 1 of them at least
+    n, secs = synthetic_song_plan(0.3, 4)
+    assert n == 5 and secs == pytest.approx(3.6)
+    assert synthetic_song_plan(0.2, 4) is None  # 12 s cannot hold 5 songs of 3 s
+    probs = DataConfig(minutes=0.2, held_out_songs=4).problems("data")
+    assert len(probs) == 1 and probs[0].path == "data.minutes"
+    assert DataConfig(minutes=0.2, held_out_songs=2).problems("data") == []
+    assert DataConfig(source="folder", path="x", minutes=0.01).problems("data") == []

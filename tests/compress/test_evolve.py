@@ -258,3 +258,57 @@ def test_rounds_over_the_budget_do_not_count_toward_max_rounds() -> None:
     best, res = evolve(m, _ev(), budget_ms=30.0, max_rounds=1, duplicate_candidates=0,
                        swap_candidates=0)
     assert len(res.history) >= 2 and res.budget_met and best.latency() <= 30.0
+
+
+def test_screening_scores_only_the_best_candidates_in_full_and_decides_alike() -> None:
+    """Racing: every over-budget candidate is screened on the first val items, the best
+    `screen_keep` are scored on all of them; with a screen that ranks like the full score the
+    decisions are the same as without screening, with fewer full scorings."""
+    m = Toy(["costly_useful", "cheap_useless", "mid"], ["big_useless", "costly_useful"])
+    plain = _ev(items=6)
+    _, ref = evolve(m, plain, budget_ms=24.0, max_rounds=6, duplicate_candidates=0,
+                    swap_candidates=0)
+    screened = _ev(items=6)
+    calls = {"screen": 0, "full": 0}
+    full = screened.score
+
+    def score(t: Toy) -> ScoreResult:
+        calls["full"] += 1
+        return full(t)
+
+    def screen(t: Toy) -> ScoreResult:
+        calls["screen"] += 1
+        r = full(t)  # the first 2 items of the full score, as the recipe's scorer gives them
+        return ScoreResult.from_items(r.name, r.items[:2])
+
+    screened.score, screened.screen = score, screen
+    screened.screen_items, screened.screen_keep = 2, 2
+    _, res = evolve(m, screened, budget_ms=24.0, max_rounds=6, duplicate_candidates=0,
+                    swap_candidates=0)
+    assert [(h.action, h.unit) for h in res.history] == [(h.action, h.unit) for h in ref.history]
+    assert res.screened_out > 0 and calls["screen"] >= res.screened_out + 2
+    # candidates scored in full: at most 2 per over-budget round (plus start and fine-tunes)
+    assert len([c for c in res.evaluated if c.action in ("remove", "narrow")]) <= \
+        2 * len(res.history)
+    assert len([c for c in res.evaluated if c.action in ("remove", "narrow")]) < \
+        len([c for c in ref.evaluated if c.action in ("remove", "narrow")])
+    assert res.to_json()["screened_out"] == res.screened_out
+
+
+def test_duplicate_candidates_span_the_components() -> None:
+    """Under the budget the first duplicate candidates are the most valuable unit of each
+    component, not several blocks of one."""
+    m = Toy(["costly_useful", "costly_useful", "mid"], ["tiny", "cheap_useless"])
+    m.width = {"a": 16, "b": 16}
+    tried: list[str] = []
+    ev = _ev()
+    apply = ev.apply
+
+    def spy(t: Toy, a: Action) -> None:
+        if a.kind == "duplicate":
+            tried.append(a.unit.split(".")[0])
+        apply(t, a)
+
+    ev.apply = spy
+    evolve(m, ev, budget_ms=100.0, max_rounds=1, duplicate_candidates=2, swap_candidates=0)
+    assert sorted(tried[:2]) == ["a", "b"]

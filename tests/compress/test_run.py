@@ -23,14 +23,14 @@ from models import registry
 
 UT_CONFIG = """\
 name: ut
-data: {source: synthetic, singers: 2, minutes: 0.3}
+data: {source: synthetic, singers: 2, minutes: 0.3, held_out_songs: 2}
 model: {name: lhq-svc-unittest}
 train: {steps: 20, content_steps: 10, vocoder_steps: 10, batch_size: 2}
 robust: {steps: 5}
 latency: {warmup: 1, iterations: 10, width_steps: 1, validate: false}
 evolve: {budget_fraction: 0.85, params_fraction: 0.8, max_rounds: 5, finetune_steps: 2,
          duplicate_candidates: 1, swap_candidates: 1, duplicate_finetune_steps: 1, val_clips: 2,
-         val_seconds: 1.0}
+         val_seconds: 1.0, screen_clips: 1, screen_keep: 2}
 distill: {teacher_steps: 4, steps_per_stage: 3}
 quantize: {calibration_clips: 2}
 export: {chunk_seconds: 0.25}
@@ -240,13 +240,21 @@ def test_data_splits_are_disjoint_by_song(tmp_path: Path) -> None:
     from compress.recipes.base import DataSplits
 
     cfg = from_dict(RunConfig, {"model": {"name": "lhq-svc-unittest"},
-                                "data": {"singers": 2, "minutes": 0.3}})
+                                "data": {"singers": 2, "minutes": 0.3,
+                                         "held_out_songs": 4}})
     r = recipe_for(cfg.model.name)
     r.configure(cfg)
     d = r.load_data(cfg, tmp_path, lambda s: None)
     d.check()
     assert set(d.train).isdisjoint(d.val) and set(d.val).isdisjoint(d.test)
-    assert d.val and d.test and d.train
+    # data.held_out_songs: half decide (val), half report (test), >= 2 train
+    assert len(d.val) == 2 and len(d.test) == 2 and len(d.train) >= 1
+    # eval items go round robin over the split's songs: 2 items come from 2 songs
+    m = registry.get("lhq-svc-unittest").build(
+        speakers=r.corpus(d.root).singers, n_speakers=2).eval()
+    items = r._eval_items(m, d, "val", 2, 0.5, 1)
+    song_of = {c.id: c.song for c in r.corpus(d.root).clips}
+    assert {song_of[es.items[0].id.split("->")[0]] for es in items} == set(d.val)
     corpus = r.corpus(d.root)
     for split in ("val", "test"):  # held-out songs only, never a training song's clip
         assert {c.song for c in r._clips(d, split)} == set(getattr(d, split))
@@ -257,7 +265,6 @@ def test_data_splits_are_disjoint_by_song(tmp_path: Path) -> None:
     with pytest.raises(CompressError, match="test split is empty"):
         DataSplits("x", ("s1",), ("s2",), ()).check()
     # decisions and the report never score training audio
-    m = registry.get("lhq-svc-unittest").build().eval()
     with pytest.raises(CompressError, match="never computed on the train split"):
         r.scorer(m, d, "train", items=1, seconds=0.5, chunk_seconds=0.25, score="stoi")
 

@@ -85,3 +85,18 @@ def test_reference_scores_need_a_reference() -> None:
         it.reference = None
     with pytest.raises(CompressError, match="score stoi: no eval item has a reference"):
         scores.get_score("stoi")(_Echo(), es)
+
+
+def test_a_pinned_fingerprint_hashes_once_and_expires_with_its_block() -> None:
+    import torch
+
+    from compress.scores import fingerprint_pinned, model_fingerprint
+
+    m = torch.nn.Linear(3, 2)
+    before = model_fingerprint(m)
+    with fingerprint_pinned(m) as key:
+        assert key == before
+        with torch.no_grad():
+            m.weight.add_(1.0)  # not allowed inside the block: the pin is what is returned
+        assert model_fingerprint(m) == before
+    assert model_fingerprint(m) != before  # outside the block the weights are hashed again
