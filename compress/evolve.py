@@ -20,16 +20,17 @@ closed).
 
 Under the budget the most valuable duplicate that fits is applied — its copy initialised from
 the original and briefly fine-tuned before it is valued, as SnapFusion does — if it gains score
-beyond the noise. A channel-narrowed candidate (kind ``width``) is briefly fine-tuned before it
-is valued too: slicing channels out of a trained layer loses what a few dozen steps recover
-(demo conditioner 256 -> 128 channels: sim_stoi 0.777 -> 0.608 as sliced, 0.776 after 80 steps),
-and valuing it as sliced would never pick it. The chosen candidate is adopted as valued. When no
-copy fits, a **swap** is tried: duplicate a valuable unit and pay for it with the cheapest
-removal that brings the program back under the budget, taken only if the pair gains score. The
-search stops when neither gains, or after ``max_rounds`` rounds under the budget; rounds over it
-do not count (the budget is a hard limit, and every over-budget decision shrinks the model, so
-they end), up to a safety cap of 4 x ``max_rounds`` rounds in all. A short fine-tune follows
-every decision.
+beyond the noise over the current model given the same fine-tune (so the fine-tune's own gain is
+not credited to the copy). A channel-narrowed candidate (kind ``width``) is briefly fine-tuned
+before it is valued too: slicing channels out of a trained layer loses what a few dozen steps
+recover (demo conditioner 256 -> 128 channels: sim_stoi 0.777 -> 0.608 as sliced, 0.776 after 80
+steps), and valuing it as sliced would never pick it. The chosen candidate is adopted as valued.
+When no copy fits, a **swap** is tried: duplicate a valuable unit and pay for it with the
+cheapest removal that brings the program back under the budget, taken only if the pair gains
+score. The search stops when neither gains, or after ``max_rounds`` rounds under the budget;
+rounds over it do not count (the budget is a hard limit, and every over-budget decision shrinks
+the model, so they end), up to a safety cap of 4 x ``max_rounds`` rounds in all. A short fine-
+tune follows every decision.
 
 An optional **parameter budget** (``params_budget``, e.g. 0.6 of the teacher's parameters for a
 download / memory limit) joins the latency budget: a state meets the budget only when both hold.
@@ -185,6 +186,23 @@ def _removal_cost(cur: ScoreResult, s: ScoreResult, saved: float, gap: float) ->
     return lost / min(saved, gap)
 
 
+def _tuned_reference(ev: Evolver, model: nn.Module, cur: ScoreResult, action: Action,
+                     cache: dict[str, ScoreResult]) -> ScoreResult:
+    """What a duplicate's gain is measured against: the current model, or — when it scores
+    higher — the current model given the same fine-tune as the copy (same component, steps and
+    seed). A copy is fine-tuned before it is valued; without this control the fine-tune's own
+    gain would be credited to the copy. Cached per component within a round."""
+    if ev.finetune_duplicate is None:
+        return cur
+    comp = action.unit.split(".")[0]
+    if comp not in cache:
+        base = copy.deepcopy(model)
+        ev.finetune_duplicate(base, action)
+        tuned = ev.score(base)
+        cache[comp] = tuned if tuned.value > cur.value else cur
+    return cache[comp]
+
+
 def _finetuned(ev: Evolver, model: nn.Module, action: Action, rnd: int, before: ScoreResult
                ) -> tuple[nn.Module, ScoreResult]:
     """`model` after the short fine-tune that follows a decision, or as it was when the
@@ -300,6 +318,7 @@ def evolve(
             heads = {id(u) for u in {u.component: u for u in reversed(ranked)}.values()}
             ranked = ([u for u in ranked if id(u) in heads]
                       + [u for u in ranked if id(u) not in heads])
+            tuned_refs: dict[str, ScoreResult] = {}
             for u in ranked[: max(0, duplicate_candidates)]:
                 action = Action("duplicate", u.name)
                 got = _candidate(ev, model, action)
@@ -315,13 +334,14 @@ def evolve(
                 res.evaluated.append(Candidate(rnd, "duplicate", u.name, u.kind, u.component,
                                                s.value, s.noise, lat, ev.architecture(cand),
                                                ev.count(cand)))
-                gain = significant(s.value - cur.value, cur.paired_noise(s))
+                ref = _tuned_reference(ev, model, cur, action, tuned_refs)
+                gain = significant(s.value - ref.value, ref.paired_noise(s))
                 if gain <= 0:
                     continue  # no measurable gain: a copy would only cost latency
                 options.append((gain / spent, spent, action, u, s, lat, cand))
             if not options and swap_candidates > 0:
                 pair = _swap(ev, model, units, removal_value, cur, cur_lat, budget_ms,
-                             narrow_factor, swap_candidates, rnd, res, p_budget)
+                             narrow_factor, swap_candidates, rnd, res, p_budget, tuned_refs)
                 if pair is not None:
                     model, cur, cur_lat = pair
                     cur_p = ev.count(model)
@@ -367,7 +387,8 @@ def evolve(
 
 def _swap(ev: Evolver, model: nn.Module, units: list[Unit], removal_value: dict[str, float],
           cur: ScoreResult, cur_lat: float, budget_ms: float, factor: float,
-          k: int, rnd: int, res: EvolutionResult, p_budget: float = math.inf
+          k: int, rnd: int, res: EvolutionResult, p_budget: float = math.inf,
+          tuned_refs: dict[str, ScoreResult] | None = None
           ) -> tuple[nn.Module, ScoreResult, float] | None:
     """Under budget with no room for a copy: duplicate one of the `k` most valuable units (its
     copy fine-tuned) and pay for it with the cheapest remove / narrow that brings the program
@@ -409,7 +430,9 @@ def _swap(ev: Evolver, model: nn.Module, units: list[Unit], removal_value: dict[
             res.evaluated.append(Candidate(rnd, f"swap:{kind}", f"{d.name}+{r.name}", r.kind,
                                            r.component, s.value, s.noise, lat,
                                            ev.architecture(cand)))
-            gain = significant(s.value - cur.value, cur.paired_noise(s))
+            ref = _tuned_reference(ev, model, cur, Action("duplicate", d.name),
+                                   {} if tuned_refs is None else tuned_refs)
+            gain = significant(s.value - ref.value, ref.paired_noise(s))
             if gain > 0 and (best is None or s.value > best[0]):
                 best = (s.value, (d, r, kind, dup, lat_d, s_d, cand, s, lat))
     if best is None:

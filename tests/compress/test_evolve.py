@@ -312,3 +312,24 @@ def test_duplicate_candidates_span_the_components() -> None:
     ev.apply = spy
     evolve(m, ev, budget_ms=100.0, max_rounds=1, duplicate_candidates=2, swap_candidates=0)
     assert sorted(tried[:2]) == ["a", "b"]
+
+
+def test_a_duplicate_is_credited_only_with_what_the_same_fine_tune_alone_does_not_give() -> None:
+    """The copy's fine-tune improves any model by 0.05 here: a copy of a unit that adds
+    nothing gains 0.05 against the untuned model, nothing against the tuned control."""
+    from dataclasses import replace
+
+    def tune(m: Toy, action: Action) -> None:
+        m.tuned = getattr(m, "tuned", 0.0) + 0.05
+
+    useless = Toy(["cheap_useless", "cheap_useless"], ["dsp", "cheap_useless"])
+    useless.width = {"a": 16, "b": 16}
+    _, res = evolve(useless, replace(_ev(), finetune_duplicate=tune), budget_ms=100.0,
+                    max_rounds=1, duplicate_candidates=2, swap_candidates=0)
+    # the copies add nothing: what the candidates gained was the fine-tune's
+    assert [h for h in res.history if h.action == "duplicate"] == []
+    useful = Toy(["costly_useful"], ["tiny"])  # a copy adds 0.15, beyond the fine-tune's 0.05
+    _, res = evolve(useful, replace(_ev(), finetune_duplicate=tune), budget_ms=100.0,
+                    max_rounds=1, duplicate_candidates=2, swap_candidates=0)
+    assert res.history and res.history[0].action == "duplicate"
+    assert res.history[0].kind == "costly_useful"
