@@ -29,8 +29,8 @@ When no copy fits, a **swap** is tried: duplicate a valuable unit and pay for it
 cheapest removal that brings the program back under the budget, taken only if the pair gains
 score. The search stops when neither gains, or after ``max_rounds`` rounds under the budget;
 rounds over it do not count (the budget is a hard limit, and every over-budget decision shrinks
-the model, so they end), up to a safety cap of 4 x ``max_rounds`` rounds in all. A short fine-
-tune follows every decision.
+the model, so they end), up to a safety cap of 4 x ``max_rounds`` rounds in all. A short
+fine-tune follows every decision.
 
 An optional **parameter budget** (``params_budget``, e.g. 0.6 of the teacher's parameters for a
 download / memory limit) joins the latency budget: a state meets the budget only when both hold.
