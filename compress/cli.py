@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from compress.cli_util import quiet_dependencies
+from compress.cli_util import filter_native_stderr, quiet_dependencies
 
 # One module per command, in the order `compress --help` lists them.
 COMMAND_MODULES: list[str] = [
@@ -61,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     quiet_dependencies(level)
+    if argv is None and level > logging.INFO:
+        # the console command (not a caller passing argv): the native runtime's own stderr
+        # lines (cpuinfo, threadpool) only with -v
+        filter_native_stderr()
     errors = _error_types()
     try:
         return int(args.func(args) or 0)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
+import os
+import re
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -67,3 +71,55 @@ def quiet_dependencies(level: int) -> None:
     warnings.filterwarnings("ignore", message="Tight layout not applied")  # matplotlib
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+#: lines the ExecuTorch runtime's C++ code writes straight to the process's stderr (file
+#: descriptor 2, out of Python's reach): cpuinfo probing ``/sys/devices/soc0`` on every host
+#: that is not an Android SoC, and the XNNPACK threadpool being resized
+NATIVE_NOISE = re.compile(rb"^\[(cpuinfo_utils|threadpool)\.cpp:\d+\] ")
+_native_filter: tuple[int, threading.Thread] | None = None
+
+
+def filter_native_stderr(pattern: re.Pattern[bytes] = NATIVE_NOISE) -> None:
+    """Drop the lines of :data:`NATIVE_NOISE` from this process's stderr (and its children's,
+    which inherit it); every other line passes unchanged, as it is written. Installed once per
+    process: file descriptor 2 becomes a pipe that a thread reads line by line and forwards to
+    the original stderr; at exit the original is put back and the pipe drained, so a traceback
+    printed at exit still reaches the terminal."""
+    global _native_filter
+    if _native_filter is not None:
+        return
+    sys.stderr.flush()
+    orig = os.dup(2)
+    r, w = os.pipe()
+    os.dup2(w, 2)
+    os.close(w)
+
+    def pump() -> None:
+        buf = b""
+        while True:
+            try:
+                chunk = os.read(r, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            out = b"".join(line + b"\n" for line in lines if not pattern.match(line))
+            if out:
+                os.write(orig, out)
+        if buf and not pattern.match(buf):
+            os.write(orig, buf)
+        os.close(r)
+
+    thread = threading.Thread(target=pump, name="native-stderr-filter", daemon=True)
+    thread.start()
+
+    def restore() -> None:
+        sys.stderr.flush()
+        os.dup2(orig, 2)  # the pipe's last write end (unless a child still holds it) closes
+        thread.join(timeout=2.0)
+
+    atexit.register(restore)
+    _native_filter = (orig, thread)

@@ -39,3 +39,33 @@ def test_quiet_dependencies_hides_their_warnings_and_keeps_ours() -> None:
     finally:
         for n, lv in levels.items():
             logging.getLogger(n).setLevel(lv)
+
+
+def _stderr_of(code: str) -> str:
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return p.stderr
+
+
+def test_the_native_runtime_lines_are_filtered_and_everything_else_passes() -> None:
+    """The ExecuTorch runtime writes its threadpool line to file descriptor 2 itself; with the
+    filter installed it is dropped, while Python's own stderr and a traceback at exit pass."""
+    raw = _stderr_of("from export.runtime import set_executorch_threads\n"
+                     "set_executorch_threads(1)\n")
+    assert "[threadpool.cpp:" in raw  # what a user saw before the filter
+    out = _stderr_of(
+        "import os, sys\n"
+        "from compress.cli_util import filter_native_stderr\n"
+        "filter_native_stderr()\n"
+        "from export.runtime import set_executorch_threads\n"
+        "set_executorch_threads(1)\n"
+        "os.write(2, b'[cpuinfo_utils.cpp:71] Reading file /sys/devices/soc0/image_version\\n')\n"
+        "print('a real problem', file=sys.stderr)\n"
+        "os.write(2, b'native line without newline')\n"
+        "os.write(2, b'\\n')\n"
+        "raise SystemExit('exiting with an error message')\n")
+    assert "[threadpool.cpp:" not in out and "[cpuinfo_utils.cpp:" not in out
+    assert "a real problem" in out and "native line without newline" in out
+    assert "exiting with an error message" in out
