@@ -236,13 +236,17 @@ class LHQSVCRecipe(Recipe):
 
         audio = self._audio_batches(model, data, seed, batch=2)
 
-        def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        hn = getattr(model, "vocoder_kind", "hn") == "hn"
+
+        def next_batch() -> tuple[torch.Tensor, ...]:
             wav = audio()
             with torch.no_grad():
                 mel = model.mel(wav)  # (B, M, F)
+                if not hn:  # MelGAN (the paper-sized preset): mel -> audio
+                    return (mel,)
                 f0, voiced = model.f0(wav)  # (B, F)
             n = mel.shape[-1]
-            return mel, f0[:, :n] * voiced[:, :n]
+            return mel, f0[:, :n] * voiced[:, :n]  # harmonic-plus-noise: mel, F0 -> audio
 
         loss = LogMelL1(sample_rate=model.sample_rate, n_fft=512, hop=128)
         with torch.random.fork_rng(devices=[]):

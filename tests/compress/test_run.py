@@ -280,3 +280,36 @@ def test_unknown_family_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
     with pytest.raises(CompressError, match="no recipe for family 'nofamily'.*lhq-svc"):
         recipes.recipe_for("fam-testonly")
+
+
+def test_vocoder_fine_tune_serves_both_vocoder_kinds(tmp_path: Path) -> None:
+    """The recipe's vocoder fine-tune (output distillation from the teacher's vocoder) calls
+    a MelGAN vocoder with the mel alone and the harmonic-plus-noise one with mel and F0 (the
+    paper-sized preset's MelGAN once failed here, mid-search)."""
+    from compress.config import RunConfig
+    from compress.config_io import from_dict
+    from compress.recipes import recipe_for
+    from compress.recipes.base import Action
+
+    cfg = from_dict(RunConfig, {"model": {"name": "lhq-svc-unittest"},
+                                "data": {"singers": 2, "minutes": 0.3}})
+    r = recipe_for(cfg.model.name)
+    r.configure(cfg)
+    d = r.load_data(cfg, tmp_path, lambda s: None)
+    singers = r.corpus(d.root).singers
+    for kind in ("melgan", "hn"):
+        teacher = registry.get("lhq-svc-unittest").build(
+            speakers=singers, n_speakers=2, vocoder_kind=kind).eval()
+        student = registry.get("lhq-svc-unittest").build(
+            speakers=singers, n_speakers=2, vocoder_kind=kind).eval()
+        student.load_state_dict(teacher.state_dict())
+        torch.manual_seed(0)
+        with torch.no_grad():  # a student that differs from its teacher (as a narrowed one)
+            for p in student.vocoder.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        before = [p.detach().clone() for p in student.vocoder.parameters()]
+        rec = r.finetune(student, teacher, Action("narrow", "vocoder.width", 0.5), d, 2, 0)
+        assert rec and math.isfinite(float(rec.get("loss_end", rec.get("loss", 0.0))))
+        moved = max(float((a - b.detach()).abs().max())
+                    for a, b in zip(before, student.vocoder.parameters()))
+        assert moved > 0.0, (kind, rec)  # the vocoder was trained, not skipped
