@@ -605,14 +605,15 @@ def stage_export(st: RunState, out: Path) -> ExportStageResult:
             for part, (module, x, cx, prefix) in recipe.extra_programs(model, inputs,
                                                                        calib).items():
                 sub = [g[len(prefix):] for g in groups if g.startswith(prefix)]
+                part_precision = precision if sub else "fp32"  # no int8 group: fp32
                 res, _ = gated_pte(st, module, x, cx, out, f"{name}-{part}",
-                                   precision=precision if sub else "fp32", groups=sub,
+                                   precision=part_precision, groups=sub,
                                    left=[g[len(prefix):] for g in by_noise
                                          if g.startswith(prefix)],
                                    attempts=attempts, metadata={**meta, "component": part},
                                    gate=gate)
-                artifacts[f"{part}_pte_{precision}"] = str(res.path)
-                parity[f"{part}_pte_{precision}"] = res.parity
+                artifacts[f"{part}_pte_{part_precision}"] = str(res.path)
+                parity[f"{part}_pte_{part_precision}"] = res.parity
         elif fmt == "onnx":
             from export.onnx_export import export_onnx
 
