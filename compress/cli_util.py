@@ -77,7 +77,7 @@ def quiet_dependencies(level: int) -> None:
 #: descriptor 2, out of Python's reach): cpuinfo probing ``/sys/devices/soc0`` on every host
 #: that is not an Android SoC, and the XNNPACK threadpool being resized
 NATIVE_NOISE = re.compile(rb"^\[(cpuinfo_utils|threadpool)\.cpp:\d+\] ")
-_native_filter: tuple[int, threading.Thread] | None = None
+_native_filter_on = False
 
 
 def filter_native_stderr(pattern: re.Pattern[bytes] = NATIVE_NOISE) -> None:
@@ -86,8 +86,8 @@ def filter_native_stderr(pattern: re.Pattern[bytes] = NATIVE_NOISE) -> None:
     process: file descriptor 2 becomes a pipe that a thread reads line by line and forwards to
     the original stderr; at exit the original is put back and the pipe drained, so a traceback
     printed at exit still reaches the terminal."""
-    global _native_filter
-    if _native_filter is not None:
+    global _native_filter_on
+    if _native_filter_on:
         return
     sys.stderr.flush()
     orig = os.dup(2)
@@ -122,4 +122,4 @@ def filter_native_stderr(pattern: re.Pattern[bytes] = NATIVE_NOISE) -> None:
         thread.join(timeout=2.0)
 
     atexit.register(restore)
-    _native_filter = (orig, thread)
+    _native_filter_on = True

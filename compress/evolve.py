@@ -146,11 +146,10 @@ class Evolver:
     finetune_duplicate: Callable[[nn.Module, Action], None] | None = None
     finetune_narrow: Callable[[nn.Module, Action], None] | None = None
     params: Callable[[nn.Module], int] | None = None  # needed with a parameter budget
-    # screening: `screen(m)` scores the first `screen_items` of the val items that `score`
-    # uses (same order); over the budget every candidate is screened and only the
-    # `screen_keep` best by screened value are scored in full and decided on
+    # screening: `screen(m)` scores a few of the val items that `score` uses; over the budget
+    # every candidate is screened and only the `screen_keep` best by screened value are
+    # scored in full and decided on
     screen: Callable[[nn.Module], ScoreResult] | None = None
-    screen_items: int = 0
     screen_keep: int = 0
 
     def count(self, model: nn.Module) -> int:
@@ -289,7 +288,7 @@ def evolve(
                     pending.append((action, u, cand, lat, n_p, saved))
             if ev.screen is not None and 0 < ev.screen_keep < len(pending):
                 # racing: every candidate on the first val items, the best in full
-                cur_screen = ScoreResult.from_items(cur.name, cur.items[: ev.screen_items])
+                cur_screen = ev.screen(model)  # the current model on the same few items
                 ranked = sorted(range(len(pending)), key=lambda i: (
                     _removal_cost(cur_screen, ev.screen(pending[i][2]), pending[i][5], gap),
                     -pending[i][5]))
@@ -341,7 +340,7 @@ def evolve(
                 options.append((gain / spent, spent, action, u, s, lat, cand))
             if not options and swap_candidates > 0:
                 pair = _swap(ev, model, units, removal_value, cur, cur_lat, budget_ms,
-                             narrow_factor, swap_candidates, rnd, res, p_budget, tuned_refs)
+                             narrow_factor, swap_candidates, rnd, res, tuned_refs, p_budget)
                 if pair is not None:
                     model, cur, cur_lat = pair
                     cur_p = ev.count(model)
@@ -387,9 +386,8 @@ def evolve(
 
 def _swap(ev: Evolver, model: nn.Module, units: list[Unit], removal_value: dict[str, float],
           cur: ScoreResult, cur_lat: float, budget_ms: float, factor: float,
-          k: int, rnd: int, res: EvolutionResult, p_budget: float = math.inf,
-          tuned_refs: dict[str, ScoreResult] | None = None
-          ) -> tuple[nn.Module, ScoreResult, float] | None:
+          k: int, rnd: int, res: EvolutionResult, tuned_refs: dict[str, ScoreResult],
+          p_budget: float = math.inf) -> tuple[nn.Module, ScoreResult, float] | None:
     """Under budget with no room for a copy: duplicate one of the `k` most valuable units (its
     copy fine-tuned) and pay for it with the cheapest remove / narrow that brings the program
     back under the budget (tried in the order of the last removal values). Taken only when the
@@ -430,8 +428,7 @@ def _swap(ev: Evolver, model: nn.Module, units: list[Unit], removal_value: dict[
             res.evaluated.append(Candidate(rnd, f"swap:{kind}", f"{d.name}+{r.name}", r.kind,
                                            r.component, s.value, s.noise, lat,
                                            ev.architecture(cand)))
-            ref = _tuned_reference(ev, model, cur, Action("duplicate", d.name),
-                                   {} if tuned_refs is None else tuned_refs)
+            ref = _tuned_reference(ev, model, cur, Action("duplicate", d.name), tuned_refs)
             gain = significant(s.value - ref.value, ref.paired_noise(s))
             if gain > 0 and (best is None or s.value > best[0]):
                 best = (s.value, (d, r, kind, dup, lat_d, s_d, cand, s, lat))

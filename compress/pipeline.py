@@ -449,8 +449,7 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
                  finetune_duplicate=tuner(ec.duplicate_finetune_steps, 7919),
                  finetune_narrow=tuner(ec.narrow_finetune_steps, 7927), params=recipe.params,
                  screen=(lambda m: scorer(m, "screen", first=ec.screen_clips))
-                 if ec.screen_clips else None,
-                 screen_items=ec.screen_clips, screen_keep=ec.screen_keep)
+                 if ec.screen_clips else None, screen_keep=ec.screen_keep)
     t0 = time.perf_counter()
     chosen, res = evolve(model, ev, budget_ms=budget["search_ms"], max_rounds=ec.max_rounds,
                          narrow_factor=ec.narrow_factor,

@@ -282,7 +282,7 @@ def test_screening_scores_only_the_best_candidates_in_full_and_decides_alike() -
         return ScoreResult.from_items(r.name, r.items[:2])
 
     screened.score, screened.screen = score, screen
-    screened.screen_items, screened.screen_keep = 2, 2
+    screened.screen_keep = 2
     _, res = evolve(m, screened, budget_ms=24.0, max_rounds=6, duplicate_candidates=0,
                     swap_candidates=0)
     assert [(h.action, h.unit) for h in res.history] == [(h.action, h.unit) for h in ref.history]
