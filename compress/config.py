@@ -114,7 +114,7 @@ class LatencyConfig:
         return target_problems(self.target, f"{path}.target")
 
 
-DEFAULT_BUDGET_FRACTION = 0.55
+DEFAULT_BUDGET_FRACTION = 0.5
 DEFAULT_PARAMS_FRACTION = 0.6
 
 
@@ -123,7 +123,7 @@ class EvolveConfig:
     """The architecture search. The budget is one of ``budget_ms`` (ms of the on-device
     program per second of audio on the latency target), ``budget_rtf`` (the same as a
     real-time factor: 0.02 = 20 ms per second) or ``budget_fraction`` (a fraction of the
-    teacher architecture's predicted latency); none given means ``budget_fraction`` 0.55.
+    teacher architecture's predicted latency); none given means ``budget_fraction`` 0.5.
     ``params_fraction`` (default 0.6) adds a parameter budget, a fraction of the teacher's
     parameters; null for none."""
 

@@ -42,8 +42,8 @@ from compress.rundir import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = {"content": "content", "conditioner": "conditioner", "decoder": "decoder",
-              "vocoder": "vocoder"}
+COMPONENTS = {"f0": "f0", "content": "content", "conditioner": "conditioner",
+              "decoder": "decoder", "vocoder": "vocoder"}
 HEADER_ATTR = "_checkpoint_header"
 
 
@@ -182,6 +182,8 @@ class LHQSVCRecipe(Recipe):
     def finetune(self, model: nn.Module, teacher: nn.Module, action: Action,
                  data: DataSplits, steps: int, seed: int) -> dict[str, Any]:
         comp = action.unit.split(".")[0]
+        if comp == "f0":  # a DSP estimator: no weights to train
+            return {"steps": 0, "reason": "the F0 estimator has no trainable weights"}
         if comp in ("conditioner", "decoder"):
             from compress.robust import robust_finetune
 

@@ -21,12 +21,13 @@ on-device path in program order: the residual layers of the built-in content enc
 (``conditioner.context.i``, ``conditioner.prior.i``), the decoder blocks
 (``decoder.blocks.i``), the vocoder's residual layers (``vocoder.stacks.s.layers.i``; for
 MelGAN one stack per upsampling stage) and Griffin-Lim iterations
-(``vocoder.source.iterations.i``), and the width units ``content.width``, ``decoder.width``,
-``vocoder.width``, ``vocoder.harmonics``. :meth:`SVCPipeline.apply_action` removes,
+(``vocoder.source.iterations.i``), and the width units ``f0.rate`` (F0 estimated on every
+frame or every other one), ``content.width``, ``conditioner.width``, ``conditioner.lobes``,
+``decoder.width``, ``vocoder.width``, ``vocoder.harmonics``. :meth:`SVCPipeline.apply_action` removes,
 duplicates or narrows one in place, and :attr:`SVCPipeline.config` records every component's
 architecture (``content_dilations``, ``cond_context_layers``, ``mel_prior_layers``,
-``architecture``, ``vocoder_dilations``, ``vocoder_phase_iters``, the widths and
-``vocoder_harmonics``), so ``SVCPipeline(**config)`` and checkpoints rebuild the result.
+``architecture``, ``vocoder_dilations``, ``vocoder_phase_iters``, the widths,
+``vocoder_harmonics`` and ``f0_stride``), so ``SVCPipeline(**config)`` and checkpoints rebuild the result.
 Widths stay multiples of 8 (the decoder's also of ``heads``) and at least
 ``narrow_min_width``; the harmonics at least 16. Narrowing a width rebuilds that component at
 the new width and loads the kept slices of its weights; channel norms (``ChannelNorm``) in
@@ -147,6 +148,7 @@ class SVCPipeline(nn.Module):
         vocoder_phase_iters: int = 0,
         vocoder_dilations: list[int] | list[list[int]] | None = None,
         vocoder_harmonics: int = 128,
+        f0_stride: int = 1,
         mel_mean: float = -6.0,
         mel_std: float = 3.0,
         device_steps: int = 4,
@@ -192,6 +194,7 @@ class SVCPipeline(nn.Module):
             "vocoder_phase_iters": vocoder_phase_iters,
             "vocoder_dilations": _json_list(vocoder_dilations),
             "vocoder_harmonics": vocoder_harmonics, "narrow_min_width": narrow_min_width,
+            "f0_stride": f0_stride,
             "mel_mean": mel_mean, "mel_std": mel_std, "device_steps": device_steps,
             "temperature": temperature, "noise_frames": noise_frames, "noise_seed": noise_seed,
             "chunk_seconds": chunk_seconds, "speakers": list(speakers) if speakers else None,
@@ -226,7 +229,7 @@ class SVCPipeline(nn.Module):
                                  "(a local HuBERT/ContentVec checkpoint) or a hubert config")
             for p in self.content.parameters():
                 p.requires_grad_(False)
-        self.f0 = TorchF0(sample_rate, hop_length)
+        self.f0 = TorchF0(sample_rate, hop_length, stride=f0_stride)
         self.f0_features = F0Features()
         self.conditioner = Conditioner(self.content.dim, self.f0_features.dim, n_speakers,
                                        cond_dim, context_layers=cond_context_layers,
@@ -267,6 +270,7 @@ class SVCPipeline(nn.Module):
             cfg["content_hidden"] = self.content.hidden
             cfg["content_dilations"] = self.content.dilations
             cfg["content_layers"] = len(self.content.convs)
+        cfg["f0_stride"] = self.f0.stride
         cfg["cond_dim"] = self.conditioner.dim
         cfg["cond_context_layers"] = len(self.conditioner.context)
         cfg["mel_prior_layers"] = len(self.conditioner.prior)
@@ -300,6 +304,7 @@ class SVCPipeline(nn.Module):
             vocoder = {"kind": "melgan", "layers": self.vocoder.dilations,
                        "width": self.vocoder.channels}
         return {
+            "f0": {"stride": self.f0.stride},
             "content": content,
             "conditioner": {"width": self.conditioner.dim,
                             "context": len(self.conditioner.context),
@@ -344,7 +349,9 @@ class SVCPipeline(nn.Module):
     def _width_limits(self) -> dict[str, tuple[str, str, int, int, int]]:
         """Width units: name -> (kind, component, width, align, minimum)."""
         m = int(self._config["narrow_min_width"])
-        out: dict[str, tuple[str, str, int, int, int]] = {}
+        # F0 estimates per two frames: 2 = every frame, 1 = every other one, interpolated
+        out: dict[str, tuple[str, str, int, int, int]] = {
+            "f0.rate": ("rate", "f0", 2 // self.f0.stride, 1, 1)}
         if isinstance(self.content, PPGEncoder):
             out["content.width"] = ("width", "content", self.content.hidden, WIDTH_ALIGN, m)
         out["conditioner.width"] = ("width", "conditioner", self.conditioner.dim, WIDTH_ALIGN, m)
@@ -361,13 +368,13 @@ class SVCPipeline(nn.Module):
         return out
 
     def units(self) -> list[Unit]:
-        """Every evolvable unit of the on-device path, in program order (content encoder,
-        conditioner, decoder, vocoder): removable / duplicable layers, then each
+        """Every evolvable unit of the on-device path, in program order (F0 estimator, content
+        encoder, conditioner, decoder, vocoder): removable / duplicable layers, then each
         component's width units (``narrow``). The frozen HuBERT content encoder has none."""
         widths = self._width_limits()
         lists = self._layer_lists()
         out: list[Unit] = []
-        for comp in ("content", "conditioner", "decoder", "vocoder"):
+        for comp in ("f0", "content", "conditioner", "decoder", "vocoder"):
             for lst in lists:
                 if lst.component != comp:
                     continue
@@ -380,7 +387,8 @@ class SVCPipeline(nn.Module):
                                     f"{lst.path}.{i}"))
             for name, (kind, c, width, align, minimum) in widths.items():
                 if c == comp:
-                    ok = width > 1 if kind == "lobes" else can_narrow(width, align, minimum)
+                    ok = (width > 1 if kind in ("lobes", "rate")
+                          else can_narrow(width, align, minimum))
                     actions = ("narrow",) if ok else ()
                     out.append(Unit(name, kind, comp, 0, actions, width, None))
         return out
@@ -480,6 +488,11 @@ class SVCPipeline(nn.Module):
         return self._narrow_groups(self._unit(unit, "narrow"), factor)[1]
 
     def _narrow(self, u: Unit, factor: float) -> None:
+        if u.kind == "rate":  # F0 on every other frame (the estimator has no weights)
+            old = self.f0
+            self.f0 = TorchF0(old.sample_rate, old.hop_length, stride=2).to(
+                old.lowpass.device)
+            return
         if u.kind == "lobes":  # the largest odd lobe count <= lobes * factor, at least 1
             lobes = max(1, int(u.width * factor))
             lobes -= 1 - lobes % 2

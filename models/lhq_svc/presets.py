@@ -84,7 +84,7 @@ _PIPELINE_BASE: dict[str, Any] = {
     # built-in layout (content dilation 2 ** (i % 3) per layer; the vocoder's residual stack
     # (1, 3, 9), one per MelGAN stage)
     "content_dilations": None, "cond_context_layers": 2, "vocoder_dilations": None,
-    "vocoder_harmonics": 128,
+    "vocoder_harmonics": 128, "f0_stride": 1,
     # smallest width narrowing may leave (a search constraint, not architecture)
     "narrow_min_width": 16,
 }
@@ -93,7 +93,7 @@ _PIPELINE_BASE: dict[str, Any] = {
 LEGACY_PIPELINE = {k: _PIPELINE_BASE[k] for k in (
     "vocoder_synthesis", "vocoder_phase_iters", "mel_prior_layers", "mel_prior_kernel",
     "mel_prior_kind", "temperature", "content_dilations", "cond_context_layers",
-    "vocoder_dilations", "vocoder_harmonics", "mel_prior_neighbours")}
+    "vocoder_dilations", "vocoder_harmonics", "mel_prior_neighbours", "f0_stride")}
 LEGACY_DECODER = {"mel_prior": False, "prediction": "x"}
 LEGACY_HN = {"synthesis": LEGACY_PIPELINE["vocoder_synthesis"],
              "phase_iters": LEGACY_PIPELINE["vocoder_phase_iters"]}

@@ -110,7 +110,7 @@ def test_run_resumes_after_a_kill_and_writes_the_report(tmp_path: Path) -> None:
         assert r["action"] in ("remove", "duplicate", "narrow") and math.isfinite(r["value"])
         assert {"round", "unit", "kind", "score", "latency_ms"} <= set(r)
     assert {r["unit"].split(".")[0] for r in rep["evolution"]} <= {
-        "content", "conditioner", "decoder", "vocoder"}
+        "f0", "content", "conditioner", "decoder", "vocoder"}
     assert rep["score_noise"]["sim_stoi"] is not None and rep["score_noise"]["sim_stoi"] >= 0
     assert rep["distill_start_temperature"] == pytest.approx(
         registry.get("lhq-svc-unittest").defaults["temperature"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -84,12 +85,23 @@ def test_sum64_keeps_float64_precision_in_executorch():
     assert torch.allclose(got, x.sum(-1), rtol=1e-13, atol=0)
 
 
-def test_torch_f0_pte_is_bit_identical_to_eager():
+@pytest.mark.parametrize("stride", [1, 2])
+def test_torch_f0_pte_is_bit_identical_to_eager(stride):
+    """Every frame estimated, or every other one interpolated (the search's ``f0.rate``):
+    the same bits on device, all of it delegated or on portable kernels that add in order
+    (the check for hot ops run on portable kernels passes)."""
+    from export.delegation import check_fallbacks
+    from export.pte import lower_to_xnnpack, torch_export
+
     audio = _sung(1.5)
-    f0_net = TorchF0(SR, HOP).eval()
+    f0_net = TorchF0(SR, HOP, stride=stride).eval()
     with torch.no_grad():
         ref_f0, ref_v = f0_net(audio)
-    got_f0, got_v = _lower(f0_net, (audio,))(audio)
+        data, report = lower_to_xnnpack(torch_export(f0_net, (audio,), None, "test"),
+                                        {"model_name": "test"})
+    check_fallbacks(report, what="TorchF0")
+    got_f0, got_v = PteRunner(data, threads=1)(audio)
+    assert got_f0.shape == (1, audio.shape[-1] // HOP + 1)
     assert ref_v.sum() > 0.9 * ref_v.numel()  # voiced almost throughout: F0 is exercised
     assert torch.equal(got_v, ref_v)
     # before the float64 refinement: up to 1.5e-4 Hz (10 ulps) apart on 1 s of a sung tone

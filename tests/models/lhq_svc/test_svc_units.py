@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -26,10 +28,10 @@ from models.units import (
 
 SPEC = registry.get("lhq-svc-unittest")
 KINDS = {"content_conv", "cond_context", "prior_conv", "res", "xattn", "voc_layer", "gl_iter",
-         "width", "harmonics", "lobes"}
-COMPONENTS = ["content", "conditioner", "decoder", "vocoder"]
+         "width", "harmonics", "lobes", "rate"}
+COMPONENTS = ["f0", "content", "conditioner", "decoder", "vocoder"]
 NEW_KEYS = ("content_dilations", "cond_context_layers", "vocoder_dilations", "vocoder_harmonics",
-            "narrow_min_width")
+            "narrow_min_width", "f0_stride")
 TINY_HUBERT = dict(conv_dims=[16] * 7, dim=32, ffn=64, heads=2, layers=3, pos_kernel=8,
                    pos_groups=4, output_layer=3)
 
@@ -61,13 +63,13 @@ def _hn_inputs(n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("name, counts, widths", [
     ("lhq-svc-unittest",
      {"content_conv": 2, "cond_context": 2, "prior_conv": 1, "res": 2, "xattn": 1,
-      "voc_layer": 3, "gl_iter": 2, "width": 4, "harmonics": 1, "lobes": 1},
-     {"content.width": 16, "decoder.width": 32, "vocoder.width": 16, "vocoder.harmonics": 128,
+      "voc_layer": 3, "gl_iter": 2, "width": 4, "harmonics": 1, "lobes": 1, "rate": 1},
+     {"f0.rate": 2, "content.width": 16, "decoder.width": 32, "vocoder.width": 16, "vocoder.harmonics": 128,
       "conditioner.lobes": 5, "conditioner.width": 256}),
     ("lhq-svc-demo",
      {"content_conv": 4, "cond_context": 2, "prior_conv": 4, "res": 2, "xattn": 2,
-      "voc_layer": 3, "gl_iter": 2, "width": 4, "harmonics": 1, "lobes": 1},
-     {"content.width": 96, "decoder.width": 96, "vocoder.width": 96, "vocoder.harmonics": 128,
+      "voc_layer": 3, "gl_iter": 2, "width": 4, "harmonics": 1, "lobes": 1, "rate": 1},
+     {"f0.rate": 2, "content.width": 96, "decoder.width": 96, "vocoder.width": 96, "vocoder.harmonics": 128,
       "conditioner.lobes": 5, "conditioner.width": 256}),
 ])
 def test_units_are_unique_typed_ordered_and_resolvable(name, counts, widths):
@@ -81,7 +83,7 @@ def test_units_are_unique_typed_ordered_and_resolvable(name, counts, widths):
     assert order == sorted(order)  # device-program order
     for u in units:
         assert isinstance(u, Unit) and set(u.actions) <= set(ACTIONS) and u.actions
-        if u.kind in ("width", "harmonics", "lobes"):
+        if u.kind in ("width", "harmonics", "lobes", "rate"):
             assert u.module is None and u.actions == ("narrow",) and u.position == 0
             assert u.width == widths[u.name]
         else:
@@ -100,6 +102,7 @@ def test_units_are_unique_typed_ordered_and_resolvable(name, counts, widths):
 
 def test_arch_summary_of_the_demo_preset():
     assert registry.build("lhq-svc-demo").arch_summary() == {
+        "f0": {"stride": 1},
         "content": {"dilations": [1, 2, 4, 1], "width": 96},
         "conditioner": {"width": 256, "context": 2, "prior": 4, "lobes": 5},
         "decoder": {"blocks": ["res", "xattn", "res", "xattn"], "width": 96},
@@ -126,7 +129,8 @@ def test_melgan_hubert_and_paper_pipelines_expose_their_units():
     # the paper-sized preset: MelGAN 512 -> stages 256 / 128 / 64, no prior, no GL
     big = registry.build("lhq-svc")
     kinds = {u.kind for u in big.units()}
-    assert kinds == {"content_conv", "cond_context", "res", "xattn", "voc_layer", "width"}
+    assert kinds == {"content_conv", "cond_context", "res", "xattn", "voc_layer", "width",
+                     "rate"}
     widths = {u.name: u.width for u in big.units() if u.kind == "voc_layer"}
     assert widths["vocoder.stacks.0.layers.0"] == 256 and widths["vocoder.stacks.2.layers.2"] == 64
 
@@ -356,7 +360,7 @@ def test_checkpoint_round_trip_after_actions_everywhere(tmp_path):
     m = _model(content_layers=3)
     for action, unit in ACTIONS_SEQUENCE:
         m.apply_action(action, unit)
-    want = {"content": {"dilations": [1, 4], "width": 8},
+    want = {"f0": {"stride": 1}, "content": {"dilations": [1, 4], "width": 8},
             "conditioner": {"width": 192, "context": 3, "prior": 2, "lobes": 5},
             "decoder": {"blocks": ["xattn", "xattn", "res"], "width": 24},
             "vocoder": {"layers": [1, 9], "width": 8, "harmonics": 96, "gl_iters": 3}}
@@ -508,3 +512,37 @@ def test_render_lobes_narrow_to_one_and_are_exact_above_four_bins(tmp_path):
                     config=m.config, architecture=m.architecture)
     again, _ = load_model(tmp_path / "c.safetensors")
     assert again.conditioner.render.neighbours == 0
+
+
+def test_f0_rate_unit_halves_the_estimates_and_survives_a_checkpoint(tmp_path):
+    """Narrowing ``f0.rate`` estimates F0 on every other frame and interpolates: same frame
+    count, the same voiced F0 within a few cents on a vibrato, voicing lost only at voicing
+    edges; the unit then has no action left; the config and a checkpoint rebuild it."""
+    m = _model()
+    sr = m.sample_rate
+    t = np.arange(sr) / sr
+    f = 220.0 * 2.0 ** (0.5 / 12 * np.sin(2 * np.pi * 6 * t))  # 6 Hz vibrato, ±50 cents
+    wav = np.sin(2 * np.pi * np.cumsum(f) / sr) + 0.3 * np.sin(4 * np.pi * np.cumsum(f) / sr)
+    wav[: sr // 4] = 0.0  # a silent start: a voicing edge
+    audio = torch.tensor(0.3 * wav, dtype=torch.float32).unsqueeze(0)
+    with torch.no_grad():
+        f0_a, v_a = m.f0(audio)
+    m.apply_action("narrow", "f0.rate")
+    assert m.f0.stride == 2 and m.config["f0_stride"] == 2
+    assert m.arch_summary()["f0"] == {"stride": 2}
+    assert next(u for u in m.units() if u.name == "f0.rate").actions == ()
+    with torch.no_grad():
+        f0_b, v_b = m.f0(audio)
+    assert f0_b.shape == f0_a.shape and set(v_b.unique().tolist()) <= {0.0, 1.0}
+    both = (v_a * v_b) > 0
+    both[:, -1] = False  # the last frame repeats the one before it (no estimate after it)
+    cents = 1200 * torch.log2(f0_b[both] / f0_a[both])
+    assert both.sum() >= 0.95 * v_a.sum() - 1
+    assert cents.square().mean().sqrt() < 3.0 and cents.abs().max() < 10.0
+    assert torch.all(f0_b[v_b == 0] == 0)
+    path = save_checkpoint(tmp_path / "ck", m, model_name=SPEC.name, config=m.config,
+                           architecture=m.architecture)
+    loaded, _ = load_model(path)
+    assert loaded.f0.stride == 2
+    with torch.no_grad():
+        assert torch.equal(loaded.f0(audio)[0], f0_b)
