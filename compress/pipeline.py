@@ -343,7 +343,8 @@ def stage_latency(st: RunState, out: Path) -> LatencyResult:
         floor_ms: float | None = predict(floor)
     except CompressError:
         floor_ms = None
-    st.say(f"latency: teacher program {teacher_ms:.2f} ms per chunk, {searched / teacher_ms:.0%} "
+    st.say(f"latency: teacher program {teacher_ms:.2f} ms per chunk, "
+           f"{min(1.0, searched / teacher_ms):.0%} "
            "of it in searched components" + ("" if floor_ms is None else
                                              f"; every action to its limit: {floor_ms:.2f} ms"))
     path = table.save(out)
@@ -509,8 +510,22 @@ def stage_quantize(st: RunState, out: Path) -> QuantizeResult:
         results[tag] = scorer(lambda *a: graph(*a), tag)
         return results[tag].value
 
+    def accept_all(q: float, drop: float | None) -> bool:
+        """Every group int8 keeps the export floor and loses no more than a group may
+        (a drop within the paired noise of the val items counts as none)."""
+        base_r, all_r = results.get("fp32"), results.get("int8:(all)")
+        if drop is None or base_r is None or all_r is None or not math.isfinite(q):
+            return False
+        measured = 0.0 if abs(drop) <= max(base_r.paired_noise(all_r), base_r.noise) else drop
+        return q >= cfg.export.sqnr_floor_db and measured <= qc.sensitivity_threshold
+
     rows, summary = sensitivity(prog, groups, val, calib, keep_fp32=keep, score_fn=score_fn,
-                                progress=lambda g: st.say(f"quantize: {g}"))
+                                progress=lambda g: st.say(f"quantize: {g}"),
+                                accept_all=accept_all)
+    if not rows:
+        st.say(f"quantize: every group int8 together: SQNR {summary['sqnr_db_all']:.1f} dB, "
+               f"score drop {summary['score_drop_all']:+.4f} (within the rule); "
+               "no group needs to stay fp32")
     base = results.get("fp32")
     for r in rows:  # a drop within the paired noise of the val items is not a measured drop
         res = results.get(f"int8:{r['layer']}")

@@ -105,13 +105,18 @@ def sensitivity(
     keep_fp32: Sequence[str] = (),
     score_fn: Callable[[Callable[..., Any], str], float] | None = None,
     progress: Callable[[str], None] | None = None,
+    accept_all: Callable[[float, float | None], bool] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Quantize one group at a time; rows ``{layer, sqnr_db, score, score_drop}`` and a summary
     with the fp32 score and the SQNR / score of quantizing every group (ops between groups,
     such as the sampler's arithmetic or an F0 shift, always stay fp32).
 
     ``score_fn(graph, tag) -> score`` scores a callable on the validation set (``tag`` names
-    the variant for caching); without it scores are None.
+    the variant for caching); without it scores are None. With ``accept_all(sqnr_db,
+    score_drop)``, every group quantized together is measured first, and when it accepts
+    that, no group needs to stay fp32 and the one-at-a-time rows are not computed (``rows``
+    is empty, ``summary["per_group"]`` says so): the analysis is only needed to choose which
+    groups to keep fp32.
     """
     from export.pte import quantize_pt2e_xnnpack
 
@@ -131,7 +136,9 @@ def sensitivity(
     rows = []
     variants: list[tuple[str, list[str]]] = [(g, [g]) for g in groups]
     variants.append(("(all)", list(groups)))
-    summary: dict[str, Any] = {"score_fp32": base_score}
+    if accept_all is not None:
+        variants.insert(0, variants.pop())
+    summary: dict[str, Any] = {"score_fp32": base_score, "per_group": "measured"}
     for name, only in variants:
         if progress:
             progress(name)
@@ -146,11 +153,14 @@ def sensitivity(
                         "" if name == "(all)" else "; choose_fp32 keeps this group fp32")
         score = score_fn(graph, f"int8:{name}") if score_fn else None
         drop = None if score is None or base_score is None else base_score - score
-        if name == "(all)":
-            summary.update({"sqnr_db_all": q, "score_all": score, "score_drop_all": drop})
-        else:
-            rows.append({"layer": name, "sqnr_db": q, "score": score, "score_drop": drop})
         log.info("int8 sensitivity %s: SQNR %.1f dB, score drop %s", name, q, drop)
+        if name != "(all)":
+            rows.append({"layer": name, "sqnr_db": q, "score": score, "score_drop": drop})
+            continue
+        summary.update({"sqnr_db_all": q, "score_all": score, "score_drop_all": drop})
+        if accept_all is not None and accept_all(q, drop):
+            summary["per_group"] = "skipped: every group int8 together passed"
+            break
     return rows, summary
 
 

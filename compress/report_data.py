@@ -10,7 +10,9 @@ The figures (:mod:`compress.report` renders them):
   the precision plan), ``architecture`` (teacher → student architecture, both at the plan);
 * ``searched_latency_fraction`` — the share of the teacher program's measured latency inside
   components that have evolvable units (the latency table's segments over the whole
-  program); ``removable_latency_fraction`` — the share the search removes with every
+  program, at most 1: each segment is timed as a program of its own, with its own call and
+  input copies, so when every component is searched their sum exceeds the whole by that
+  overhead); ``removable_latency_fraction`` — the share the search removes with every
   action applied as far as the table's grid reaches (a lower bound of what it can change);
 * ``budget_met`` — the student's *measured* latency per audio second is within the budget
   (``budget_met_predicted``: the table's prediction was). A budget given as a fraction of the
@@ -110,7 +112,7 @@ def report_data(st: RunState) -> dict[str, Any]:
         "speedup": b.speedup,
         "speedup_breakdown": b.speedup_breakdown,
         "speedup_breakdown_product": product,
-        "searched_latency_fraction": lat.searched_ms / lat.teacher_ms,
+        "searched_latency_fraction": min(1.0, lat.searched_ms / lat.teacher_ms),
         "removable_latency_fraction": (None if lat.floor_ms is None
                                        else 1.0 - lat.floor_ms / lat.teacher_ms),
         "score_name": score,

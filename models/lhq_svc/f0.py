@@ -269,20 +269,21 @@ class TorchF0(nn.Module):
         estimates gets their mean when both are voiced and is unvoiced otherwise; a frame
         after the last estimate repeats it.
 
-        Elementwise float32 arithmetic only — ``(a + b) * 0.5`` is rounded once, the same in
-        every backend, so the exported program's F0 stays bit-identical to eager PyTorch
-        (module docstring); ``floor((v_a + v_b) / 2)`` is the voicing of the pair (no
-        comparison). The interleave is a stack and a reshape (XNNPACK runs all of it)."""
-        def pair_mean(x: torch.Tensor) -> torch.Tensor:
-            nxt = torch.cat([x[:, 1:], x[:, -1:]], dim=1)  # the last estimate is held
-            return (x + nxt) * 0.5
-
-        on = torch.floor(pair_mean(voiced))
-        odd = pair_mean(f0) * on
-        b, n = f0.shape
-        f0_out = torch.stack([f0, odd], dim=-1).reshape(b, 2 * n)[:, :n_out]
-        v_out = torch.stack([voiced, on], dim=-1).reshape(b, 2 * n)[:, :n_out]
-        return f0_out, v_out
+        Frame ``i`` reads estimates ``i // 2`` and ``min((i + 1) // 2, F' - 1)`` (one
+        ``index_select`` each; the same one twice on even frames) and takes ``(a + b) * 0.5``:
+        rounded once, the same in every backend (``a`` itself when both are one), so the
+        exported program's F0 stays bit-identical to eager PyTorch (module docstring);
+        ``floor((v_a + v_b) / 2)`` is the voicing of the pair (no comparison). No ``cat`` or
+        ``stack``: the int8 quantizer annotates every ``cat``, whichever modules it is told
+        to quantize, and an int8 F0 is off by Hz (it broke every group of a demo student's
+        int8 sensitivity run)."""
+        n_in = f0.shape[-1]
+        i = torch.arange(n_out, device=f0.device)
+        lo = torch.div(i, 2, rounding_mode="floor")
+        hi = torch.clamp(torch.div(i + 1, 2, rounding_mode="floor"), max=n_in - 1)
+        on = torch.floor((voiced.index_select(1, lo) + voiced.index_select(1, hi)) * 0.5)
+        mean = (f0.index_select(1, lo) + f0.index_select(1, hi)) * 0.5
+        return mean * on, on
 
 
 def shift_f0(f0: torch.Tensor, semitones: torch.Tensor) -> torch.Tensor:

@@ -23,11 +23,12 @@ on-device path in program order: the residual layers of the built-in content enc
 MelGAN one stack per upsampling stage) and Griffin-Lim iterations
 (``vocoder.source.iterations.i``), and the width units ``f0.rate`` (F0 estimated on every
 frame or every other one), ``content.width``, ``conditioner.width``, ``conditioner.lobes``,
-``decoder.width``, ``vocoder.width``, ``vocoder.harmonics``. :meth:`SVCPipeline.apply_action` removes,
-duplicates or narrows one in place, and :attr:`SVCPipeline.config` records every component's
-architecture (``content_dilations``, ``cond_context_layers``, ``mel_prior_layers``,
-``architecture``, ``vocoder_dilations``, ``vocoder_phase_iters``, the widths,
-``vocoder_harmonics`` and ``f0_stride``), so ``SVCPipeline(**config)`` and checkpoints rebuild the result.
+``decoder.width``, ``vocoder.width``, ``vocoder.harmonics``.
+:meth:`SVCPipeline.apply_action` removes, duplicates or narrows one in place, and
+:attr:`SVCPipeline.config` records every component's architecture (``content_dilations``,
+``cond_context_layers``, ``mel_prior_layers``, ``architecture``, ``vocoder_dilations``,
+``vocoder_phase_iters``, the widths, ``vocoder_harmonics`` and ``f0_stride``), so
+``SVCPipeline(**config)`` and checkpoints rebuild the result.
 Widths stay multiples of 8 (the decoder's also of ``heads``) and at least
 ``narrow_min_width``; the harmonics at least 16. Narrowing a width rebuilds that component at
 the new width and loads the kept slices of its weights; channel norms (``ChannelNorm``) in

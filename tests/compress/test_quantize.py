@@ -119,3 +119,38 @@ def test_sensitivity_logs_an_unmeasurable_group(
     broken.forward = nan_model  # type: ignore[method-assign]
     with pytest.raises(CompressError, match="fp32 model's outputs .* hold 8 NaN"):
         sensitivity(broken, ["a"], val, val)
+
+
+@pytest.mark.parametrize("passes", [True, False])
+def test_sensitivity_measures_all_groups_together_first(monkeypatch: pytest.MonkeyPatch,
+                                                        passes: bool) -> None:
+    """With ``accept_all``, every group int8 together is measured first; when that passes the
+    one-at-a-time rows are skipped (nothing needs to stay fp32), otherwise each group is
+    measured and the "(all)" variant is not quantized twice."""
+    import export.pte
+
+    torch.manual_seed(0)
+    model = _TwoLayers().eval()
+    calls: list[tuple[str, ...]] = []
+
+    def fake_quantize(m, example, calib, *, what, keep_fp32, only_modules):  # type: ignore[no-untyped-def]
+        calls.append(tuple(only_modules))
+        return lambda x: m(x) * (1.0 + 0.001 * len(only_modules))  # 0.1 % noise per group
+
+    monkeypatch.setattr(export.pte, "quantize_pt2e_xnnpack", fake_quantize)
+    val = [(torch.randn(2, 4),)]
+    seen: list[float] = []
+
+    def accept(q: float, drop: float | None) -> bool:
+        seen.append(q)
+        return passes
+
+    rows, summary = sensitivity(model, ["a", "b"], val, val, accept_all=accept)
+    assert calls[0] == ("a", "b") and seen == [pytest.approx(20 * math.log10(1 / 0.002), abs=0.01)]
+    assert summary["sqnr_db_all"] == pytest.approx(53.98, abs=0.01)
+    if passes:
+        assert rows == [] and calls == [("a", "b")]
+        assert summary["per_group"].startswith("skipped")
+    else:
+        assert [r["layer"] for r in rows] == ["a", "b"] and calls == [("a", "b"), ("a",), ("b",)]
+        assert summary["per_group"] == "measured"

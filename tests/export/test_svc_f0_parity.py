@@ -132,3 +132,35 @@ def test_f0_driven_vocoder_passes_the_fp32_gate(tmp_path):
     assert out["scale"] > 0.05
     # before the fix: ~2e-4 x the scale (phase drift of the harmonic source); now ~1e-6
     assert out["max_abs"] <= 1e-5 * out["scale"], out
+
+
+class _F0Head(nn.Module):
+    """F0 every other frame, then a layer the int8 quantizer is told to quantize."""
+
+    def __init__(self):
+        super().__init__()
+        self.f0 = TorchF0(SR, HOP, stride=2)
+        self.head = nn.Conv1d(1, 4, 3, padding=1)
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f0, voiced = self.f0(audio)
+        return f0, self.head((f0 * voiced / 500.0).unsqueeze(1))
+
+
+def test_int8_of_other_modules_leaves_the_interpolated_f0_alone():
+    """PT2E int8 restricted to one module (the sensitivity analysis, the precision plan)
+    must not touch the F0 estimator: with a ``cat`` in its interpolation the quantizer
+    annotated it anyway and every group of a demo student scored -0.3 dB SQNR."""
+    from export.calibration import CalibrationSet
+    from export.pte import quantize_pt2e_xnnpack
+
+    net = _F0Head().eval()
+    audio = _sung(1.0)
+    with torch.no_grad():
+        ref_f0, _ = net(audio)
+        graph = quantize_pt2e_xnnpack(net, (audio,), CalibrationSet([(audio,), (_sung(1.0, 1),)],
+                                                                    {"kind": "test"}),
+                                      what="f0 head", only_modules=["head"])
+        got_f0, got_head = graph(audio)
+    assert torch.equal(got_f0, ref_f0) and torch.isfinite(got_head).all()
+    assert any("quantize_per" in str(n.target) for n in graph.graph.nodes)  # head is int8

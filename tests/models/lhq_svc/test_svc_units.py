@@ -7,7 +7,6 @@ import copy
 import json
 
 import numpy as np
-
 import pytest
 import torch
 
@@ -64,13 +63,13 @@ def _hn_inputs(n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     ("lhq-svc-unittest",
      {"content_conv": 2, "cond_context": 2, "prior_conv": 1, "res": 2, "xattn": 1,
       "voc_layer": 3, "gl_iter": 2, "width": 4, "harmonics": 1, "lobes": 1, "rate": 1},
-     {"f0.rate": 2, "content.width": 16, "decoder.width": 32, "vocoder.width": 16, "vocoder.harmonics": 128,
-      "conditioner.lobes": 5, "conditioner.width": 256}),
+     {"f0.rate": 2, "content.width": 16, "decoder.width": 32, "vocoder.width": 16,
+      "vocoder.harmonics": 128, "conditioner.lobes": 5, "conditioner.width": 256}),
     ("lhq-svc-demo",
      {"content_conv": 4, "cond_context": 2, "prior_conv": 4, "res": 2, "xattn": 2,
       "voc_layer": 3, "gl_iter": 2, "width": 4, "harmonics": 1, "lobes": 1, "rate": 1},
-     {"f0.rate": 2, "content.width": 96, "decoder.width": 96, "vocoder.width": 96, "vocoder.harmonics": 128,
-      "conditioner.lobes": 5, "conditioner.width": 256}),
+     {"f0.rate": 2, "content.width": 96, "decoder.width": 96, "vocoder.width": 96,
+      "vocoder.harmonics": 128, "conditioner.lobes": 5, "conditioner.width": 256}),
 ])
 def test_units_are_unique_typed_ordered_and_resolvable(name, counts, widths):
     m = registry.build(name)
