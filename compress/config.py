@@ -114,7 +114,7 @@ class LatencyConfig:
         return target_problems(self.target, f"{path}.target")
 
 
-DEFAULT_BUDGET_FRACTION = 0.5
+DEFAULT_BUDGET_FRACTION = 0.55
 DEFAULT_PARAMS_FRACTION = 0.6
 
 
@@ -123,7 +123,7 @@ class EvolveConfig:
     """The architecture search. The budget is one of ``budget_ms`` (ms of the on-device
     program per second of audio on the latency target), ``budget_rtf`` (the same as a
     real-time factor: 0.02 = 20 ms per second) or ``budget_fraction`` (a fraction of the
-    teacher architecture's predicted latency); none given means ``budget_fraction`` 0.5.
+    teacher architecture's predicted latency); none given means ``budget_fraction`` 0.55.
     ``params_fraction`` (default 0.6) adds a parameter budget, a fraction of the teacher's
     parameters; null for none."""
 
@@ -159,7 +159,7 @@ class EvolveConfig:
     duplicate_finetune_steps: int = option(
         30, lo=0, help="fine-tune steps of a duplicated copy before it is valued (SnapFusion)")
     narrow_finetune_steps: int = option(
-        40, lo=0, help="fine-tune steps of a narrowed candidate before it is valued")
+        30, lo=0, help="fine-tune steps of a narrowed candidate before it is valued")
     val_clips: int = option(4, lo=1, help="val conversions the search decides on (round "
                                           "robin over the val songs)")
     val_seconds: float = option(3.0, lo=0.5, hi=60.0)
@@ -167,7 +167,7 @@ class EvolveConfig:
         2, lo=0, help="over the budget every candidate is first scored on this many of the val "
                       "clips (0: no screening) ...")
     screen_keep: int = option(
-        5, lo=1, help="... and the best screen_keep by that value are scored on all val_clips "
+        3, lo=1, help="... and the best screen_keep by that value are scored on all val_clips "
                       "and decided on")
 
     def problems(self, path: str) -> list[Problem]:

@@ -125,9 +125,9 @@ def test_budget_forms_resolve_to_ms_per_audio_second():
     r = resolve_budget(EvolveConfig(budget_fraction=0.5), 40.0, 1)
     assert r["budget_ms"] == 20.0 and r["fraction_of_teacher"] == 0.5
     r = resolve_budget(EvolveConfig(), 40.0, 1)
-    assert r["budget_ms"] == pytest.approx(20.0)  # default 0.5
+    assert r["budget_ms"] == pytest.approx(22.0)  # default 0.55
     # the search aims latency_margin (default 3 %) under the budget
-    assert r["search_ms"] == pytest.approx(20.0 * 0.97) and r["latency_margin"] == 0.03
+    assert r["search_ms"] == pytest.approx(22.0 * 0.97) and r["latency_margin"] == 0.03
     # the parameter budget: default 0.6 of the teacher's parameters, null for none
     assert resolve_budget(EvolveConfig(), 40.0, 3_000_000)["params_budget"] == 1_800_000
     assert resolve_budget(EvolveConfig(params_fraction=None), 40.0)["params_budget"] is None
