@@ -142,10 +142,7 @@ def report_data(st: RunState) -> dict[str, Any]:
         "pareto": pareto_points(evo["evaluated"], ev.architecture),
         "architecture": {"teacher": st.need("robust").architecture,
                          "student": ev.architecture},
-        "quant_sensitivity": [{"layer": r["layer"], "score_drop": r["score_drop"],
-                               "sqnr_db": r["sqnr_db"],
-                               "kept_fp32": r["layer"] in st.need("quantize").keep_fp32}
-                              for r in st.need("quantize").rows],
+        "quant_sensitivity": _sensitivity_rows(st.need("quantize")),
         "distill": st.need("distill").record.get("history", []),
         "distill_start_temperature": st.need("distill").record.get("start_temperature"),
         "audio": b.audio,
@@ -165,3 +162,14 @@ def report_data(st: RunState) -> dict[str, Any]:
     }
     d["verdict"] = verdict(d)
     return d
+
+
+def _sensitivity_rows(q: Any) -> list[dict[str, Any]]:
+    """The int8 sensitivity rows; when every group int8 together passed and the one-at-a-time
+    rows were skipped, that measurement as one row ``(all)``."""
+    rows = [{"layer": r["layer"], "score_drop": r["score_drop"], "sqnr_db": r["sqnr_db"],
+             "kept_fp32": r["layer"] in q.keep_fp32} for r in q.rows]
+    if not rows and q.summary.get("sqnr_db_all") is not None:
+        rows = [{"layer": "(all)", "score_drop": q.summary.get("score_drop_all"),
+                 "sqnr_db": q.summary["sqnr_db_all"], "kept_fp32": False}]
+    return rows

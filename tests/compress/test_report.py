@@ -207,3 +207,18 @@ def test_missing_audio_file_raises(tmp_path: Path) -> None:
 def test_pareto_front() -> None:
     pts = [(10.0, 0.5), (20.0, 0.7), (15.0, 0.4), (30.0, 0.69), (5.0, 0.1)]
     assert pareto_front(pts) == [4, 0, 1]
+
+
+def test_sensitivity_rows_show_the_all_groups_measurement_when_rows_were_skipped() -> None:
+    from compress.report_data import _sensitivity_rows
+    from compress.results import QuantizeResult
+
+    skipped = QuantizeResult(True, [], {"sqnr_db_all": 25.5, "score_drop_all": 0.001}, ["f0"])
+    assert _sensitivity_rows(skipped) == [
+        {"layer": "(all)", "score_drop": 0.001, "sqnr_db": 25.5, "kept_fp32": False}]
+    rows = [{"layer": "content", "score_drop": 0.0, "sqnr_db": 30.0},
+            {"layer": "decoder.blocks.0", "score_drop": 0.03, "sqnr_db": 22.0}]
+    measured = QuantizeResult(True, rows, {"sqnr_db_all": 21.0}, ["decoder.blocks.0"])
+    assert [(r["layer"], r["kept_fp32"]) for r in _sensitivity_rows(measured)] == [
+        ("content", False), ("decoder.blocks.0", True)]
+    assert _sensitivity_rows(QuantizeResult(False)) == []
