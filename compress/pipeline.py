@@ -510,13 +510,18 @@ def stage_quantize(st: RunState, out: Path) -> QuantizeResult:
         results[tag] = scorer(lambda *a: graph(*a), tag)
         return results[tag].value
 
+    def drop_noise(tag: str) -> float:
+        """Noise of a variant's score drop: the paired noise of the val items against fp32,
+        at least fp32's own (a drop within it is not a measured drop)."""
+        base_r, res = results.get("fp32"), results.get(tag)
+        noise = base_r.paired_noise(res) if base_r is not None and res is not None else 0.0
+        return max(noise, base_r.noise if base_r is not None else 0.0)
+
     def accept_all(q: float, drop: float | None) -> bool:
-        """Every group int8 keeps the export floor and loses no more than a group may
-        (a drop within the paired noise of the val items counts as none)."""
-        base_r, all_r = results.get("fp32"), results.get("int8:(all)")
-        if drop is None or base_r is None or all_r is None or not math.isfinite(q):
+        """Every group int8 keeps the export floor and loses no more than a group may."""
+        if drop is None or not math.isfinite(q) or "fp32" not in results:
             return False
-        measured = 0.0 if abs(drop) <= max(base_r.paired_noise(all_r), base_r.noise) else drop
+        measured = 0.0 if abs(drop) <= drop_noise("int8:(all)") else drop
         return q >= cfg.export.sqnr_floor_db and measured <= qc.sensitivity_threshold
 
     rows, summary = sensitivity(prog, groups, val, calib, keep_fp32=keep, score_fn=score_fn,
@@ -526,11 +531,8 @@ def stage_quantize(st: RunState, out: Path) -> QuantizeResult:
         st.say(f"quantize: every group int8 together: SQNR {summary['sqnr_db_all']:.1f} dB, "
                f"score drop {summary['score_drop_all']:+.4f} (within the rule); "
                "no group needs to stay fp32")
-    base = results.get("fp32")
     for r in rows:  # a drop within the paired noise of the val items is not a measured drop
-        res = results.get(f"int8:{r['layer']}")
-        noise = base.paired_noise(res) if base is not None and res is not None else 0.0
-        r["score_noise"] = max(noise, base.noise if base is not None else 0.0)
+        r["score_noise"] = drop_noise(f"int8:{r['layer']}")
         r["score_drop_measured"] = r["score_drop"]
         if r["score_drop"] is not None and abs(r["score_drop"]) <= r["score_noise"]:
             r["score_drop"] = 0.0
