@@ -169,6 +169,9 @@ class EvolveConfig:
     screen_keep: int = option(
         3, lo=1, help="... and the best screen_keep by that value are scored on all val_clips "
                       "and decided on")
+    batch_free: bool = option(
+        True, help="over the budget, apply a round's actions that each cost no measurable "
+                   "score together (one per component), when together they cost none either")
 
     def problems(self, path: str) -> list[Problem]:
         from compress.scores import score_names
@@ -238,6 +241,11 @@ class DistillConfig:
     lr: float = option(1e-4, lo=0.0, hi=1.0)
     prediction: Literal["auto", "x", "v"] = option(
         "auto", help="the decoder's parameterisation (auto: the model's own)"
+    )
+    guard: bool = option(
+        True, help="score the distillation teacher and the one-step student on val first: "
+        "skip distillation when the teacher is not better beyond the noise, and keep the "
+        "undistilled student when distillation lowers its score"
     )
 
     def problems(self, path: str) -> list[Problem]:

@@ -21,7 +21,8 @@ stage (``teacher`` and ``distill`` also resume inside the stage from their own c
 * **evolve** — remove / duplicate / narrow units of the whole path by Δscore / Δlatency under
   the budget (:mod:`compress.evolve`); the best architecture under budget is kept.
 * **distill** — the recipe's distillation (LHQ-SVC: progressive step distillation from the
-  shipped sampler's start distribution).
+  shipped sampler's start distribution, skipped when its N-step teacher does not beat the
+  one-step student on ``val``, and reverted when it lowers that score).
 * **quantize** — per-group int8 sensitivity on ``val`` inside the plan's int8 components.
 * **export** — the device program to ``.pte`` (+ ``.onnx``), parity-gated.
 * **bench** — where the speed-up comes from: the eager teacher at ``bench.teacher_steps``
@@ -411,6 +412,25 @@ def _predict_fn(st: RunState) -> Callable[[nn.Module], float]:
     return lambda m: predict(m) / lat.audio_seconds
 
 
+def finetune_key(recipe: Recipe, model: nn.Module, action: Action, seed: int) -> str | None:
+    """A digest of everything a fine-tune of `model` after `action` depends on (the action,
+    the seed, the architecture and weights of the components it reads), or None when the
+    recipe does not say what it reads."""
+    scope = recipe.finetune_scope(model, action)
+    if scope is None:
+        return None
+    arch = recipe.architecture(model)
+    comps = recipe.components(model)
+    h = hashlib.sha256(json.dumps([action.kind, action.unit, action.factor, seed,
+                                   [arch.get(c) for c in scope[0]]], sort_keys=True,
+                                  default=str).encode())
+    for c in scope[0]:
+        for name, t in model.get_submodule(comps[c]).state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
 def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
     from compress.evolve import Evolver, evolve
 
@@ -430,12 +450,27 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
         counter["n"] += 1
         return scorer(m, f"eager:{counter['n']}")
 
-    def tuner(steps: int, seed_offset: int) -> Callable[..., None]:
-        """A fine-tune of `steps` steps (none when 0); seeded by the round when given."""
+    def tuner(steps: int, seed_offset: int, memo: dict[str, Any] | None = None
+              ) -> Callable[..., None]:
+        """A fine-tune of `steps` steps (none when 0); seeded by the round when given. With
+        `memo`, a fine-tune already run on the same inputs (:meth:`Recipe.finetune_scope`) is
+        reused instead of run again."""
         def run(m: nn.Module, action: Action, rnd: int = 0) -> None:
-            if steps > 0:
-                recipe.finetune(m, reference, action, st.splits, steps,
-                                cfg.seed + seed_offset + rnd)
+            if steps <= 0:
+                return
+            seed = cfg.seed + seed_offset + rnd
+            key = None if memo is None else finetune_key(recipe, m, action, seed)
+            if key is not None and key in memo:
+                for comp, state in memo[key].items():
+                    m.get_submodule(recipe.components(m)[comp]).load_state_dict(state)
+                memo["hits"] = memo.get("hits", 0) + 1
+                return
+            recipe.finetune(m, reference, action, st.splits, steps, seed)
+            if key is not None and memo is not None:
+                scope = recipe.finetune_scope(m, action)
+                assert scope is not None
+                memo[key] = {c: copy.deepcopy(m.get_submodule(
+                    recipe.components(m)[c]).state_dict()) for c in scope[1]}
         return run
 
     st.say(f"evolve: budget {budget['budget_ms']:.2f} ms per audio second "
@@ -445,12 +480,15 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
               if budget["params_budget"] is not None else "")
            + f", score {ec.score} on "
            f"{ec.val_clips} val clips")
+    narrow_memo: dict[str, Any] = {}
     ev = Evolver(units=recipe.units, apply=recipe.apply, architecture=recipe.architecture,
                  score=score, latency=predict, finetune=tuner(ec.finetune_steps, 0),
                  finetune_duplicate=tuner(ec.duplicate_finetune_steps, 7919),
-                 finetune_narrow=tuner(ec.narrow_finetune_steps, 7927), params=recipe.params,
+                 finetune_narrow=tuner(ec.narrow_finetune_steps, 7927, narrow_memo),
+                 params=recipe.params,
                  screen=(lambda m: scorer(m, "screen", first=ec.screen_clips))
-                 if ec.screen_clips else None, screen_keep=ec.screen_keep)
+                 if ec.screen_clips else None, screen_keep=ec.screen_keep,
+                 batch_free=ec.batch_free)
     t0 = time.perf_counter()
     chosen, res = evolve(model, ev, budget_ms=budget["search_ms"], max_rounds=ec.max_rounds,
                          narrow_factor=ec.narrow_factor,
@@ -458,6 +496,9 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
                          swap_candidates=ec.swap_candidates,
                          params_budget=budget["params_budget"],
                          on_event=lambda s: st.say(f"evolve: {s}"))
+    if narrow_memo.get("hits"):
+        st.say(f"evolve: {narrow_memo['hits']} narrowed candidates reused an identical earlier "
+               "fine-tune")
     st.say(f"evolve: {len(res.evaluated)} architectures evaluated in "
            f"{time.perf_counter() - t0:.0f} s; chose state {res.chosen_round} "
            f"({res.final_latency_ms:.2f} ms, score {res.final_score:.4f}, budget "

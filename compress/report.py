@@ -25,8 +25,10 @@ missing or mistyped one):
 
 Optional: ``audio`` (``[{name, source, teacher, student}]`` wav paths, or one such dict),
 ``curves`` (``{name: [y, ...] or [[x, y], ...]}``, e.g. training losses), ``distill`` (the
-history of :func:`compress.distill.distill_progressive`), ``notes`` (str or list of str),
-``commands`` (``{what: command line}``), ``title``. Anything else is kept in report.json.
+history of :func:`compress.distill.distill_progressive`), ``distill_guard`` (``{teacher_steps,
+skipped, kept, reason}``: whether distillation ran and which student shipped), ``notes``
+(str or list of str), ``commands`` (``{what: command line}``), ``title``. Anything else is
+kept in report.json.
 """
 
 from __future__ import annotations
@@ -483,11 +485,16 @@ def render_html(d: dict[str, Any], run_dir: Path, embed_audio_max_bytes: int = 0
         body += _img(plot_latency_validation(val), "latency table: predicted vs measured")
     parts.append(_section("latency", "Latency table", body))
 
-    if d.get("distill"):
-        parts.append(_section("distill", "Step distillation", _table(
-            ["stage", "from steps", "to steps", "loss (start)", "loss (end)"],
-            [[r.get("stage"), r.get("from_steps"), r.get("to_steps"), r.get("loss_start"),
-              r.get("loss_end")] for r in d["distill"]])))
+    guard = d.get("distill_guard") or {}
+    if d.get("distill") or guard:
+        body = (f"<p>Shipped: the <b>{html.escape(str(guard.get('kept')))}</b> one-step "
+                f"student. {html.escape(str(guard.get('reason', '')))}</p>") if guard else ""
+        if d.get("distill"):
+            body += _table(
+                ["stage", "from steps", "to steps", "loss (start)", "loss (end)"],
+                [[r.get("stage"), r.get("from_steps"), r.get("to_steps"), r.get("loss_start"),
+                  r.get("loss_end")] for r in d["distill"]])
+        parts.append(_section("distill", "Step distillation", body))
 
     qs = d["quant_sensitivity"]
     if qs:

@@ -145,6 +145,8 @@ def report_data(st: RunState) -> dict[str, Any]:
         "quant_sensitivity": _sensitivity_rows(st.need("quantize")),
         "distill": st.need("distill").record.get("history", []),
         "distill_start_temperature": st.need("distill").record.get("start_temperature"),
+        "distill_guard": {k: v for k, v in st.need("distill").record.get("guard", {}).items()
+                          if k in ("teacher_steps", "skipped", "kept", "reason")},
         "audio": b.audio,
         "bench": {"timings": b.timings, "student_targets": b.student_targets},
         "notes": [

@@ -194,6 +194,15 @@ class Recipe(ABC):
                  data: DataSplits, steps: int, seed: int) -> dict[str, Any]:
         """A short fine-tune of `model` after `action` (towards `teacher`'s outputs)."""
 
+    def finetune_scope(self, model: nn.Module, action: Action
+                       ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """Components (names of :meth:`components`) that :meth:`finetune` for `action` reads
+        and those it writes, or None when unknown. When given, a fine-tune whose read
+        components are unchanged (architecture and weights) since an earlier identical call
+        is not run again: its written components' weights are reused (evolution re-values
+        the same narrowed candidates round after round)."""
+        return None
+
     # ---- what ships ---------------------------------------------------------------------------
     @abstractmethod
     def device_program(self, model: nn.Module) -> nn.Module:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compress.errors import CompressError
+from compress.evolve import significant
 from compress.recipes.base import Action, DataSplits, Inputs, Recipe, Say, ScoreResult, Unit
 from compress.rundir import atomic_write_text
 
@@ -196,6 +197,20 @@ class LHQSVCRecipe(Recipe):
             return self._distil_vocoder(model, teacher, data, steps, seed)
         raise CompressError(f"fine-tune: unit {action.unit!r} is in no component of "
                             f"{sorted(COMPONENTS)}")
+
+    def finetune_scope(self, model: nn.Module, action: Action
+                       ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """What :meth:`finetune` reads and writes: the content encoder is distilled from the
+        teacher's on audio alone; the vocoder from the teacher's on the mel and the F0
+        estimator's contour; conditioner and decoder train together on the content
+        encoder's features (and the corpus's own F0 and mels); the F0 path trains nothing."""
+        comp = action.unit.split(".")[0]
+        return {"f0": ((), ()), "content": (("content",), ("content",)),
+                "vocoder": (("f0", "vocoder"), ("vocoder",)),
+                "conditioner": (("content", "conditioner", "decoder"),
+                                ("conditioner", "decoder")),
+                "decoder": (("content", "conditioner", "decoder"),
+                            ("conditioner", "decoder"))}.get(comp)
 
     def _audio_batches(self, model: nn.Module, data: DataSplits, seed: int, batch: int = 4,
                        seconds: float = 1.0) -> Callable[[], torch.Tensor]:
@@ -447,6 +462,13 @@ class LHQSVCRecipe(Recipe):
             say(f"distill: {rec['from_steps']} -> {rec['to_steps']} steps from temperature "
                 f"{temperature} starts, loss {rec['loss_start']:.4g} -> {rec['loss_end']:.4g}")
 
+        guard: dict[str, Any] = {}
+        undistilled = model.decoder  # the evolved decoder; distillation trains a copy
+        one_step = None
+        if steps > 1 and dc.guard:
+            one_step, s1, guard = self._distill_guard(model, data, cfg, steps, not done, say)
+            if guard.get("skipped"):
+                steps = 1
         if steps > 1:
             say(f"distill: {steps} -> 1 DDIM steps, {dc.steps_per_stage} steps per halving, "
                 f"start distribution temperature {temperature} (the shipped sampler's)")
@@ -459,10 +481,56 @@ class LHQSVCRecipe(Recipe):
             student = teacher
         model.decoder = student
         model.device_steps = 1
+        if one_step is not None and not guard.get("skipped"):
+            after = one_step(model, "distill:after")
+            noise = s1.paired_noise(after)
+            guard["distilled"] = after.to_json()
+            if significant(after.value - s1.value, noise) < 0:
+                model.decoder = undistilled
+                guard["kept"] = "undistilled"
+                guard["reason"] = (f"distillation lowered val {cfg.evolve.score} "
+                                   f"{s1.value:.4f} -> {after.value:.4f} (paired noise "
+                                   f"{noise:.4f}); the undistilled one-step student ships")
+            else:
+                guard["kept"] = "distilled"
+                guard["reason"] = (f"distillation took val {cfg.evolve.score} {s1.value:.4f} "
+                                   f"-> {after.value:.4f} (paired noise {noise:.4f})")
+            say(f"distill: {guard['reason']}")
         return {"teacher_steps": dc.teacher_steps, "prediction": prediction,
-                "start_temperature": temperature,
+                "start_temperature": temperature, "guard": guard,
                 "history": [{k: v for k, v in h.items() if k != "checkpoint"}
                             for h in history]}
+
+    def _distill_guard(self, model: nn.Module, data: DataSplits, cfg: Any, steps: int,
+                       check_teacher: bool, say: Say
+                       ) -> tuple[Callable[[Any, str], ScoreResult], ScoreResult, dict[str, Any]]:
+        """Is there anything to distil? Scores, on the val split, the student as it would ship
+        undistilled (one DDIM step) and — when `check_teacher` (not on a resume) — the
+        distillation teacher (the same decoder at `steps` steps). Step distillation (Salimans
+        & Ho; LHQ-SVC §III.B) makes one step imitate `steps`; when `steps` score no better
+        than one beyond the paired noise, distilling can only pull the student towards the
+        worse output, and the stage is skipped. At temperature 0 the sampler is an ODE from
+        the prior mean, and a student fine-tuned during the search at one step can score
+        better there (demo of 19736ef: val sim_stoi 0.776 at one step, 0.724 at eight, 0.736
+        after distillation). Returns the one-step scorer, the one-step score and the record."""
+        ec = cfg.evolve
+        kw = {"items": ec.val_clips, "seconds": ec.val_seconds,
+              "chunk_seconds": cfg.export.chunk_seconds, "score": ec.score}
+        one = self.scorer(model, data, "val", steps=1, **kw)
+        s1 = one(model, "distill:one-step")
+        rec: dict[str, Any] = {"one_step": s1.to_json(), "teacher_steps": steps}
+        if not check_teacher:
+            return one, s1, rec
+        sn = self.scorer(model, data, "val", steps=steps, **kw)(model, f"distill:{steps}-step")
+        noise = s1.paired_noise(sn)
+        rec.update(teacher=sn.to_json(), paired_noise=noise)
+        if significant(sn.value - s1.value, noise) <= 0:
+            rec.update(skipped=True, kept="undistilled", reason=(
+                f"the {steps}-step distillation teacher scores val {ec.score} {sn.value:.4f} "
+                f"against {s1.value:.4f} at one step (paired noise {noise:.4f}): nothing to "
+                "distil; the one-step student ships undistilled"))
+            say(f"distill: {rec['reason']}")
+        return one, s1, rec
 
     def _decoder_batches(self, model: nn.Module, data: DataSplits, cfg: Any, seed: int,
                          out: Path) -> Callable[[], Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -292,3 +293,61 @@ def test_distills_the_lhq_svc_decoder() -> None:
                                            start_temperature=0.0)
     assert [h["start_temperature"] for h in history] == [0.0, 0.0]
     assert all(math.isfinite(h["loss_end"]) for h in history)
+
+
+@pytest.mark.parametrize("teacher_gain, distilled_delta, skipped, kept", [
+    (0.0, 0.0, True, "undistilled"),  # N steps score like one: nothing to distil
+    (-0.05, 0.0, True, "undistilled"),  # N steps score worse (the 19736ef demo)
+    (0.05, -0.05, False, "undistilled"),  # distillation lowered the score: reverted
+    (0.05, 0.03, False, "distilled"),  # distillation gained: kept
+])
+def test_recipe_distill_guard(tmp_path, monkeypatch, teacher_gain, distilled_delta, skipped,
+                              kept) -> None:
+    """The LHQ-SVC recipe distils only when the N-step teacher beats the one-step student on
+    val beyond the paired noise, and keeps the distilled decoder only when it does not lower
+    that score. The judge is replaced by one whose per-item values are set by the sampler's
+    step count and by whether the decoder was trained, so each branch of the rule is hit."""
+    from compress.config import RunConfig
+    from compress.config_io import from_dict
+    from compress.recipes.base import DataSplits, ScoreResult
+    from compress.recipes.lhq_svc import LHQSVCRecipe
+    from models import registry
+
+    torch.manual_seed(0)
+    model = registry.build("lhq-svc-unittest", temperature=0.0).eval()
+    original = {k: v.clone() for k, v in model.decoder.state_dict().items()}
+    cfg = from_dict(RunConfig, {"model": {"name": "lhq-svc-unittest"},
+                               "distill": {"teacher_steps": 4, "steps_per_stage": 2}})
+    recipe = LHQSVCRecipe()
+    recipe.configure(cfg)
+    base = np.array([0.70, 0.72, 0.74, 0.76])
+    jitter = np.array([0.001, -0.001, 0.0005, -0.0005])  # paired noise ~ 0.0005
+
+    def scorer(m, data, split, *, steps=None, **kw):
+        assert split == "val"
+
+        def run(subject, tag, first=None):
+            trained = any(not torch.equal(v, original[k])
+                          for k, v in subject.decoder.state_dict().items())
+            delta = teacher_gain if steps and steps > 1 else 0.0
+            delta += (distilled_delta + jitter) if trained else 0.0
+            return ScoreResult.from_items("sim_stoi", base + delta)
+        return run
+
+    g = torch.Generator().manual_seed(0)
+    cond = model.decoder.cond_channels
+    monkeypatch.setattr(recipe, "scorer", scorer)
+    monkeypatch.setattr(recipe, "_decoder_batches", lambda *a, **k: (
+        lambda: (torch.randn(2, 80, 12, generator=g), torch.randn(2, cond, 12, generator=g))))
+    said: list[str] = []
+    rec = recipe.distill(model, DataSplits("x", ["a"], ["b"], ["c"]), cfg, tmp_path,
+                         said.append)
+    guard = rec["guard"]
+    assert bool(guard.get("skipped")) is skipped and guard["kept"] == kept
+    assert guard["teacher"]["value"] == pytest.approx(base.mean() + teacher_gain)
+    assert model.device_steps == 1
+    same = all(torch.equal(v, original[k]) for k, v in model.decoder.state_dict().items())
+    assert same is (kept == "undistilled")
+    assert ("distilled" in guard) is (not skipped)
+    assert len(rec["history"]) == (0 if skipped else 2)
+    assert any(guard["reason"] in s for s in said)

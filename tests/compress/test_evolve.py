@@ -333,3 +333,35 @@ def test_a_duplicate_is_credited_only_with_what_the_same_fine_tune_alone_does_no
                     max_rounds=1, duplicate_candidates=2, swap_candidates=0)
     assert res.history and res.history[0].action == "duplicate"
     assert res.history[0].kind == "costly_useful"
+
+
+def test_free_actions_of_a_round_are_applied_together_when_together_free() -> None:
+    """`batch_free`: a DSP unit (9 ms) and a useless layer (1 ms), in two components, each
+    cost nothing: one round removes both. When the pair together costs score (an interaction
+    the single candidates cannot show), the round applies the chosen action alone."""
+    from dataclasses import replace
+
+    def toy() -> Toy:
+        return Toy(["costly_useful", "dsp"], ["costly_useful", "cheap_useless"])  # 35 ms
+
+    _, one = evolve(toy(), _ev(), budget_ms=24.0, max_rounds=2, duplicate_candidates=0)
+    assert [(h.round, h.kind) for h in one.history[:2]] == [(1, "dsp"), (2, "cheap_useless")]
+
+    _, both = evolve(toy(), replace(_ev(), batch_free=True), budget_ms=24.0, max_rounds=2,
+                     duplicate_candidates=0)
+    assert [(h.round, h.kind) for h in both.history[:2]] == [(1, "dsp"), (1, "cheap_useless")]
+    assert both.history[0].latency_ms == pytest.approx(25.0)  # 35 - 9 - 1
+    assert both.history[1].value == 0.0
+    assert len([h for h in both.history if h.round == 1]) == 2
+    assert both.evaluated[[c.action for c in both.evaluated].index("applied")].unit == "a.1+b.1"
+
+    base = _ev()
+
+    def score(m: Toy) -> ScoreResult:  # both gone together costs 0.1
+        s = base.score(m)
+        hit = "dsp" not in m.comps["a"] and "cheap_useless" not in m.comps["b"]
+        return ScoreResult("toy", s.value - 0.1 * hit, tuple(v - 0.1 * hit for v in s.items))
+
+    _, pair = evolve(toy(), replace(base, batch_free=True, score=score), budget_ms=24.0,
+                     max_rounds=2, duplicate_candidates=0)
+    assert [h.round for h in pair.history].count(1) == 1 and pair.history[0].kind == "dsp"

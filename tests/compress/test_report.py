@@ -108,6 +108,8 @@ def realistic(tmp_path: Path) -> dict[str, Any]:
         ],
         "distill": [{"stage": 0, "from_steps": 8, "to_steps": 4, "loss_start": 0.2,
                      "loss_end": 0.01}],
+        "distill_guard": {"teacher_steps": 8, "kept": "undistilled", "reason":
+                          "distillation lowered val sim_stoi 0.78 -> 0.74"},
         "curves": {"teacher loss": [1.0, 0.5, 0.3, 0.2], "robust loss": [[0, 0.4], [10, 0.3]]},
         "audio": [
             {"name": "clip A", "source": _wav(src / "a_src.wav", 220),
@@ -151,6 +153,8 @@ def test_write_report(tmp_path: Path) -> None:
                 "quantization", "distill", "curves", "audio", "artifacts"):
         assert f'<section id="{sid}">' in page, sid
     assert "24.5x faster; budget met." in page  # the verdict is stated
+    distill = page.split('id="distill"')[1].split("</section>")[0]
+    assert "<b>undistilled</b>" in distill and "0.78 -&gt; 0.74" in distill
     # the breakdown's product is shown next to its factors: 9 x 1.2 x 1.5 x 1.5123
     assert "24.5" in page.split('id="breakdown"')[1].split("</section>")[0]
     tags = _tags(page)

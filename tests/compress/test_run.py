@@ -313,3 +313,54 @@ def test_vocoder_fine_tune_serves_both_vocoder_kinds(tmp_path: Path) -> None:
         moved = max(float((a - b.detach()).abs().max())
                     for a, b in zip(before, student.vocoder.parameters()))
         assert moved > 0.0, (kind, rec)  # the vocoder was trained, not skipped
+
+
+def test_finetune_key_tracks_what_a_finetune_reads_and_a_rerun_is_identical(tmp_path: Path
+                                                                             ) -> None:
+    """Evolution reuses a narrowed candidate's fine-tune when nothing it reads changed
+    (`finetune_key`): the key moves with the read components' weights and architecture, not
+    with the others, and re-running the same fine-tune on the same inputs gives the same
+    weights (what makes the reuse exact)."""
+    import copy
+
+    from compress.config import RunConfig
+    from compress.config_io import from_dict
+    from compress.pipeline import finetune_key
+    from compress.recipes import recipe_for
+    from compress.recipes.base import Action
+
+    cfg = from_dict(RunConfig, {"model": {"name": "lhq-svc-unittest"},
+                                "data": {"singers": 2, "minutes": 0.3}})
+    r = recipe_for(cfg.model.name)
+    r.configure(cfg)
+    d = r.load_data(cfg, tmp_path, lambda s: None)
+    torch.manual_seed(0)
+    teacher = registry.get("lhq-svc-unittest").build(
+        speakers=r.corpus(d.root).singers, n_speakers=2).eval()
+    model = copy.deepcopy(teacher)
+    content = Action("narrow", "content.width", 0.5)
+    r.apply(model, content)
+    k = finetune_key(r, model, content, 7)
+    assert k is not None and k == finetune_key(r, copy.deepcopy(model), content, 7)
+    assert k != finetune_key(r, model, content, 8)  # the seed
+    other = copy.deepcopy(model)
+    r.apply(other, Action("remove", "vocoder.stacks.0.layers.0"))  # not read by content's
+    with torch.no_grad():
+        next(other.decoder.parameters()).add_(1.0)
+    assert finetune_key(r, other, content, 7) == k
+    with torch.no_grad():
+        next(other.content.parameters()).add_(1e-3)
+    assert finetune_key(r, other, content, 7) != k
+    voc = Action("narrow", "vocoder.width", 0.5)  # reads the F0 path's architecture too
+    strided = copy.deepcopy(model)
+    r.apply(strided, Action("narrow", "f0.rate"))
+    assert finetune_key(r, strided, voc, 7) != finetune_key(r, model, voc, 7)
+    assert r.finetune_scope(model, Action("narrow", "f0.rate")) == ((), ())
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    for m in (a, b):
+        r.finetune(m, teacher, content, d, 3, 7)
+    for (name, x), y in zip(a.content.state_dict().items(), b.content.state_dict().values(),
+                            strict=True):
+        assert torch.equal(x, y), name
+    assert any(not torch.equal(x, model.content.state_dict()[n])  # it did train
+               for n, x in a.content.state_dict().items())
