@@ -138,6 +138,16 @@ class EvolutionResult:
                 "start_params": self.start_params, "screened_out": self.screened_out}
 
 
+def _duplicate_order(units: list[Unit], removal_value: dict[str, float]) -> list[Unit]:
+    """Units that can be duplicated, most valuable (costliest to remove) first — the most
+    valuable unit of each component ahead of the rest, so that a few candidates (copies or
+    swaps) span the whole path instead of one component's blocks."""
+    ranked = sorted((u for u in units if "duplicate" in u.actions),
+                    key=lambda u: -removal_value.get(u.name, 0.0))
+    heads = {id(u) for u in {u.component: u for u in reversed(ranked)}.values()}
+    return [u for u in ranked if id(u) in heads] + [u for u in ranked if id(u) not in heads]
+
+
 Batched = list[tuple[float, Action, Unit]]  # (value, action, unit) of a batched free action
 
 
@@ -325,13 +335,7 @@ def evolve(
                 if got is not None:
                     chosen_cand, s, lat, batch = got
         else:
-            ranked = sorted((u for u in units if "duplicate" in u.actions),
-                            key=lambda u: -removal_value.get(u.name, 0.0))
-            # the most valuable unit of each component first, then the rest by value: a
-            # few candidates span the whole path instead of one component's blocks
-            heads = {id(u) for u in {u.component: u for u in reversed(ranked)}.values()}
-            ranked = ([u for u in ranked if id(u) in heads]
-                      + [u for u in ranked if id(u) not in heads])
+            ranked = _duplicate_order(units, removal_value)
             tuned_refs: dict[str, ScoreResult] = {}
             for u in ranked[: max(0, duplicate_candidates)]:
                 action = Action("duplicate", u.name)
@@ -478,8 +482,7 @@ def _swap(ev: Evolver, model: nn.Module, units: list[Unit], removal_value: dict[
                                            s_r.value, s_r.noise, got[1],
                                            ev.architecture(got[0])))
             removal_value[u.name] = (cur.value - s_r.value) / (cur_lat - got[1])
-    dups = sorted((u for u in units if "duplicate" in u.actions),
-                  key=lambda u: -removal_value.get(u.name, 0.0))[:k]
+    dups = _duplicate_order(units, removal_value)[:k]
     best: tuple[float, Any] | None = None
     for d in dups:
         got = _candidate(ev, model, Action("duplicate", d.name))

@@ -312,6 +312,12 @@ def test_duplicate_candidates_span_the_components() -> None:
     ev.apply = spy
     evolve(m, ev, budget_ms=100.0, max_rounds=1, duplicate_candidates=2, swap_candidates=0)
     assert sorted(tried[:2]) == ["a", "b"]
+    # a swap's copies too: with no room for a copy (budget = the current latency), the two
+    # swap candidates are one unit of each component
+    tried.clear()
+    evolve(m, ev, budget_ms=m.latency(), max_rounds=1, duplicate_candidates=0,
+           swap_candidates=2)
+    assert sorted(tried[:2]) == ["a", "b"]
 
 
 def test_a_duplicate_is_credited_only_with_what_the_same_fine_tune_alone_does_not_give() -> None:
