@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -103,8 +103,12 @@ def measure_many(
     cfg: BenchConfig,
     out_dir: str | Path,
     server: AdbServer | None = None,
+    per_program: Mapping[str, BenchConfig] | None = None,
 ) -> list[BenchResult | BenchError]:
     """Run (pte, target) jobs: different devices in parallel threads, one device's jobs in order.
+
+    `per_program` maps a job's pte path (as given) to the config it runs with instead of `cfg`
+    (e.g. its own input file and audio seconds).
 
     Host jobs run on their own, after the device jobs, so they do not compete with the adb
     transfers for this machine's cores. Returns, in job order, a result or the error raised.
@@ -120,7 +124,8 @@ def measure_many(
         for i in indices:
             pte, t = parsed[i]
             try:
-                out[i] = _run(pte, t, cfg, Path(out_dir), server)
+                out[i] = _run(pte, t, (per_program or {}).get(str(pte), cfg), Path(out_dir),
+                              server)
             except BenchError as exc:
                 out[i] = exc
 

@@ -167,9 +167,16 @@ def build_sidecar(
 
 
 def write_artifact(
-    out_dir: str | os.PathLike[str], fmt: str, data: bytes, sidecar: dict[str, Any]
+    out_dir: str | os.PathLike[str], fmt: str, data: bytes, sidecar: dict[str, Any],
+    inputs: Sequence[Any] | None = None,
 ) -> tuple[Path, Path]:
-    """Write program and sidecar atomically (program first). Returns both paths."""
+    """Write program, example inputs (when given) and sidecar atomically (program first,
+    sidecar last). Returns the program's and the sidecar's paths.
+
+    The example inputs — the real inputs the parity gate ran, in input order — go to
+    ``{stem}.inputs.npz`` (arrays ``input_0``, ``input_1``, ...), named by the sidecar's
+    ``example_inputs``: ``compress bench`` feeds them to the runner, so an index input (a
+    speaker id) stays in range and a benchmark runs what the app runs."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportError(f"output directory {out} exists and is not a directory")
@@ -177,6 +184,16 @@ def write_artifact(
     path = out / f"{stem}.{EXTENSIONS[fmt]}"
     side = out / f"{stem}.json"
     atomic_write_bytes(path, data)
+    if inputs is not None:
+        import io
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.savez(buf, **{f"input_{i}": (t.detach().cpu().numpy() if hasattr(t, "detach")
+                                         else np.asarray(t)) for i, t in enumerate(inputs)})
+        atomic_write_bytes(out / f"{stem}.inputs.npz", buf.getvalue())
+        sidecar = {**sidecar, "example_inputs": f"{stem}.inputs.npz"}
     text = json.dumps(sidecar, indent=2, sort_keys=False, default=_json_default) + "\n"
     atomic_write_bytes(side, text.encode("utf-8"))
     return path, side
@@ -248,5 +265,7 @@ def gate_and_write(
         sidecar=sidecar,
     )
     if out_dir is not None:
-        result.path, result.sidecar_path = write_artifact(out_dir, fmt, data, sidecar)
+        result.path, result.sidecar_path = write_artifact(out_dir, fmt, data, sidecar,
+                                                          inputs=list(parity_inputs[0]))
+        result.sidecar["example_inputs"] = f"{stem}.inputs.npz"
     return result

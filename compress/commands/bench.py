@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from compress.cli_util import add_command, print_table
 
@@ -33,7 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=3,
                    help="runs per model; flagged when their p50s differ by > 5%%")
     p.add_argument("--audio-seconds", type=float, default=None,
-                   help="audio seconds per forward call, for the real-time factor")
+                   help="audio seconds per forward call, for the real-time factor (default: "
+                   "the chunk length in the program's sidecar, when it has one)")
+    p.add_argument("--input-file", type=Path, default=None, metavar="FILE",
+                   help="real inputs for every program: .npz (arrays in input order), .pt "
+                   "(a tensor or a list of tensors) or .raw (the runner's bytes); default: "
+                   "the example inputs the export wrote next to each program, else seeded "
+                   "random values")
     p.add_argument("--json", type=Path, default=None, metavar="OUT",
                    help="write the result(s) (one object, or an array for several)")
     p.add_argument("--out-dir", type=Path, default=None,
@@ -91,8 +98,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         out_dir = Path("runs") / "bench" / time.strftime("%Y%m%d-%H%M%S")
 
+    per_program = {str(p): program_config(p, cfg, args.input_file, out_dir,
+                                          explicit_seconds=args.audio_seconds is not None)
+                   for p in ptes}
     jobs = [(p, t) for p in ptes for t in targets]
-    outcomes = measure_many(jobs, cfg, out_dir, server) if jobs else []
+    outcomes = measure_many(jobs, cfg, out_dir, server, per_program) if jobs else []
     new = [o for o in outcomes if isinstance(o, BenchResult)]
     failures = [o for o in outcomes if not isinstance(o, BenchResult)]
     if len(jobs) == 1 and failures:
@@ -119,3 +129,81 @@ def run(args: argparse.Namespace) -> int:
     for f in failures:
         print(f"compress bench: error: {f}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def read_inputs(path: Path) -> list[Any]:
+    """Tensors of an ``.npz`` (``input_0``, ``input_1``, ... in index order, else file order)
+    or ``.pt`` (one tensor, or a list / tuple of them) input file."""
+    from device_bench.errors import BenchError
+
+    if not path.is_file():
+        raise BenchError(f"input file {path} does not exist")
+    if path.suffix == ".npz":
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                names = list(z.files)
+                if all(n.startswith("input_") and n[6:].isdigit() for n in names):
+                    names.sort(key=lambda n: int(n[6:]))
+                return [z[n] for n in names]
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"input file {path}: not a readable .npz ({exc})") from exc
+    if path.suffix == ".pt":
+        import torch
+
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a pickle or a damaged file: one line, not a traceback
+            raise BenchError(f"input file {path}: not a tensor file ({exc})") from exc
+        items = list(obj) if isinstance(obj, (list, tuple)) else [obj]
+        if not items or not all(isinstance(t, torch.Tensor) for t in items):
+            raise BenchError(f"input file {path}: expected a tensor or a list of tensors")
+        return items
+    raise BenchError(f"input file {path}: expected .npz, .pt or .raw")
+
+
+def program_config(pte: Path, cfg: Any, input_file: Path | None, out_dir: Path, *,
+                   explicit_seconds: bool) -> Any:
+    """`cfg` for one program: its inputs (`input_file`, else the example inputs named by the
+    program's sidecar, else none: seeded random values) and, unless given on the command
+    line, its audio seconds per call from the sidecar's chunk length."""
+    import json
+    from dataclasses import replace
+
+    from device_bench.errors import BenchError
+    from device_bench.protocol import write_input_file
+
+    side = pte.with_suffix(".json")
+    meta: dict[str, Any] = {}
+    sidecar: dict[str, Any] = {}
+    example = None
+    if side.is_file():
+        try:
+            sidecar = json.loads(side.read_text())
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"sidecar {side} is not readable JSON ({exc}); move it away to "
+                             "bench without it") from exc
+        meta = sidecar.get("metadata") or {}
+        if sidecar.get("example_inputs"):
+            example = side.parent / sidecar["example_inputs"]
+    raw = None
+    source = input_file or (example if example is not None and example.is_file() else None)
+    if source is None:
+        ints = [(i, d) for i, d in enumerate(sidecar.get("inputs") or [])
+                if "int" in str(d.get("dtype", ""))]
+        for i, d in ints:
+            print(f"compress bench: {pte.name}: input {i} ({d.get('dtype')} "
+                  f"{d.get('shape')}) is an index that random values can put out of range; "
+                  "give real inputs with --input-file FILE", file=sys.stderr)
+    if source is not None and source.suffix == ".raw":
+        raw = str(source)
+    elif source is not None:
+        raw = str(write_input_file(read_inputs(source), out_dir / f"{pte.stem}.inputs.raw"))
+    seconds = cfg.audio_seconds
+    if not explicit_seconds:
+        if meta.get("chunk_seconds"):
+            seconds = float(meta["chunk_seconds"])
+        elif meta.get("chunk_samples") and meta.get("sample_rate"):
+            seconds = float(meta["chunk_samples"]) / float(meta["sample_rate"])
+    return replace(cfg, input_file=raw, audio_seconds=seconds)

@@ -30,11 +30,13 @@ def test_export_preset_to_onnx(tmp_path, capsys):
     assert code == 0
     files = sorted(p.name for p in out.iterdir())
     assert files == [
+        "lhq-svc-vocoder-unittest_onnxruntime_fp32.inputs.npz",
         "lhq-svc-vocoder-unittest_onnxruntime_fp32.json",
         "lhq-svc-vocoder-unittest_onnxruntime_fp32.onnx",
     ]
     assert "wrote" in printed and "max-abs" in printed and "SQNR" in printed
-    side = json.loads((out / files[0]).read_text())
+    side = json.loads((out / files[1]).read_text())
+    assert side["example_inputs"] == files[0]
     assert side["metadata"]["source"].startswith("registry preset")
 
 

@@ -38,8 +38,10 @@ def exported(tmp_path_factory, tiny):
 def test_files_and_checker(exported):
     out, _, res = exported
     assert sorted(p.name for p in out.iterdir()) == [
+        "tiny_onnxruntime_fp32.inputs.npz",
         "tiny_onnxruntime_fp32.json",
         "tiny_onnxruntime_fp32.onnx",
+        "tiny_onnxruntime_int8.inputs.npz",
         "tiny_onnxruntime_int8.json",
         "tiny_onnxruntime_int8.onnx",
     ]

@@ -42,8 +42,10 @@ def exported(tmp_path_factory, tiny):
 def test_files_named_and_written(exported):
     out, _, results = exported
     assert sorted(p.name for p in out.iterdir()) == [
+        "tiny_xnnpack_fp32.inputs.npz",
         "tiny_xnnpack_fp32.json",
         "tiny_xnnpack_fp32.pte",
+        "tiny_xnnpack_int8.inputs.npz",
         "tiny_xnnpack_int8.json",
         "tiny_xnnpack_int8.pte",
     ]
