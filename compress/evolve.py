@@ -438,7 +438,7 @@ def _free_batch(ev: Evolver, cur: ScoreResult, best: tuple[Any, ...], options: l
         extra.append(o)
     if not extra:
         return None
-    combo, lat = copy.deepcopy(best[6]), best[5]
+    combo, lat = best[6], best[5]  # never modified: each trial is a copy
     taken: Batched = []
     for o in extra:
         if (lat <= budget_ms) if lat_over else (ev.count(combo) <= p_budget):

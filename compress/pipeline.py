@@ -65,6 +65,7 @@ from compress.results import (
     ModelResult,
     QuantizeResult,
     ReportResult,
+    searched_fraction,
 )
 from compress.rundir import Stage, atomic_write_text
 
@@ -345,7 +346,7 @@ def stage_latency(st: RunState, out: Path) -> LatencyResult:
     except CompressError:
         floor_ms = None
     st.say(f"latency: teacher program {teacher_ms:.2f} ms per chunk, "
-           f"{min(1.0, searched / teacher_ms):.0%} "
+           f"{searched_fraction(searched, teacher_ms):.0%} "
            "of it in searched components" + ("" if floor_ms is None else
                                              f"; every action to its limit: {floor_ms:.2f} ms"))
     path = table.save(out)
@@ -412,10 +413,11 @@ def _predict_fn(st: RunState) -> Callable[[nn.Module], float]:
     return lambda m: predict(m) / lat.audio_seconds
 
 
-def finetune_key(recipe: Recipe, model: nn.Module, action: Action, seed: int) -> str | None:
+def finetune_key(recipe: Recipe, model: nn.Module, action: Action, seed: int
+                 ) -> tuple[str, tuple[str, ...]] | None:
     """A digest of everything a fine-tune of `model` after `action` depends on (the action,
-    the seed, the architecture and weights of the components it reads), or None when the
-    recipe does not say what it reads."""
+    the seed, the architecture and weights of the components it reads) and the components it
+    writes, or None when the recipe does not say what it reads."""
     scope = recipe.finetune_scope(model, action)
     if scope is None:
         return None
@@ -428,7 +430,7 @@ def finetune_key(recipe: Recipe, model: nn.Module, action: Action, seed: int) ->
         for name, t in model.get_submodule(comps[c]).state_dict().items():
             h.update(name.encode())
             h.update(t.detach().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()
+    return h.hexdigest(), scope[1]
 
 
 def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
@@ -445,12 +447,13 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
     scorer = recipe.scorer(model, st.splits, "val", items=ec.val_clips, seconds=ec.val_seconds,
                            chunk_seconds=cfg.export.chunk_seconds, score=ec.score)
     counter = {"n": 0}
+    reused = {"n": 0}  # narrowed candidates that reused an identical earlier fine-tune
 
     def score(m: nn.Module) -> ScoreResult:
         counter["n"] += 1
         return scorer(m, f"eager:{counter['n']}")
 
-    def tuner(steps: int, seed_offset: int, memo: dict[str, Any] | None = None
+    def tuner(steps: int, seed_offset: int, memo: dict[str, dict[str, Any]] | None = None
               ) -> Callable[..., None]:
         """A fine-tune of `steps` steps (none when 0); seeded by the round when given. With
         `memo`, a fine-tune already run on the same inputs (:meth:`Recipe.finetune_scope`) is
@@ -459,18 +462,17 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
             if steps <= 0:
                 return
             seed = cfg.seed + seed_offset + rnd
-            key = None if memo is None else finetune_key(recipe, m, action, seed)
-            if key is not None and key in memo:
-                for comp, state in memo[key].items():
-                    m.get_submodule(recipe.components(m)[comp]).load_state_dict(state)
-                memo["hits"] = memo.get("hits", 0) + 1
+            got = None if memo is None else finetune_key(recipe, m, action, seed)
+            comps = recipe.components(m)
+            if got is not None and got[0] in memo:
+                for comp, state in memo[got[0]].items():
+                    m.get_submodule(comps[comp]).load_state_dict(state)
+                reused["n"] += 1
                 return
             recipe.finetune(m, reference, action, st.splits, steps, seed)
-            if key is not None and memo is not None:
-                scope = recipe.finetune_scope(m, action)
-                assert scope is not None
-                memo[key] = {c: copy.deepcopy(m.get_submodule(
-                    recipe.components(m)[c]).state_dict()) for c in scope[1]}
+            if got is not None and memo is not None:
+                memo[got[0]] = {c: copy.deepcopy(m.get_submodule(comps[c]).state_dict())
+                                for c in got[1]}
         return run
 
     st.say(f"evolve: budget {budget['budget_ms']:.2f} ms per audio second "
@@ -480,7 +482,7 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
               if budget["params_budget"] is not None else "")
            + f", score {ec.score} on "
            f"{ec.val_clips} val clips")
-    narrow_memo: dict[str, Any] = {}
+    narrow_memo: dict[str, dict[str, Any]] = {}
     ev = Evolver(units=recipe.units, apply=recipe.apply, architecture=recipe.architecture,
                  score=score, latency=predict, finetune=tuner(ec.finetune_steps, 0),
                  finetune_duplicate=tuner(ec.duplicate_finetune_steps, 7919),
@@ -496,8 +498,8 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
                          swap_candidates=ec.swap_candidates,
                          params_budget=budget["params_budget"],
                          on_event=lambda s: st.say(f"evolve: {s}"))
-    if narrow_memo.get("hits"):
-        st.say(f"evolve: {narrow_memo['hits']} narrowed candidates reused an identical earlier "
+    if reused["n"]:
+        st.say(f"evolve: {reused['n']} narrowed candidates reused an identical earlier "
                "fine-tune")
     st.say(f"evolve: {len(res.evaluated)} architectures evaluated in "
            f"{time.perf_counter() - t0:.0f} s; chose state {res.chosen_round} "

@@ -112,7 +112,7 @@ def report_data(st: RunState) -> dict[str, Any]:
         "speedup": b.speedup,
         "speedup_breakdown": b.speedup_breakdown,
         "speedup_breakdown_product": product,
-        "searched_latency_fraction": min(1.0, lat.searched_ms / lat.teacher_ms),
+        "searched_latency_fraction": lat.searched_fraction,
         "removable_latency_fraction": (None if lat.floor_ms is None
                                        else 1.0 - lat.floor_ms / lat.teacher_ms),
         "score_name": score,

@@ -66,6 +66,17 @@ class LatencyResult(Result):
     floor_ms: float | None = None  # predicted latency with every action applied to the limit
     teacher_fp32_ms: float | None = None  # the fp32 teacher program, timed in the same rounds
 
+    @property
+    def searched_fraction(self) -> float:
+        return searched_fraction(self.searched_ms, self.teacher_ms)
+
+
+def searched_fraction(searched_ms: float, teacher_ms: float) -> float:
+    """Share of the teacher program's latency inside searched components, at most 1: each
+    segment is timed as a program of its own (its own call and input copies), so when every
+    component is searched the segments sum to a little more than the whole."""
+    return min(1.0, searched_ms / teacher_ms)
+
 
 @dataclass
 class EvolveStageResult(Result):

@@ -175,8 +175,9 @@ def write_artifact(
 
     The example inputs — the real inputs the parity gate ran, in input order — go to
     ``{stem}.inputs.npz`` (arrays ``input_0``, ``input_1``, ...), named by the sidecar's
-    ``example_inputs``: ``compress bench`` feeds them to the runner, so an index input (a
-    speaker id) stays in range and a benchmark runs what the app runs."""
+    ``example_inputs`` (added to `sidecar` in place): ``compress bench`` feeds them to the
+    runner, so an index input (a speaker id) stays in range and a benchmark runs what the app
+    runs."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportError(f"output directory {out} exists and is not a directory")
@@ -193,7 +194,7 @@ def write_artifact(
         np.savez(buf, **{f"input_{i}": (t.detach().cpu().numpy() if hasattr(t, "detach")
                                          else np.asarray(t)) for i, t in enumerate(inputs)})
         atomic_write_bytes(out / f"{stem}.inputs.npz", buf.getvalue())
-        sidecar = {**sidecar, "example_inputs": f"{stem}.inputs.npz"}
+        sidecar["example_inputs"] = f"{stem}.inputs.npz"  # the caller's sidecar says so too
     text = json.dumps(sidecar, indent=2, sort_keys=False, default=_json_default) + "\n"
     atomic_write_bytes(side, text.encode("utf-8"))
     return path, side
@@ -267,5 +268,4 @@ def gate_and_write(
     if out_dir is not None:
         result.path, result.sidecar_path = write_artifact(out_dir, fmt, data, sidecar,
                                                           inputs=list(parity_inputs[0]))
-        result.sidecar["example_inputs"] = f"{stem}.inputs.npz"
     return result

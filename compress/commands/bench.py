@@ -98,9 +98,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         out_dir = Path("runs") / "bench" / time.strftime("%Y%m%d-%H%M%S")
 
-    per_program = {str(p): program_config(p, cfg, args.input_file, out_dir,
-                                          explicit_seconds=args.audio_seconds is not None)
-                   for p in ptes}
+    per_program = {str(p): program_config(p, cfg, args.input_file, out_dir) for p in ptes}
     jobs = [(p, t) for p in ptes for t in targets]
     outcomes = measure_many(jobs, cfg, out_dir, server, per_program) if jobs else []
     new = [o for o in outcomes if isinstance(o, BenchResult)]
@@ -163,11 +161,10 @@ def read_inputs(path: Path) -> list[Any]:
     raise BenchError(f"input file {path}: expected .npz, .pt or .raw")
 
 
-def program_config(pte: Path, cfg: Any, input_file: Path | None, out_dir: Path, *,
-                   explicit_seconds: bool) -> Any:
+def program_config(pte: Path, cfg: Any, input_file: Path | None, out_dir: Path) -> Any:
     """`cfg` for one program: its inputs (`input_file`, else the example inputs named by the
-    program's sidecar, else none: seeded random values) and, unless given on the command
-    line, its audio seconds per call from the sidecar's chunk length."""
+    program's sidecar, else none: seeded random values) and, unless `cfg` has them (from the
+    command line), its audio seconds per call from the sidecar's chunk length."""
     import json
     from dataclasses import replace
 
@@ -201,7 +198,7 @@ def program_config(pte: Path, cfg: Any, input_file: Path | None, out_dir: Path, 
     elif source is not None:
         raw = str(write_input_file(read_inputs(source), out_dir / f"{pte.stem}.inputs.raw"))
     seconds = cfg.audio_seconds
-    if not explicit_seconds:
+    if seconds is None:
         if meta.get("chunk_seconds"):
             seconds = float(meta["chunk_seconds"])
         elif meta.get("chunk_samples") and meta.get("sample_rate"):

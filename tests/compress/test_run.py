@@ -342,6 +342,7 @@ def test_finetune_key_tracks_what_a_finetune_reads_and_a_rerun_is_identical(tmp_
     r.apply(model, content)
     k = finetune_key(r, model, content, 7)
     assert k is not None and k == finetune_key(r, copy.deepcopy(model), content, 7)
+    assert k[1] == ("content",)  # what it writes
     assert k != finetune_key(r, model, content, 8)  # the seed
     other = copy.deepcopy(model)
     r.apply(other, Action("remove", "vocoder.stacks.0.layers.0"))  # not read by content's

@@ -72,6 +72,8 @@ def test_bench_cli_feeds_the_programs_own_example_inputs(tmp_path: Path, runner_
     res = export_pte(_Lookup().eval(), inputs, tmp_path, "lookup",
                      metadata={"chunk_seconds": 0.5})
     side = json.loads(res.sidecar_path.read_text())
+    assert res.sidecar["example_inputs"] == side["example_inputs"]
+    assert side["example_inputs"] == "lookup_xnnpack_fp32.inputs.npz"
     npz = tmp_path / side["example_inputs"]
     with np.load(npz) as z:
         assert z.files == ["input_0", "input_1"]
