@@ -38,8 +38,8 @@ setup: $(STAMP)
 
 # The demo: `compress run` with the embedded default config (configs/default.yaml): synthetic
 # corpus -> train the lhq-svc-demo teacher -> robust fine-tune -> latency table on this host ->
-# architecture evolution -> step distillation to 1 step -> int8 sensitivity -> parity-gated
-# .pte export -> teacher vs student benchmark -> RUN/report.html. About 16 min on 2 cores;
+# architecture evolution -> step distillation to 1 step (when it helps) -> int8 sensitivity -> parity-gated
+# .pte export -> teacher vs student benchmark -> RUN/report.html. About 14.5 min on 2 cores;
 # re-running resumes at the first unfinished stage. DEMO_CONFIG=FILE runs another config.
 DEMO_CONFIG ?=
 demo: setup runner
