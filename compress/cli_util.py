@@ -75,8 +75,11 @@ def quiet_dependencies(level: int) -> None:
 
 #: lines the ExecuTorch runtime's C++ code writes straight to the process's stderr (file
 #: descriptor 2, out of Python's reach): cpuinfo probing ``/sys/devices/soc0`` on every host
-#: that is not an Android SoC, and the XNNPACK threadpool being resized
-NATIVE_NOISE = re.compile(rb"^\[(cpuinfo_utils|threadpool)\.cpp:\d+\] ")
+#: that is not an Android SoC, and the XNNPACK threadpool being resized; libmpg123's decoder
+#: complaints on a damaged mp3 (the audio loader warns about the damage itself)
+NATIVE_NOISE = re.compile(
+    rb"^(\[(cpuinfo_utils|threadpool)\.cpp:\d+\] |\[src/libmpg123/|Warning: Xing stream size)"
+)
 _native_filter_on = False
 
 

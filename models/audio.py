@@ -109,6 +109,93 @@ def _to_channels(wav: np.ndarray, channels: int | None, name: str) -> np.ndarray
     raise AudioError(f"channels={channels!r}; valid: 1, 2 or None")
 
 
+def _riff_declared_frames(p: Path) -> int | None:
+    """Frames a RIFF/WAVE file's header declares (its ``data`` chunk size / block align).
+
+    libsndfile trusts the bytes actually present, so a cut-off file reads short without a
+    word; the header still says how long it was meant to be. ``None`` for anything that is
+    not a plain RIFF/WAVE file with a ``fmt `` chunk before ``data`` (RF64, AIFF, ...).
+    """
+    import struct
+
+    try:
+        with open(p, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = 0
+            for _ in range(64):  # chunks before 'data' are few; bound the walk
+                hdr = f.read(8)
+                if len(hdr) < 8:
+                    return None
+                cid, size = hdr[:4], struct.unpack("<I", hdr[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(size + (size & 1))
+                    if len(fmt) < 14:
+                        return None
+                    block_align = struct.unpack("<H", fmt[12:14])[0]
+                elif cid == b"data":
+                    if size in (0, 0xFFFFFFFF) or not block_align:
+                        return None  # streamed wav (size unknown when the header was written)
+                    return size // block_align
+                else:
+                    f.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+    return None
+
+
+def _read_readable(p: Path) -> tuple[np.ndarray, int]:
+    """Read every decodable frame of ``p`` as ``(T, C)`` float32; warn when it is short.
+
+    A file cut off or damaged part-way (a decoder that loses sync, a data chunk shorter than
+    its header) gives what could be decoded before the damage, with a warning that states the
+    duration read and the duration the header declares. Nothing decodable -> AudioError.
+    """
+    import soundfile as sf
+
+    errors = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
+    try:
+        f = sf.SoundFile(str(p))
+    except errors as exc:
+        raise AudioError(f"{p}: not a readable audio file ({exc})") from exc
+    with f:
+        sr, declared = int(f.samplerate), int(f.frames)
+        if not MIN_RATE <= sr <= MAX_RATE:
+            raise AudioError(f"{p}: sample rate {sr} Hz is outside [{MIN_RATE}, {MAX_RATE}] Hz")
+        blocks: list[np.ndarray] = []
+        damage = ""
+        block = 4096  # small: a decoder that loses sync drops at most one block
+        while True:
+            try:
+                b = f.read(block, dtype="float32", always_2d=True)
+            except errors as exc:
+                damage = str(exc).replace("Error : ", "").strip().rstrip(".")
+                break
+            if b.shape[0] == 0:
+                break
+            blocks.append(b)
+            if b.shape[0] < block:
+                break
+    data = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)
+    n = data.shape[0]
+    if n == 0:
+        if damage:
+            raise AudioError(f"{p}: no readable frames ({damage})")
+        raise AudioError(f"{p}: audio has no frames")
+    riff = _riff_declared_frames(p)
+    if riff is not None and riff > declared:
+        declared = riff
+    if damage or n < declared - 1:
+        why = f": {damage}" if damage else ""
+        log.warning(
+            "%s: truncated or damaged%s; read %.2f s of the %.2f s its header declares "
+            "(%d of %d frames); using the readable part",
+            p, why, n / sr, max(declared, n) / sr, n, max(declared, n),
+        )
+    return data, sr
+
+
 def load_audio(
     path: str | os.PathLike[str],
     sample_rate: int | None = None,
@@ -122,21 +209,12 @@ def load_audio(
     Returns ``(wav, sr)``: ``wav`` is ``(T,)`` for one channel, ``(C, T)`` otherwise; ``sr`` is
     `sample_rate` when given (the audio is resampled), else the file's rate.
     """
-    import soundfile as sf
-
     p = Path(path)
     if not p.is_file():
         raise AudioError(f"{p}: no such audio file")
     if p.stat().st_size == 0:
         raise AudioError(f"{p}: file is empty (0 bytes)")
-    try:
-        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(f"{p}: not a readable audio file ({exc})") from exc
-    if data.shape[0] == 0:
-        raise AudioError(f"{p}: audio has no frames")
-    if not MIN_RATE <= sr <= MAX_RATE:
-        raise AudioError(f"{p}: sample rate {sr} Hz is outside [{MIN_RATE}, {MAX_RATE}] Hz")
+    data, sr = _read_readable(p)
     wav = np.ascontiguousarray(data.T)  # (C, T)
     wav = check_audio(wav, str(p), allow_silent=allow_silent, nan_policy=nan_policy)
     wav = _to_channels(wav, channels, str(p))

@@ -160,3 +160,58 @@ def test_check_audio_shapes_and_rates():
         check_audio(np.zeros(0))
     with pytest.raises(AudioError, match="outside"):
         resample(tone(16000), 16000, 500)
+
+
+@pytest.mark.parametrize("fmt,subtype,ext", [
+    ("WAV", "PCM_16", "wav"), ("WAV", "FLOAT", "wav"), ("FLAC", "PCM_16", "flac"),
+])
+def test_truncated_file_reads_the_readable_part_and_warns(tmp_path, caplog, fmt, subtype, ext):
+    sr = 22050
+    x = tone(sr, seconds=6.0)
+    full = tmp_path / f"full.{ext}"
+    sf.write(full, x, sr, format=fmt, subtype=subtype)
+    cut = tmp_path / f"cut.{ext}"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    with caplog.at_level("WARNING", logger="models.audio"):
+        y, got_sr = load_audio(cut)
+    assert got_sr == sr
+    if ext == "wav":  # a third of the bytes is a third of the frames
+        assert abs(len(y) - 2.0 * sr) <= 100
+    else:  # compressed: some of the frames before the cut
+        assert sr <= len(y) < len(x)
+    np.testing.assert_allclose(y[:1000], x[:1000], atol=1e-3)
+    msgs = [r.getMessage() for r in caplog.records if "truncated or damaged" in r.getMessage()]
+    assert len(msgs) == 1 and str(cut) in msgs[0]
+    assert f"of the {6.0:.2f} s its header declares" in msgs[0]
+    assert f"read {len(y) / sr:.2f} s" in msgs[0]
+
+
+def test_intact_and_streamed_wavs_do_not_warn(tmp_path, caplog):
+    sr = 16000
+    x = tone(sr, seconds=1.0)
+    p = tmp_path / "ok.wav"
+    sf.write(p, x, sr, subtype="PCM_16")
+    b = bytearray(p.read_bytes())
+    s = tmp_path / "streamed.wav"  # data size 0xFFFFFFFF: written before the length was known
+    i = b.find(b"data")
+    b[i + 4 : i + 8] = b"\xff\xff\xff\xff"
+    s.write_bytes(bytes(b))
+    with caplog.at_level("WARNING", logger="models.audio"):
+        assert len(load_audio(p)[0]) == sr
+        assert len(load_audio(s)[0]) >= sr - 1
+    assert not [r for r in caplog.records if "truncated" in r.getMessage()]
+
+
+def test_header_that_claims_hours_warns_with_both_durations(tmp_path, caplog):
+    sr = 16000
+    p = tmp_path / "liar.wav"
+    sf.write(p, tone(sr, seconds=0.5), sr, subtype="PCM_16")
+    b = bytearray(p.read_bytes())
+    i = b.find(b"data")
+    b[i + 4 : i + 8] = (8 * 3600 * sr * 2).to_bytes(4, "little")  # 8 h of 16-bit mono
+    p.write_bytes(bytes(b))
+    with caplog.at_level("WARNING", logger="models.audio"):
+        y, _ = load_audio(p)
+    assert abs(len(y) - sr // 2) <= 1
+    (msg,) = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert "read 0.50 s of the 28800.00 s" in msg
