@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh Debian machine (Python 3.11, root, no GPU):
 #   make demo   set up, then run the most complete pipeline that exists
 #   make test   set up, then run the tests
+#   make test-tflite   set up, then run only the LiteRT .tflite export tests
 # Set-up is idempotent: a second run only checks stamps.
 
 PYTHON   ?= python3
@@ -12,7 +13,7 @@ DEMO_DIR ?= runs/demo
 # Debian packages the project needs (checked with dpkg, installed only when missing).
 APT_PACKAGES := sox libsndfile1
 
-.PHONY: all setup apt demo test lint runner clean
+.PHONY: all setup apt demo test test-tflite lint runner clean
 
 all: test
 
@@ -29,7 +30,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: the CPU wheel on disk, never the CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	# [tflite]: litert-torch + ai-edge-litert (with jax, transformers), ~30 s and ~150 MB more;
+	# it accepts torch 2.13, so the pin holds. Installed so that the .tflite tests run, not skip.
+	$(PIP) install -q -e '.[dev,tflite]'
 	# Resemblyzer without its deps: its `webrtcvad` pin is replaced by webrtcvad-wheels.
 	$(PIP) install -q --no-deps resemblyzer==0.1.4
 	touch $(STAMP)
@@ -50,6 +53,9 @@ demo: setup runner
 test: setup
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+test-tflite: setup
+	$(PY) -m pytest -q tests/export/test_tflite.py
 
 # The native benchmark runner (device_bench/runner) for this host, against the executorch
 # wheel's CMake package, with the venv's cmake (>= 3.28). Bundle: build/runner/x86_64/.
