@@ -10,8 +10,9 @@ PY       := $(VENV)/bin/python
 PIP      := $(VENV)/bin/pip
 STAMP    := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
-# Debian packages the project needs (checked with dpkg, installed only when missing).
-APT_PACKAGES := sox libsndfile1
+# Debian packages the project needs (checked with dpkg, installed only when missing);
+# espeak-ng renders the unseen voices of benchmarks/unseen_voices.py.
+APT_PACKAGES := sox libsndfile1 espeak-ng
 
 .PHONY: all setup apt demo test test-tflite lint runner clean
 
