@@ -55,7 +55,8 @@ def print_json(obj: Any) -> None:
 #: packages whose log lines (e.g. torchao's "Failed to load ... .so" on a CPU-only host)
 #: a user sees only with ``-v`` (torch resets its own logger's level when it sets up logging
 #: again, so the child that warns is named too)
-NOISY_LOGGERS = ("torchao", "torch", "torch.utils._pytree", "executorch", "matplotlib")
+NOISY_LOGGERS = ("torchao", "torch", "torch.utils._pytree", "executorch", "matplotlib",
+                 "transformers")
 
 
 def quiet_dependencies(level: int) -> None:
@@ -71,6 +72,47 @@ def quiet_dependencies(level: int) -> None:
     warnings.filterwarnings("ignore", message="Tight layout not applied")  # matplotlib
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def add_device_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """``--device auto|cpu|cuda`` (default auto); resolve it with :func:`resolve_device`."""
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help=f"device for {what}: auto (cuda when torch sees a GPU, else cpu), "
+                   "cpu or cuda (default: auto)")
+
+
+def resolve_device(name: str, option: str = "--device") -> str:
+    """``"cpu"`` or ``"cuda"`` for a ``--device`` value: ``auto`` is cuda when
+    ``torch.cuda.is_available()``, else cpu; ``cuda`` without a usable GPU is a
+    CompressError (one line naming the torch build)."""
+    import torch
+
+    from compress.errors import CompressError
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            build = (f"torch {torch.__version__} is a CPU-only build"
+                     if torch.version.cuda is None
+                     else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU")
+            raise CompressError(f"{option} cuda: CUDA is not available ({build}); use "
+                                f"{option} cpu or {option} auto")
+        return "cuda"
+    raise CompressError(f"{option} {name!r}: expected one of {', '.join(DEVICES)}")
+
+
+def add_set_argument(p: argparse.ArgumentParser, example: str) -> None:
+    """``--set KEY=VALUE`` (repeatable): a config value by dotted key, the value read as YAML
+    (:func:`compress.config_io.apply_overrides`)."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value by dotted key, the value read as YAML "
+                   f"(repeatable), e.g. {example}")
 
 
 #: lines the ExecuTorch runtime's C++ code writes straight to the process's stderr (file

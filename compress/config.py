@@ -6,7 +6,7 @@ CONFIG` reports every problem at once. Example (every key optional, defaults sho
 
     name: demo
     data: {source: synthetic, singers: 4, minutes: 4.0}
-    model: {name: lhq-svc-demo}
+    model: {name: lhq-svc-demo, content_model: null}
     evolve: {budget_ms: 40.0, score: speaker_similarity}
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from compress.config_io import option
@@ -75,6 +76,26 @@ class ModelConfig:
     name: str = "lhq-svc-demo"
     checkpoint: str | None = option(None, help="start from this checkpoint instead of training")
     overrides: dict[str, Any] = field(default_factory=dict)
+    content_model: str | None = option(
+        None, help="a local pretrained HuBERT / ContentVec checkpoint the teacher uses, frozen, "
+                   "as its content encoder (then the corpus needs no phoneme labels)")
+    content_allow_pickle: bool = option(
+        False, help="let content_model, a fairseq .pt, unpickle its config: unpickling runs "
+                    "code stored in the file, so only for files you trust")
+
+    def problems(self, path: str) -> list[Problem]:
+        if self.content_model is None:
+            return []
+        if self.checkpoint:
+            return [Problem(f"{path}.content_model", self.content_model,
+                            "null when model.checkpoint is given (the checkpoint holds its "
+                            "own content encoder)")]
+        if not Path(self.content_model).expanduser().exists():
+            return [Problem(f"{path}.content_model", self.content_model,
+                            "an existing local HuBERT / ContentVec checkpoint: a transformers "
+                            "directory (config.json + model.safetensors or pytorch_model.bin), "
+                            "a fairseq / ContentVec .pt or a .safetensors file")]
+        return []
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,13 @@ the valid ones, wrong types, out-of-range values, bad choices) before raising on
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
+import re
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -188,16 +191,84 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def load_yaml(cls: type[T], path: str | os.PathLike[str]) -> T:
-    """Read a YAML file into `cls`; a missing or unparsable file is a ConfigError too."""
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """The plain data of a YAML file; a missing or unparsable file is a ConfigError."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError([Problem("", str(p), "an existing YAML file")], str(p))
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem("", str(p), f"valid YAML ({exc})")], str(p)) from exc
-    return from_dict(cls, data, source=str(p))
+
+
+def load_yaml(cls: type[T], path: str | os.PathLike[str],
+              overrides: Sequence[str] = ()) -> T:
+    """Read a YAML file into `cls`, with ``KEY=VALUE`` `overrides` applied first
+    (:func:`apply_overrides`); a missing or unparsable file is a ConfigError too."""
+    data = read_yaml(path)
+    source = str(Path(path))
+    if overrides:
+        data, source = apply_overrides(data, overrides), f"{source} with --set"
+    return from_dict(cls, data, source=source)
+
+
+_EXP_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def parse_overrides(items: Sequence[str], source: str = "--set") -> list[tuple[str, Any]]:
+    """``["evolve.max_rounds=3", ...]`` -> ``[("evolve.max_rounds", 3), ...]``: a dotted key
+    and a value read as YAML (``3`` an int, ``1e-3`` a float, ``true`` a bool, ``null`` or
+    nothing None, ``[pte, onnx]`` a list, anything else a string). ConfigError listing every
+    malformed item."""
+    problems: list[Problem] = []
+    out: list[tuple[str, Any]] = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not all(part.strip() for part in key.split(".")):
+            problems.append(Problem(source, item, "KEY=VALUE with a dotted KEY, e.g. "
+                                    "evolve.max_rounds=3"))
+            continue
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            problems.append(Problem(key, raw, f"a YAML value ({str(exc).splitlines()[0]})"))
+            continue
+        if isinstance(value, str) and _EXP_NUMBER.fullmatch(raw.strip()):
+            value = float(raw)  # YAML 1.1 (PyYAML) reads 1e-3 as a string
+        out.append((key, value))
+    if problems:
+        raise ConfigError(problems, source)
+    return out
+
+
+def apply_overrides(data: Any, items: Sequence[str], source: str = "--set") -> dict[str, Any]:
+    """A copy of the plain config `data` (None: empty) with each ``KEY=VALUE`` of `items`
+    set by dotted key (:func:`parse_overrides`), missing sections created. Keys are not
+    checked here: :func:`from_dict` then reports an unknown one like any unknown key of a
+    file. ConfigError when a key goes through a value that is not a mapping."""
+    out: Any = copy.deepcopy(data) if data is not None else {}
+    if not isinstance(out, dict):
+        raise ConfigError([Problem("", out, "a mapping at the top of the config")], source)
+    problems: list[Problem] = []
+    for key, value in parse_overrides(items, source):
+        parts = [p.strip() for p in key.split(".")]
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                problems.append(Problem(".".join(parts[: i + 1]), nxt,
+                                        f"a mapping (--set {key} sets a key inside it)"))
+                break
+            node = nxt
+        else:
+            node[parts[-1]] = value
+    if problems:
+        raise ConfigError(problems, source)
+    return out
 
 
 def dump_yaml(obj: Any) -> str:

@@ -166,7 +166,7 @@ def _finetune(
         for g in opt.param_groups:  # cosine decay to 10 %
             g["lr"] = float(lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps))))
         x, content, f0_feats, spk = batches.inputs(rng)  # (B, 80, F), ...
-        t = torch.rand(x.shape[0])
+        t = torch.rand(x.shape[0], device=x.device)
         noise = torch.randn_like(x)
         z = diffusion.q_sample(x, t, noise)
         out = net(z, t, content, f0_feats, spk)  # (B, 80, F)

@@ -105,7 +105,7 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     h.update(repr(getattr(model, "architecture", None)).encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
-        h.update(t.detach().float().contiguous().numpy().tobytes())
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 

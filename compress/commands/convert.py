@@ -8,7 +8,7 @@ import time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from compress.cli_util import add_command
+    from compress.cli_util import add_command, add_device_argument
 
     p = add_command(
         sub,
@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-seconds", type=float, default=None,
                    help="chunk length for long inputs (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
+    add_device_argument(p, "a checkpoint's conversion")
     p.add_argument("--temperature", type=float, default=None,
                    help="scale of the sampler's starting noise, 0..2 (default: the checkpoint's)")
 
@@ -39,11 +40,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from compress.cli_util import resolve_device
     from compress.errors import CompressError
     from models.audio import load_audio, write_wav
     from models.checkpoint import load_model
-    from models.lhq_svc.pipeline import check_temperature
+    from models.lhq_svc.pipeline import SVCPipeline, check_temperature
 
+    device = resolve_device(args.device)
     if args.steps < 1:
         raise CompressError(f"--steps {args.steps}: expected >= 1")
     if args.temperature is not None:
@@ -61,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     wav, sr = load_audio(args.input, sample_rate=model.sample_rate)
     t0 = time.time()
     bar = tqdm(desc="convert", unit="chunk", disable=not sys.stderr.isatty())
+    if isinstance(model, SVCPipeline):
+        model.to(device)
 
     def progress(done: int, total: int) -> None:
         bar.total = total

@@ -7,7 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from compress.cli_util import add_command
+    from compress.cli_util import add_command, add_device_argument
 
     p = add_command(
         sub,
@@ -24,17 +24,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-items", type=int, default=8, help="held-out clips to convert")
     p.add_argument("--seconds", type=float, default=6.0, help="seconds of each clip")
     p.add_argument("--scores", default=None, help="comma-separated score names (default all)")
+    add_device_argument(p, "the conversions")
 
 
 def run(args: argparse.Namespace) -> int:
+    from compress.cli_util import resolve_device
     from compress.errors import CompressError
     from compress.scores import build_eval_set, evaluate, get_score
     from models.checkpoint import load_model
 
+    device = resolve_device(args.device)
     model, header = load_model(args.checkpoint)
     if not hasattr(model, "convert_long"):
         raise CompressError(f"checkpoint {args.checkpoint} holds {header.model!r}, which is not "
                             "an LHQ-SVC pipeline")
+    model.to(device)
     names = None
     if args.scores:
         names = [s.strip() for s in args.scores.split(",") if s.strip()]

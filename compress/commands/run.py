@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from compress.cli_util import add_command
+from compress.cli_util import add_command, add_device_argument, add_set_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: the config's latency.target)")
     p.add_argument("--fresh", action="store_true",
                    help="delete an existing run directory first instead of resuming it")
+    add_device_argument(p, "training the teacher and the robust fine-tune (the search, "
+                        "distillation, quantization and export run on the CPU)")
+    add_set_argument(p, "--set evolve.max_rounds=3 --set evolve.budget_ms=12 (the same keys "
+                     "as CONFIG; an override is part of the config the run directory "
+                     "records)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,14 +47,22 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
+    from compress.cli_util import resolve_device
     from compress.config import RunConfig, target_problems
-    from compress.config_io import load_yaml
+    from compress.config_io import apply_overrides, from_dict, load_yaml, to_dict
     from compress.errors import CompressError
     from compress.pipeline import RunState, build_stages, run_config_dict
     from compress.recipes import recipe_for
     from compress.rundir import RunDir, StageRecord, run_stages
 
-    cfg = load_yaml(RunConfig, args.config) if args.config else RunConfig()
+    device = resolve_device(args.device)
+    if args.config:
+        cfg = load_yaml(RunConfig, args.config, args.overrides)
+    elif args.overrides:
+        cfg = from_dict(RunConfig, apply_overrides(to_dict(RunConfig()), args.overrides),
+                        source="embedded default with --set")
+    else:
+        cfg = RunConfig()
     target = args.target or cfg.latency.target
     bad = target_problems(target, "--target")
     if bad:
@@ -72,12 +85,13 @@ def run(args: argparse.Namespace) -> int:
         say(f"stage {r.index:02d} {r.name}: {r.status} ({r.seconds:.1f} s)")
 
     recipe = recipe_for(cfg.model.name)
+    recipe.device = device
     recipe.configure(cfg)
     st = RunState(cfg=cfg, recipe=recipe, target=target, say=say,
                   progress=sys.stderr.isatty(), stage_rows=rows,
                   command=" ".join(["compress", "run", *sys.argv[2:]]))
     say(f"run {out} (config {args.config or 'embedded default'}, family {recipe.family}, "
-        f"target {target})")
+        f"target {target}, device {device})")
     run_stages(RunDir(out, run_config_dict(cfg, target)), build_stages(), st, on_stage)
     rep = st.need("report")
     print(f"report: {rep.report_html}")

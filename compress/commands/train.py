@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from compress.cli_util import add_command
+from compress.cli_util import add_command, add_device_argument, add_set_argument
+
+if TYPE_CHECKING:
+    from models.lhq_svc.train import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -12,15 +16,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub,
         "train",
         help="train an LHQ-SVC model (content encoder, vocoder, decoder) on a corpus",
-        example="compress train --model lhq-svc-demo --data corpus --out ckpt/demo",
+        example="compress train --model lhq-svc-demo --data corpus --out ckpt/demo\n"
+        "  compress train --model lhq-svc-demo --data my_wavs --content-model hubert-base "
+        "--out ckpt/mine",
         run=run,
         description="Train a registered LHQ-SVC pipeline preset on a corpus folder (written by "
-        "`compress data synth` or a dataset_raw/<singer>/*.wav tree). Writes "
-        "OUT/model.safetensors (periodically), OUT/train_log.jsonl and OUT/loss.png; "
-        "--resume continues a stopped run from its last checkpoint.",
+        "`compress data synth`, a dataset_raw/<singer>/*.wav tree, or a plain folder of one "
+        "singer's wavs). Writes OUT/model.safetensors (periodically), OUT/train_log.jsonl and "
+        "OUT/loss.png; --resume continues a stopped run from its last checkpoint. The "
+        "built-in content encoder learns from the corpus's phoneme labels; with "
+        "--content-model a pretrained HuBERT / ContentVec encoder is used instead, frozen, "
+        "and no labels are needed. Nothing is downloaded.",
     )
     p.add_argument("--model", required=True, help="registry name, e.g. lhq-svc-demo")
-    p.add_argument("--data", required=True, help="corpus folder")
+    p.add_argument("--data", required=True,
+                   help="corpus folder (dataset_raw/<singer>/*.wav, <singer>/*.wav, or one "
+                   "singer's wavs)")
     p.add_argument("--out", required=True, help="checkpoint directory")
     p.add_argument("--steps", type=int, default=None,
                    help="steps per selected component (default: the preset's budget)")
@@ -29,20 +40,48 @@ def register(sub: argparse._SubParsersAction) -> None:
                    choices=["all", "content", "vocoder", "decoder"],
                    help="which part to train (default: all, in that order)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--content-model", default=None, metavar="PATH",
+                   help="a LOCAL pretrained HuBERT / ContentVec content encoder: a transformers "
+                   "save_pretrained directory (config.json + model.safetensors or "
+                   "pytorch_model.bin), a fairseq / ContentVec .pt, or a .safetensors state "
+                   "dict. It stays frozen; its config and weights go into the checkpoint")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="let a --content-model .pt unpickle its config (fairseq checkpoints "
+                   "need it). WARNING: unpickling runs code stored in the file; use it only "
+                   "for files from a source you trust")
+    add_device_argument(p, "training")
+    add_set_argument(p, "--set decoder_steps=3000 --set batch=16 --set lr=1e-3 (keys of "
+                     "models.lhq_svc.train.TrainConfig)")
+
+
+def training_config(model: str, overrides: list[str]) -> TrainConfig | None:
+    """The preset's training budget (models.lhq_svc.train.PRESET_TRAINING, or the TrainConfig
+    defaults) with ``--set KEY=VALUE`` overrides; None when there are none."""
+    if not overrides:
+        return None
+    from compress.config_io import apply_overrides, from_dict, to_dict
+    from models.lhq_svc.train import PRESET_TRAINING, TrainConfig
+
+    base = PRESET_TRAINING.get(model, TrainConfig())
+    return from_dict(TrainConfig, apply_overrides(to_dict(base), overrides), source="--set")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from compress.cli_util import resolve_device
     from compress.errors import CompressError
     from models.lhq_svc.train import COMPONENTS, train
 
     if args.steps is not None and args.steps < 1:
         raise CompressError(f"--steps {args.steps}: expected a positive number of steps")
+    device = resolve_device(args.device)
+    cfg = training_config(args.model, args.overrides)
     if args.threads:
         torch.set_num_threads(args.threads)
     comps = list(COMPONENTS) if args.component == "all" else [args.component]
     path = train(args.model, args.data, args.out, components=comps, steps=args.steps,
-                 resume=args.resume)
+                 resume=args.resume, cfg=cfg, content_model=args.content_model,
+                 allow_pickle=args.allow_pickle, device=device)
     print(f"checkpoint: {path}")
     return 0

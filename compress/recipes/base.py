@@ -145,6 +145,9 @@ class Recipe(ABC):
     family: str = ""
     #: the default decision score (higher is better)
     default_score: str = ""
+    #: where the teacher trains and the robust fine-tune runs ("cpu", "cuda"; set by
+    #: ``compress run --device``)
+    device: str = "cpu"
 
     # ---- data and teacher -------------------------------------------------------------------
     @abstractmethod

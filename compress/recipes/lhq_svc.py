@@ -130,9 +130,14 @@ class LHQSVCRecipe(Recipe):
             "vocoder_steps": base.vocoder_steps if tc.vocoder_steps is None else tc.vocoder_steps,
             "batch": tc.batch_size, "decoder_lr": tc.lr, "seed": tc.seed,
         })
-        say(f"teacher: training {cfg.model.name} (content {train_cfg.content_steps}, "
-            f"vocoder {train_cfg.vocoder_steps}, decoder {train_cfg.decoder_steps} steps)")
-        train(cfg.model.name, data.root, out, cfg=train_cfg, resume=True, show_progress=False)
+        content = cfg.model.content_model
+        say(f"teacher: training {cfg.model.name} (content "
+            f"{'frozen ' + str(content) if content else train_cfg.content_steps}, "
+            f"vocoder {train_cfg.vocoder_steps}, decoder {train_cfg.decoder_steps} steps, "
+            f"on {self.device})")
+        train(cfg.model.name, data.root, out, cfg=train_cfg, resume=True, show_progress=False,
+              content_model=content, allow_pickle=cfg.model.content_allow_pickle,
+              device=self.device)
         return out / "model.safetensors"
 
     def load(self, path: str | Path) -> nn.Module:
@@ -177,8 +182,12 @@ class LHQSVCRecipe(Recipe):
         from compress.robust import robust_finetune
 
         rc = cfg.robust
-        return robust_finetune(model, self.corpus(data.root), steps=rc.steps,
-                               skip_prob=rc.skip_prob, lr=rc.lr, seed=seed)
+        model.to(self.device)
+        try:
+            return robust_finetune(model, self.corpus(data.root), steps=rc.steps,
+                                   skip_prob=rc.skip_prob, lr=rc.lr, seed=seed)
+        finally:
+            model.to("cpu")  # the later stages (search, export) run on the CPU
 
     def finetune(self, model: nn.Module, teacher: nn.Module, action: Action,
                  data: DataSplits, steps: int, seed: int) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Loaders for the corpus layouts, which are also the layouts of real datasets.
 
 * :class:`SingingCorpus` — ``root/dataset_raw/<singer>/*.{wav,flac,ogg,mp3}`` (RVC / so-vits;
-  ``root`` may also be the ``dataset_raw`` folder itself). With a ``meta.json`` (our synthetic
+  ``root`` may also be the ``dataset_raw`` folder itself, or a plain folder of recordings of
+  one singer, named after the folder). With a ``meta.json`` (our synthetic
   corpus) clips come with ground-truth F0 and phoneme labels from ``labels/``; without one (a real
   dataset) F0 is estimated by DIO and there are no phonemes. Nothing here needs ``meta.json``.
 * :class:`MusdbDataset` — ``root/{train,test}/<track>/{mixture,vocals,...}.wav`` (MUSDB18-HQ).
@@ -163,7 +164,8 @@ class SingingCorpus:
         if not self.clips:
             raise DataError(
                 f"{self.root}: no usable clips (expected dataset_raw/<singer>/*"
-                f"{{{','.join(AUDIO_EXTENSIONS)}}}; skipped {len(self.skipped)})"
+                f"{{{','.join(AUDIO_EXTENSIONS)}}}, <singer>/* or a folder of one singer's "
+                f"recordings; skipped {len(self.skipped)})"
             )
 
     # --- discovery ---
@@ -177,6 +179,15 @@ class SingingCorpus:
         for singer in sorted(p for p in raw.iterdir() if p.is_dir()):
             for f in _audio_files(singer):
                 clips.append(Clip(f"{singer.name}/{f.stem}", singer.name, f, song=f.stem))
+        loose = _audio_files(raw)
+        if loose and not clips:
+            # a plain folder of recordings: one singer, named after the folder
+            singer_name = raw.resolve().name or "singer"
+            clips = [Clip(f"{singer_name}/{f.stem}", singer_name, f, song=f.stem)
+                     for f in loose]
+        elif loose:
+            log.warning("%s: ignoring %d audio file(s) beside the singer folders (e.g. %s); "
+                        "put them in a <singer>/ folder", raw, len(loose), loose[0].name)
         return clips
 
     def _from_meta(self, styles: tuple[str, ...], split: str | None) -> list[Clip]:

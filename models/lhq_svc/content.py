@@ -9,7 +9,10 @@ Every content encoder maps audio ``(B, T)`` at the model's sample rate to conten
   layer; 768-d for Base). :func:`load_hubert` reads a LOCAL checkpoint in fairseq key format
   (``feature_extractor.conv_layers.0.0.weight``, ``encoder.layers.N.self_attn.q_proj``...)
   or Hugging Face ``HubertModel`` format (``feature_projection``, ``pos_conv_embed``,
-  ``attention.q_proj``...), from ``.safetensors`` or a torch file. It never downloads.
+  ``attention.q_proj``...), from a transformers ``save_pretrained`` directory (its
+  ``config.json`` gives the head count and conv strides), a fairseq / ContentVec ``.pt``
+  (its ``cfg.model`` / ``args`` give them; unpickling that config needs ``allow_pickle``),
+  or a ``.safetensors`` / torch state dict. It never downloads.
   HuBERT runs at 16 kHz, 50 frames/s; the output is linearly resampled to the mel frames.
 * ``builtin`` — :class:`PPGEncoder`, a compact phonetic-posteriorgram network on the log-mel
   (each frame normalised over its mel bins, which removes loudness and most of the spectral
@@ -20,6 +23,7 @@ Every content encoder maps audio ``(B, T)`` at the model's sample rate to conten
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -34,6 +38,8 @@ from models.errors import CheckpointError
 from models.lhq_svc.decoder import ChannelNorm
 from models.lhq_svc.mel import LogMel
 from models.units import ChannelGroup, Slot
+
+log = logging.getLogger(__name__)
 
 CONTENT_KINDS = ("builtin", "hubert", "contentvec")
 
@@ -265,22 +271,33 @@ _IGNORED = re.compile(
 
 
 def _read_state(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
+    """The tensors of one weights file (``.safetensors`` or a torch file)."""
+    return _read_checkpoint(path, allow_pickle)[0]
+
+
+def _read_checkpoint(path: Path, allow_pickle: bool
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state dict of a weights file and the hyperparameters its fairseq header gives
+    (:func:`_fairseq_hparams`; empty for safetensors and bare state dicts)."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            return load_file(str(path)), {}
         except Exception as exc:
             raise CheckpointError(f"content checkpoint {path}: unreadable ({exc})") from exc
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=not allow_pickle)
     except Exception as exc:
         hint = (
-            "" if allow_pickle else "; fairseq checkpoints pickle their config: pass "
-            "allow_pickle=True only for files you trust"
+            "" if allow_pickle else "; fairseq / ContentVec .pt files pickle their config: "
+            "allow pickle (compress train --allow-pickle) only for files you trust"
         )
-        raise CheckpointError(f"content checkpoint {path}: cannot read ({exc}){hint}") from exc
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"content checkpoint {path}: cannot read ({msg}){hint}") from exc
+    hparams: dict[str, Any] = {}
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        hparams = _fairseq_hparams(obj)
         obj = obj["model"]
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
@@ -289,7 +306,171 @@ def _read_state(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
             f"content checkpoint {path}: expected a state dict of tensors "
             "(optionally under 'model' or 'state_dict')"
         )
-    return obj
+    return obj, hparams
+
+
+def _field(obj: Any, key: str) -> Any:
+    """``obj[key]`` or ``obj.key`` (fairseq stores a dict-like config or an argparse
+    Namespace), None when absent."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(key)
+    try:
+        return obj[key]
+    except Exception:  # a Namespace is not subscriptable; config objects raise their own
+        return getattr(obj, key, None)
+
+
+def _fairseq_hparams(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """Architecture settings of a fairseq checkpoint's ``cfg.model`` (or legacy ``args``):
+    ``heads``, ``conv_strides``, ``conv_kernels`` and the unsupported-variant flags."""
+    model_cfg = _field(_field(ckpt, "cfg"), "model") or _field(ckpt, "args")
+    out: dict[str, Any] = {}
+    heads = _field(model_cfg, "encoder_attention_heads")
+    if heads is not None:
+        out["heads"] = int(heads)
+    layers = _field(model_cfg, "conv_feature_layers")
+    if isinstance(layers, str):
+        spec = parse_conv_feature_layers(layers)
+        if spec is not None:
+            out["conv_kernels"] = [k for _, k, _ in spec]
+            out["conv_strides"] = [s for _, _, s in spec]
+    for key in ("layer_norm_first", "extractor_mode", "conv_bias"):
+        val = _field(model_cfg, key)
+        if val is not None:
+            out[key] = val
+    return out
+
+
+def parse_conv_feature_layers(text: str) -> list[tuple[int, int, int]] | None:
+    """fairseq's ``conv_feature_layers`` string, e.g. ``"[(512,10,5)] + [(512,3,2)] * 4"``,
+    as ``[(dim, kernel, stride), ...]``; None when it is not of that form. Only list / tuple
+    literals of integers joined by ``+`` and ``*`` are read (nothing is evaluated)."""
+    import ast
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.Tuple):
+            return tuple(ev(e) for e in node.elts)
+        if isinstance(node, ast.List):
+            return [ev(e) for e in node.elts]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+            a, b = ev(node.left), ev(node.right)
+            if isinstance(node.op, ast.Add) and isinstance(a, list) and isinstance(b, list):
+                return a + b
+            if isinstance(node.op, ast.Mult) and isinstance(a, list) and isinstance(b, int):
+                return a * b
+        raise ValueError(text)
+
+    try:
+        layers = ev(ast.parse(text.strip(), mode="eval").body)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    if not isinstance(layers, list) or not all(
+        isinstance(t, tuple) and len(t) == 3 for t in layers
+    ):
+        return None
+    return [(int(d), int(k), int(s)) for d, k, s in layers]
+
+
+#: weight files of a transformers ``save_pretrained`` directory, in the order they are tried
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_HF_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _hf_hparams(config: dict[str, Any], where: Path) -> dict[str, Any]:
+    """Architecture settings of a transformers HuBERT ``config.json``; CheckpointError for a
+    variant :class:`HubertEncoder` does not implement (pre-LN "stable layer norm" as in
+    HuBERT Large, per-layer conv LayerNorm, conv bias, another activation)."""
+    problems = []
+    if config.get("do_stable_layer_norm", False):
+        problems.append("do_stable_layer_norm=true (pre-LN transformer, HuBERT Large)")
+    if config.get("feat_extract_norm", "group") != "group":
+        problems.append(f"feat_extract_norm={config.get('feat_extract_norm')!r} (expected "
+                        "'group')")
+    if config.get("conv_bias", False):
+        problems.append("conv_bias=true")
+    for key in ("hidden_act", "feat_extract_activation"):
+        if config.get(key, "gelu") != "gelu":
+            problems.append(f"{key}={config.get(key)!r} (expected 'gelu')")
+    if not config.get("feat_proj_layer_norm", True):
+        problems.append("feat_proj_layer_norm=false")
+    if config.get("conv_pos_batch_norm", False):
+        problems.append("conv_pos_batch_norm=true")
+    if problems:
+        raise CheckpointError(f"content model {where}: unsupported HuBERT variant: "
+                              + "; ".join(problems) + " (HuBERT / ContentVec Base layout "
+                              "is supported)")
+    out: dict[str, Any] = {}
+    if "num_attention_heads" in config:
+        out["heads"] = int(config["num_attention_heads"])
+    if "conv_stride" in config:
+        out["conv_strides"] = [int(s) for s in config["conv_stride"]]
+    if "conv_kernel" in config:
+        out["conv_kernels"] = [int(k) for k in config["conv_kernel"]]
+    return out
+
+
+def _hf_dir_hparams(path: Path) -> dict[str, Any]:
+    """The hyperparameters of ``path/config.json`` (:func:`_hf_hparams`)."""
+    import json
+
+    cfg_path = path / "config.json"
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"content model {cfg_path}: unreadable ({exc})") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"content model {cfg_path}: expected a JSON object")
+    return _hf_hparams(config, path)
+
+
+def _read_hf_dir(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """State dict and hyperparameters of a transformers ``save_pretrained`` directory
+    (``config.json`` + ``model.safetensors`` / ``pytorch_model.bin``, or their sharded
+    ``*.index.json`` form). Tensors only: a ``.bin`` is read with ``weights_only``."""
+    import json
+
+    if not (path / "config.json").is_file():
+        raise CheckpointError(
+            f"content model {path}: a directory without config.json (expected a transformers "
+            f"save_pretrained directory: config.json + {' or '.join(HF_WEIGHT_FILES)})")
+    hparams = _hf_dir_hparams(path)
+    for name in HF_WEIGHT_FILES:
+        if (path / name).is_file():
+            return _read_state(path / name, allow_pickle=False), hparams
+    for name in _HF_INDEX_FILES:
+        index = path / name
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise CheckpointError(f"content model {index}: unreadable ({exc})") from exc
+            state: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                state.update(_read_state(path / shard, allow_pickle=False))
+            return state, hparams
+    raise CheckpointError(f"content model {path}: no weights (expected "
+                          f"{' or '.join(HF_WEIGHT_FILES)} next to config.json)")
+
+
+def read_hubert_checkpoint(path: str | os.PathLike[str], allow_pickle: bool = False
+                           ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The raw state dict and known hyperparameters of a local HuBERT / ContentVec checkpoint:
+    a transformers directory (hyperparameters from its ``config.json``), a weights file
+    inside one (its ``config.json`` is read too), a fairseq ``.pt`` (``cfg.model`` / ``args``)
+    or a bare state dict. CheckpointError naming the path when it is missing or unreadable."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return _read_hf_dir(p)
+    if not p.is_file():
+        raise CheckpointError(f"content model {p}: no such file or directory")
+    state, hparams = _read_checkpoint(p, allow_pickle)
+    if p.name in HF_WEIGHT_FILES and (p.parent / "config.json").is_file():
+        hparams = _hf_dir_hparams(p.parent)
+    return state, hparams
 
 
 def canonical_hubert_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -326,15 +507,21 @@ def load_hubert(
     hop_length: int = 128,
     allow_pickle: bool = False,
 ) -> HubertEncoder:
-    """Build a :class:`HubertEncoder` from a local HuBERT / ContentVec checkpoint.
+    """Build a :class:`HubertEncoder` from a local HuBERT / ContentVec checkpoint: a
+    transformers ``save_pretrained`` directory, a fairseq / ContentVec ``.pt`` or a
+    ``.safetensors`` / torch state dict (:func:`read_hubert_checkpoint`). Nothing is
+    downloaded.
 
-    Dimensions are read from the weights; ``heads`` defaults to ``dim // 64`` (12 for Base);
-    conv strides follow the standard HuBERT kernels (10 -> 5, 3 -> 2, 2 -> 2) unless given.
+    Dimensions are read from the weights. ``heads`` and ``conv_strides``, unless given, come
+    from the checkpoint's own config (transformers ``config.json``, fairseq ``cfg.model`` /
+    ``args``); without one, ``heads`` is ``dim // 64`` (12 for Base, with a warning) and the
+    strides follow the standard HuBERT kernels (10 -> 5, 3 -> 2, 2 -> 2). ``allow_pickle``
+    lets a torch file unpickle objects (fairseq stores its config so): only for files you
+    trust.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"content checkpoint {p}: no such file")
-    state = canonical_hubert_state(_read_state(p, allow_pickle))
+    p = Path(path).expanduser()
+    raw, hp = read_hubert_checkpoint(p, allow_pickle)
+    state = canonical_hubert_state(raw)
     conv_keys = sorted(
         (int(m.group(1)), k)
         for k in state
@@ -346,13 +533,25 @@ def load_hubert(
             f"'feature_extractor.conv_layers.0.0.weight' and 'post_extract_proj.weight'; got "
             f"{sorted(state)[:5]}...)"
         )
-    if "feature_extractor.conv_layers.1.2.weight" in state:
+    if "feature_extractor.conv_layers.1.2.weight" in state or hp.get("extractor_mode") not in (
+        None, "default"
+    ):
         raise CheckpointError(
             f"content checkpoint {p}: conv layers with per-layer LayerNorm (HuBERT Large / "
             "'layer_norm' extractor mode) are not supported; expected a Base-style checkpoint"
         )
+    if hp.get("layer_norm_first") or hp.get("conv_bias"):
+        raise CheckpointError(
+            f"content checkpoint {p}: layer_norm_first / conv_bias (HuBERT Large) are not "
+            "supported; expected a Base-style checkpoint"
+        )
     conv_w = [state[k] for _, k in conv_keys]
     kernels = [int(w.shape[-1]) for w in conv_w]
+    if hp.get("conv_kernels") not in (None, kernels):
+        raise CheckpointError(f"content checkpoint {p}: its config gives conv kernels "
+                              f"{hp['conv_kernels']}, its weights {kernels}")
+    if conv_strides is None:
+        conv_strides = hp.get("conv_strides")
     if conv_strides is None:
         unknown = [k for k in kernels if k not in _STANDARD_STRIDES]
         if unknown:
@@ -361,6 +560,9 @@ def load_hubert(
                 "conv_strides explicitly"
             )
         conv_strides = [_STANDARD_STRIDES[k] for k in kernels]
+    if len(conv_strides) != len(kernels):
+        raise CheckpointError(f"content checkpoint {p}: {len(conv_strides)} conv strides "
+                              f"for {len(kernels)} conv layers")
     dim = int(state["post_extract_proj.weight"].shape[0])
     n_layers = 1 + max(
         int(m.group(1)) for k in state if (m := re.match(r"^encoder\.layers\.(\d+)\.", k))
@@ -369,14 +571,21 @@ def load_hubert(
     pos_w = state["encoder.pos_conv.weight"]
     pos_groups = dim // int(pos_w.shape[1])
     if heads is None:
+        heads = hp.get("heads")
+    if heads is None:
         heads = max(1, dim // 64) if dim % 64 == 0 else 1
+        log.warning("content checkpoint %s names no attention head count; assuming %d "
+                    "(dim %d / 64)", p, heads, dim)
+    if dim % heads:
+        raise CheckpointError(f"content checkpoint {p}: {heads} attention heads do not "
+                              f"divide its width {dim}")
     enc = HubertEncoder(
         conv_dims=[int(w.shape[0]) for w in conv_w],
         conv_kernels=kernels,
-        conv_strides=conv_strides,
+        conv_strides=[int(s) for s in conv_strides],
         dim=dim,
         ffn=ffn,
-        heads=heads,
+        heads=int(heads),
         layers=n_layers,
         pos_kernel=int(pos_w.shape[-1]),
         pos_groups=pos_groups,

@@ -106,6 +106,8 @@ def check_temperature(value: float) -> float:
 class SVCPipeline(nn.Module):
     """The whole LHQ-SVC model; every constructor argument is stored in :attr:`config`."""
 
+    noise: torch.Tensor  # (1, n_mels, noise_frames) buffer: the on-device sampler's start
+
     # int8 export: DSP front ends (STFT / autocorrelation bases feeding logs and argmax) and the
     # vocoder's harmonic source stay fp32; the content net, conditioner and decoder go int8
     export_keep_fp32 = ("mel", "content.mel", "f0", "f0_features", "conditioner.render",
@@ -271,6 +273,9 @@ class SVCPipeline(nn.Module):
             cfg["content_hidden"] = self.content.hidden
             cfg["content_dilations"] = self.content.dilations
             cfg["content_layers"] = len(self.content.convs)
+        else:  # a pretrained encoder is rebuilt from its config; its weights are in the state
+            cfg["hubert"] = dict(self.content.config)
+            cfg["content_path"] = None
         cfg["f0_stride"] = self.f0.stride
         cfg["cond_dim"] = self.conditioner.dim
         cfg["cond_context_layers"] = len(self.conditioner.context)
@@ -555,6 +560,11 @@ class SVCPipeline(nn.Module):
     def skip_prob(self, p: float) -> None:
         self.decoder.skip_prob = float(p)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the pipeline's weights are (``.to(device)`` moves every component)."""
+        return self.noise.device
+
     def speaker_index(self, name: str) -> int:
         if name not in self.speakers:
             raise KeyError(f"unknown speaker {name!r}; valid: {', '.join(self.speakers)}")
@@ -667,7 +677,8 @@ class SVCPipeline(nn.Module):
         f0_method: str = "torch",
         temperature: float | None = None,
     ) -> torch.Tensor:
-        """Convert ``(T,)`` or ``(1, T)`` audio; returns ``(T,)``.
+        """Convert ``(T,)`` or ``(1, T)`` audio; returns ``(T,)`` on the CPU (the pipeline runs
+        on its own :attr:`device`).
 
         ``f0_method``: ``"torch"`` (:class:`TorchF0`, as on device) or ``"dio"`` (pyworld DIO,
         the preprocessing estimator the decoder is trained with, §IV.B). ``temperature``:
@@ -694,29 +705,34 @@ class SVCPipeline(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Audio ``(T,)`` and the shifted F0 ``(1, F)``; `phase0` may be a function of that F0
         (chunked conversion aligns the harmonic phase with the previous chunk)."""
+        dev = self.device
         wav = audio.reshape(1, -1).float()
-        spk = torch.tensor([speaker], dtype=torch.long)
-        sh = torch.tensor([float(shift)])
+        spk = torch.tensor([speaker], dtype=torch.long, device=dev)
+        sh = torch.tensor([float(shift)], device=dev)
         f0 = voiced = None
         if f0_method == "dio":
             from models.data.features import dio_f0
 
-            f0_np, v_np = dio_f0(wav[0].numpy(), self.sample_rate, self.hop_length)
-            f0 = torch.from_numpy(f0_np).unsqueeze(0)
-            voiced = torch.from_numpy(v_np.astype(np.float32)).unsqueeze(0)
+            f0_np, v_np = dio_f0(wav[0].cpu().numpy(), self.sample_rate, self.hop_length)
+            f0 = torch.from_numpy(f0_np).unsqueeze(0).to(dev)
+            voiced = torch.from_numpy(v_np.astype(np.float32)).unsqueeze(0).to(dev)
         elif f0_method != "torch":
             raise ValueError(f"f0_method={f0_method!r}; valid: 'torch', 'dio'")
-        cond, f0_shifted = self.features(wav, spk, sh, f0, voiced)
+        cond, f0_shifted = self.features(wav.to(dev), spk, sh, f0, voiced)
         n = cond.shape[-1]
+        # noise is drawn on the CPU (the same numbers on every device); the ancestral
+        # sampler's per-step noise comes from a generator on the pipeline's device
         g = torch.Generator().manual_seed(seed)
         if noise is None:
             noise = torch.randn(1, self.n_mels, n, generator=g)
-        mel = self.generate_mel(cond, noise[:, :, :n], steps, sampler, kappa, g, temperature)
+        g_dev = g if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(seed)
+        mel = self.generate_mel(cond, noise[:, :, :n].to(dev), steps, sampler, kappa, g_dev,
+                                temperature)
         if callable(phase0):
             phase0 = phase0(f0_shifted)
-        p0 = torch.tensor([phase0]) if phase0 else None
+        p0 = torch.tensor([phase0], device=dev) if phase0 else None
         out = self.vocode(mel, f0_shifted, p0, frame_offset)[0, : wav.shape[-1]]
-        return out, f0_shifted
+        return out.cpu(), f0_shifted
 
     @torch.no_grad()
     def convert_long(

@@ -5,6 +5,13 @@ frame phoneme labels) -> ``vocoder`` (MelGAN, multi-resolution STFT + log-mel L1
 adversarial loss) -> ``decoder`` (conditioning + diffusion decoder, eq. 5 on normalised log-mel
 with content from the trained encoder, DIO F0 as in §IV.B and the singer id).
 
+With a pretrained content encoder (``train(content_model=PATH)``: a local HuBERT / ContentVec
+checkpoint, :func:`models.lhq_svc.content.load_hubert`) the ``content`` step is skipped and the
+encoder stays frozen (the paper uses ContentVec features as they are), so no phoneme labels
+are needed: a folder of unlabelled wavs trains the rest. Its config and weights go into the
+checkpoint, which then rebuilds without the original file. ``device`` (``"cpu"``,
+``"cuda"``...) is where every step runs; checkpoints are always written from CPU copies.
+
 Everything lands in ``out`` (a directory):
 
 * ``model.safetensors`` — the pipeline checkpoint (``models.checkpoint``); its header's
@@ -28,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -156,25 +163,32 @@ class DecoderBatches:
         if clip.id not in self._content_cache:
             was = self.model.content.training
             self.model.content.eval()
-            feats = self.model.content(torch.from_numpy(clip.wav).unsqueeze(0))[0]
+            wav = torch.from_numpy(clip.wav).unsqueeze(0).to(self.model.device)
+            feats = self.model.content(wav)[0]
             self.model.content.train(was)
-            self._content_cache[clip.id] = feats[:, : clip.mel.shape[1]].numpy()
+            self._content_cache[clip.id] = feats[:, : clip.mel.shape[1]].cpu().numpy()
         return self._content_cache[clip.id]
 
     def inputs(
         self, rng: np.random.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x (B, 80, F), content (B, C, F), f0_feats (B, K, F), speaker (B,))``: the target and
-        the conditioner's inputs, for callers that run the conditioner themselves."""
+        the conditioner's inputs, for callers that run the conditioner themselves (on the
+        model's device)."""
         m = self.model
+        dev = m.device
         n = self.frames
         segs = _segments(self.clips, self.batch, n, rng)
-        x = m.normalize_mel(torch.from_numpy(np.stack([_crop(c.mel, s, n) for c, s in segs])))
-        content = torch.from_numpy(np.stack([_crop(self.content_of(c), s, n) for c, s in segs]))
-        f0 = torch.from_numpy(np.stack([_crop(c.f0, s, n) for c, s in segs]))
-        voiced = torch.from_numpy(np.stack([_crop(c.voiced.astype(np.float32), s, n)
-                                            for c, s in segs]))
-        spk = torch.tensor([m.speaker_index(c.singer) for c, _ in segs], dtype=torch.long)
+
+        def stack(arrays: list[np.ndarray]) -> torch.Tensor:
+            return torch.from_numpy(np.stack(arrays)).to(dev)
+
+        x = m.normalize_mel(stack([_crop(c.mel, s, n) for c, s in segs]))
+        content = stack([_crop(self.content_of(c), s, n) for c, s in segs])
+        f0 = stack([_crop(c.f0, s, n) for c, s in segs])
+        voiced = stack([_crop(c.voiced.astype(np.float32), s, n) for c, s in segs])
+        spk = torch.tensor([m.speaker_index(c.singer) for c, _ in segs], dtype=torch.long,
+                           device=dev)
         return x, content, m.f0_features(f0, voiced), spk
 
     def __call__(
@@ -187,7 +201,8 @@ class DecoderBatches:
 
 
 class Trainer:
-    """Train `model` (an :class:`SVCPipeline` built from registry preset `model_name`)."""
+    """Train `model` (an :class:`SVCPipeline` built from registry preset `model_name`) on
+    `device` (None: where the model is)."""
 
     def __init__(
         self,
@@ -199,7 +214,14 @@ class Trainer:
         progress: dict[str, int] | None = None,
         history: list[dict[str, Any]] | None = None,
         show_progress: bool | None = None,
+        device: str | torch.device | None = None,
+        provenance: dict[str, Any] | None = None,
     ):
+        if device is not None:
+            model.to(device)
+        self.device = model.device
+        # extra header entries kept from run to run (e.g. where a pretrained encoder came from)
+        self.provenance = dict(provenance or {})
         self.model = model
         self.model_name = model_name
         self.corpus = corpus
@@ -223,7 +245,7 @@ class Trainer:
         p = checkpoint.save_checkpoint(
             self.out / checkpoint.DEFAULT_FILENAME, self.model, model_name=self.model_name,
             config=self.model.config, architecture=self.model.architecture,
-            history=self.history, extra=self.extra(),
+            history=self.history, extra={**self.extra(), **self.provenance},
         )
         if optimizer is not None:
             tmp = self.out / "train_state.pt.tmp"
@@ -305,6 +327,8 @@ class Trainer:
         bar = tqdm(total=total, initial=done, desc=f"train {comp}", disable=not self.show)
         t0 = time.time()
         self.model.train()
+        if self.model.content.kind != "builtin":  # the pretrained encoder stays frozen
+            self.model.content.eval()
         losses: list[float] = []
         for step in range(done, total):
             rng = np.random.default_rng([self.cfg.seed, COMPONENTS.index(comp), step])
@@ -338,14 +362,15 @@ class Trainer:
             if not clips:
                 raise DataError(
                     f"corpus {self.corpus.root}: no phoneme labels; the built-in content "
-                    "encoder needs labels/*.npz (or use content_kind='hubert')"
+                    "encoder needs labels/*.npz, or give a pretrained HuBERT / ContentVec "
+                    "encoder (compress train --content-model PATH)"
                 )
             return (lambda rng, opt, step: self._content_step(clips, rng, opt),
                     list(m.content.parameters()), self.cfg.lr)
         if comp == "vocoder":
             self._disc = None
             if self.cfg.vocoder_gan:
-                self._disc = MultiScaleDiscriminator()
+                self._disc = MultiScaleDiscriminator().to(self.device)
                 self._dopt = torch.optim.AdamW(self._disc.parameters(), lr=self.cfg.vocoder_lr,
                                                betas=(0.8, 0.99))
             return (lambda rng, opt, step: self._vocoder_step(rng, opt, step),
@@ -356,13 +381,15 @@ class Trainer:
 
     def _content_step(self, clips: list[Clip], rng: np.random.Generator, opt) -> float:  # type: ignore[no-untyped-def]
         n = self.cfg.content_frames
+        dev = self.device
         segs = _segments(clips, self.cfg.batch, n, rng)
-        mel = torch.from_numpy(np.stack([_crop(c.mel, s, n) for c, s in segs]))
-        lab = torch.from_numpy(np.stack([_crop(c.phonemes, s, n) for c, s in segs]))  # type: ignore[arg-type]
+        mel = torch.from_numpy(np.stack([_crop(c.mel, s, n) for c, s in segs])).to(dev)
+        lab = torch.from_numpy(np.stack([_crop(c.phonemes, s, n) for c, s in segs])).to(dev)  # type: ignore[arg-type]
         # small random gain / tilt augmentation so posteriors ignore level and timbre
         gain = torch.from_numpy(rng.uniform(-1.0, 1.0, (len(segs), 1, 1)).astype(np.float32))
         tilt = torch.from_numpy(rng.uniform(-0.5, 0.5, (len(segs), 1, 1)).astype(np.float32))
-        ramp = torch.linspace(-1, 1, mel.shape[1]).view(1, -1, 1)
+        gain, tilt = gain.to(dev), tilt.to(dev)
+        ramp = torch.linspace(-1, 1, mel.shape[1], device=dev).view(1, -1, 1)
         logits = self.model.content.logits_from_mel(mel + gain + tilt * ramp)
         loss = F.cross_entropy(logits, lab)
         opt.zero_grad()
@@ -374,11 +401,13 @@ class Trainer:
     def _vocoder_step(self, rng: np.random.Generator, opt, step: int) -> float:  # type: ignore[no-untyped-def]
         n = self.cfg.vocoder_frames
         hop = self.model.hop_length
+        dev = self.device
         segs = _segments(self.train_clips, self.cfg.batch, n, rng)
-        mel = torch.from_numpy(np.stack([_crop(c.mel, s, n) for c, s in segs]))
+        mel = torch.from_numpy(np.stack([_crop(c.mel, s, n) for c, s in segs])).to(dev)
         wav = torch.from_numpy(np.stack([_crop(c.wav, s * hop, n * hop) for c, s in segs]))
+        wav = wav.to(dev)
         voc = self.model.vocoder
-        f0 = torch.from_numpy(np.stack([_crop(c.f0, s, n) for c, s in segs]))
+        f0 = torch.from_numpy(np.stack([_crop(c.f0, s, n) for c, s in segs])).to(dev)
         y = self.model.vocode(mel, f0)  # (B, n * hop)
         loss = multi_resolution_stft_loss(y, wav)
         mel_hat = self.model.mel(y)[:, :, :n]
@@ -414,12 +443,12 @@ class Trainer:
     @functools.cached_property
     def _envelope_loss(self) -> BandEnvelopeLoss:
         m = self.model
-        return BandEnvelopeLoss(m.sample_rate, m.hop_length, m.n_mels)
+        return BandEnvelopeLoss(m.sample_rate, m.hop_length, m.n_mels).to(self.device)
 
     def _decoder_step(self, rng: np.random.Generator, opt) -> float:  # type: ignore[no-untyped-def]
         m = self.model
         x, cond = self.decoder_batch(rng)
-        t = torch.rand(x.shape[0])
+        t = torch.rand(x.shape[0], device=x.device)
         noise = torch.randn_like(x)
         z = diffusion.q_sample(x, t, noise)
         out = m.decoder(z, t, cond)
@@ -449,11 +478,18 @@ def train(
     cfg: TrainConfig | None = None,
     show_progress: bool | None = None,
     max_clips: int | None = None,
+    content_model: str | os.PathLike[str] | None = None,
+    allow_pickle: bool = False,
+    device: str | torch.device = "cpu",
 ) -> Path:
     """Train preset `model_name` on the corpus at `data`; returns the checkpoint path.
 
     ``steps`` overrides every selected component's step budget. With ``resume`` and an
-    existing checkpoint in `out`, training continues where it stopped.
+    existing checkpoint in `out`, training continues where it stopped. ``content_model``: a
+    local HuBERT / ContentVec checkpoint (transformers directory, fairseq ``.pt``,
+    ``.safetensors``) used, frozen, as the content encoder instead of the preset's built-in
+    one, which needs phoneme labels; ``allow_pickle`` lets a ``.pt`` unpickle its config
+    (trusted files only). ``device``: where training runs.
     """
     spec = registry.get(model_name)
     if spec.component != "pipeline" or spec.family != "lhq-svc":
@@ -490,21 +526,57 @@ def train(
             f"{ckpt} exists; pass --resume to continue it or choose another --out"
         )
     base = spec.config()
+    resuming = resume and ckpt.exists()
+    encoder = None
+    provenance: dict[str, Any] = {}
+    if content_model is not None and not resuming:  # a bad path fails before the corpus loads
+        encoder, provenance = _pretrained_content(content_model, base, allow_pickle)
     corpus = load_corpus(data, sample_rate=base["sample_rate"], hop_length=base["hop_length"],
                          max_clips=max_clips)
-    if resume and ckpt.exists():
-        model, header = checkpoint.load_model(ckpt)
+    model: SVCPipeline
+    if resuming:
+        loaded, header = checkpoint.load_model(ckpt)
+        model = cast(SVCPipeline, loaded)
         if header.model != model_name:
             raise CheckpointError(f"{ckpt} holds {header.model!r}, not {model_name!r}")
+        if content_model is not None and model.content.kind == "builtin":
+            raise CheckpointError(f"{ckpt} was trained with the built-in content encoder; "
+                                  "--content-model cannot change it on --resume")
         progress = {k: int(v) for k, v in header.extra.get("progress", {}).items()}
         history = header.history
+        if "content_model" in header.extra:
+            provenance = {"content_model": header.extra["content_model"]}
         log.info("resuming %s at %s", ckpt, progress)
     else:
-        model = spec.build(n_speakers=len(corpus.singers), speakers=corpus.singers,
-                           n_phonemes=max(len(corpus.phonemes), base["n_phonemes"]))
+        build: dict[str, Any] = {"n_speakers": len(corpus.singers), "speakers": corpus.singers,
+                                 "n_phonemes": max(len(corpus.phonemes), base["n_phonemes"])}
+        if encoder is not None:
+            build.update(content_kind="hubert", content_path=None, hubert=encoder.config)
+        model = cast(SVCPipeline, spec.build(**build))
+        if encoder is not None:
+            model.content.load_state_dict(encoder.state_dict())
     if model.speakers != corpus.singers:
         raise DataError(f"checkpoint speakers {model.speakers} differ from the corpus's "
                         f"singers {corpus.singers}")
-    trainer = Trainer(model, model_name, corpus, out, cfg, progress, history, show_progress)
+    trainer = Trainer(model, model_name, corpus, out, cfg, progress, history, show_progress,
+                      device=device, provenance=provenance)
     trainer.run(comps)
     return ckpt
+
+
+def _pretrained_content(path: str | os.PathLike[str], base: dict[str, Any], allow_pickle: bool
+                        ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The HuBERT / ContentVec encoder at `path` for a pipeline of build config `base`, and
+    the checkpoint header entry that records where it came from."""
+    from models.lhq_svc.content import load_hubert
+
+    if base["sample_rate"] != 16000:
+        raise DataError(f"a HuBERT / ContentVec content encoder runs at 16000 Hz; this preset "
+                        f"runs at {base['sample_rate']} Hz")
+    p = Path(path).expanduser()
+    enc = load_hubert(p, hop_length=base["hop_length"], allow_pickle=allow_pickle)
+    fmt = "transformers" if p.is_dir() else p.suffix.lstrip(".") or "torch"
+    log.info("content encoder: %s (%s, %d layers, %d-d, frozen)", p, fmt,
+             enc.config["layers"], enc.dim)
+    return enc, {"content_model": {"source": str(p.resolve()), "format": fmt,
+                                   "kind": "hubert", "output_layer": enc.output_layer}}
