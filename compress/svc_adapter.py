@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,25 +84,33 @@ class ChunkedSVC(nn.Module):
 
     @torch.no_grad()
     def convert_long(
-        self, audio: Any, speaker: int, shift: float = 0.0, **_: Any
+        self, audio: Any, speaker: int, shift: float = 0.0,
+        progress: Callable[[int, int], None] | None = None, **_: Any
     ) -> np.ndarray:
         """Convert `audio` (T,) chunk by chunk: chunks overlap by a quarter chunk and are
         joined by a ``fade_seconds`` linear crossfade centred in the overlap (each chunk's
         outer edges are dropped). Sampler arguments of :meth:`SVCPipeline.convert_long` are
-        accepted and ignored: the graph has its sampler baked in.
+        accepted and ignored: the graph has its sampler baked in. ``progress(done, total)``
+        is called after each chunk when given.
         """
         wav = np.asarray(audio, dtype=np.float32).reshape(-1)
         total = len(wav)
         if total <= self.chunk:
-            return self.run_chunk(wav, speaker, shift)
+            y = self.run_chunk(wav, speaker, shift)
+            if progress is not None:
+                progress(1, 1)
+            return y
         overlap = self.chunk // 4
         step = self.chunk - overlap
         fade_n = min(overlap, max(1, int(round(self.fade_seconds * self.sample_rate))))
         lead = (overlap - fade_n) // 2  # samples of each later chunk's head that are dropped
         fade = np.linspace(0.0, 1.0, fade_n, endpoint=False, dtype=np.float32)
         out = np.zeros(total, dtype=np.float32)
-        for i, s in enumerate(range(0, total - overlap, step)):
+        starts = range(0, total - overlap, step)
+        for i, s in enumerate(starts):
             y = self.run_chunk(wav[s : s + self.chunk], speaker, shift)
+            if progress is not None:
+                progress(i + 1, len(starts))
             if i == 0:
                 out[: len(y)] = y
                 continue
@@ -111,3 +120,38 @@ class ChunkedSVC(nn.Module):
                                    + y[lead : lead + fade_n] * fade)
             out[a + fade_n : s + len(y)] = y[lead + fade_n :]
         return out
+
+
+def load_pte_svc(path: str | Path, threads: int | None = None) -> tuple[ChunkedSVC, dict[str, Any]]:
+    """An exported whole-pipeline SVC program (``*-student_*.pte``) as a :class:`ChunkedSVC`,
+    with the metadata baked into it: what ``compress convert --model X.pte`` runs, chunked and
+    crossfaded exactly as the app does. Singers are named by the program's ``speaker_names``
+    (programs exported before names were recorded: ``0``, ``1``, ... by index)."""
+    import json
+
+    from export.errors import ExportError
+    from export.runtime import PteRunner, load_pte_metadata
+
+    p = Path(path)
+    if not p.is_file():
+        raise CompressError(f"{p}: no such program file")
+    try:
+        meta = load_pte_metadata(p)
+        runner = PteRunner(p, threads=threads)
+    except ExportError as exc:
+        raise CompressError(f"{p}: not a loadable ExecuTorch program ({exc})") from None
+    if meta.get("family") != "lhq-svc" or meta.get("component") != "pipeline":
+        raise CompressError(
+            f"{p}: holds {meta.get('family', '?')}/{meta.get('component', '?')}, not a whole "
+            "LHQ-SVC pipeline; convert with the *-student_<backend>_<precision>.pte of the run"
+        )
+    if meta.get("dynamic_length"):
+        raise CompressError(f"{p}: a dynamic-length program; convert expects a fixed chunk")
+    try:
+        chunk, sr, n_spk = (int(meta[k]) for k in ("chunk_frames", "sample_rate", "speakers"))
+    except (KeyError, TypeError, ValueError):
+        raise CompressError(f"{p}: metadata lacks chunk_frames / sample_rate / speakers") from None
+    names = json.loads(meta["speaker_names"]) if meta.get("speaker_names") else None
+    speakers = [str(n) for n in names] if names else [str(i) for i in range(n_spk)]
+    sha = hashlib.sha256(runner.data).hexdigest()
+    return ChunkedSVC(runner, chunk, speakers, sr, f"pte:{sha}"), meta

@@ -28,7 +28,7 @@ from export.calibration import (
 )
 from export.common import check_precision
 from export.errors import ExportError
-from export.metadata import spec_metadata
+from export.metadata import speaker_metadata, spec_metadata
 from export.parity import GateConfig
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,12 @@ def load_for_export(name_or_ckpt: str | os.PathLike[str], name: str | None = Non
 
     text = str(name_or_ckpt)
     path = Path(text)
+    extra_meta: dict[str, Any] = {}
     if path.exists():
         model, header = load_model(path)
         spec = registry.get(header.model)
         config = dict(header.config)
+        extra_meta = speaker_metadata(header.extra.get("speakers"), header.extra.get("f0_stats"))
         source = f"checkpoint {path}"
         default_name = header.model
     else:
@@ -88,7 +90,7 @@ def load_for_export(name_or_ckpt: str | os.PathLike[str], name: str | None = Non
         spec=spec,
         example_inputs=inputs,
         dynamic_shapes=dynamic,
-        metadata=dict(spec_metadata(spec, config)),
+        metadata={**spec_metadata(spec, config), **extra_meta},
         source=source,
         audio_out=audio_out,
     )
@@ -166,6 +168,14 @@ def export_model(
     if chunk_seconds is not None:
         if chunk_seconds <= 0:
             raise ExportError(f"chunk_seconds must be > 0, got {chunk_seconds}")
+        frames = getattr(lm.model, "config", {}).get("noise_frames")
+        hop = int(lm.spec.audio.hop_length or 0)
+        if isinstance(frames, int) and hop and chunk_seconds * sr > (frames - 1) * hop:
+            longest = (frames - 1) * hop / sr
+            raise ExportError(
+                f"--chunk-seconds {chunk_seconds:g}: {lm.name} holds a noise buffer of {frames} "
+                f"frames, so one call takes at most {longest:.3f} s; give a shorter chunk"
+            )
         assert adapter is not None
         if calib is not None:
             inputs = tuple(calib.inputs[0])

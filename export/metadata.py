@@ -48,6 +48,21 @@ def spec_metadata(spec: Any, config: Mapping[str, Any] | None = None) -> dict[st
     return meta
 
 
+def speaker_metadata(
+    speakers: Any, f0_stats: Mapping[str, Any] | None = None
+) -> dict[str, Scalar]:
+    """``speaker_names`` (JSON list, index order) and, when every singer has F0 statistics,
+    ``speaker_f0_hz`` (JSON list of median F0 in Hz, same order) for ``--pitch auto``."""
+    if not isinstance(speakers, list | tuple) or not speakers:
+        return {}
+    names = [str(s) for s in speakers]
+    meta: dict[str, Scalar] = {"speaker_names": json.dumps(names)}
+    stats = f0_stats or {}
+    if all(isinstance(stats.get(s), Mapping) and "median_hz" in stats[s] for s in names):
+        meta["speaker_f0_hz"] = json.dumps([float(stats[s]["median_hz"]) for s in names])
+    return meta
+
+
 def build_metadata(
     base: Mapping[str, Any] | None,
     *,

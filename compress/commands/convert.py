@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -13,17 +14,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub,
         "convert",
-        help="convert a wav file to a target singer with an LHQ-SVC checkpoint",
+        help="convert a wav file to a target singer with an LHQ-SVC checkpoint or .pte program",
         example="compress convert --checkpoint ckpt/demo --input in.wav --speaker singer01 "
-        "--output out.wav --pitch 2",
+        "--output out.wav --pitch auto\n"
+        "  compress convert --model runs/demo/07_export/demo-student_xnnpack_int8.pte "
+        "--input in.wav --speaker singer01 --output phone.wav --pitch auto",
         run=run,
+        description="Convert with a training checkpoint (any sampler and step count), or run "
+        "the exported mobile program on this host (--model X.pte) with the chunking and "
+        "crossfade the app uses, so you hear what the phone will produce.",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="checkpoint file or directory")
+    src.add_argument("--model", metavar="X.pte|CKPT",
+                     help="an exported *-student_*.pte (run as on the phone), or a checkpoint")
     p.add_argument("--input", required=True, help="input audio (any format libsndfile reads)")
     p.add_argument("--speaker", required=True, help="target speaker name (see the error list)")
     p.add_argument("--output", required=True, help="output wav")
-    p.add_argument("--pitch", type=float, default=0.0, help="pitch shift in semitones")
-    p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
+    p.add_argument("--pitch", type=_pitch, default=0.0, metavar="SEMITONES|auto",
+                   help="pitch shift in semitones, or 'auto': move the source's median F0 to the "
+                   "target singer's by whole semitones (the chosen shift is printed)")
+    p.add_argument("--steps", type=int, default=50,
+                   help="sampler steps (default 50; a .pte has its steps baked in)")
     p.add_argument("--sampler", choices=["ddim", "ancestral"], default="ddim")
     p.add_argument("--kappa", type=float, default=0.0, help="ancestral noise interpolation κ")
     p.add_argument("--f0", choices=["dio", "torch"], default="dio",
@@ -34,6 +46,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device_argument(p, "a checkpoint's conversion")
     p.add_argument("--temperature", type=float, default=None,
                    help="scale of the sampler's starting noise, 0..2 (default: the checkpoint's)")
+
+
+def _pitch(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected semitones (e.g. -3, 2.5) or 'auto'"
+                                         ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,14 +76,38 @@ def run(args: argparse.Namespace) -> int:
             check_temperature(args.temperature)
         except ValueError as exc:
             raise CompressError(f"--temperature: {exc}") from None
-    model, header = load_model(args.checkpoint)
-    if not hasattr(model, "convert_long"):
-        raise CompressError(f"checkpoint {args.checkpoint} holds {header.model!r}, which is not "
-                            "an LHQ-SVC pipeline")
-    speakers = list(header.extra.get("speakers") or model.speakers)
+    path = args.checkpoint or args.model
+    if str(path).endswith(".pte"):
+        from compress.svc_adapter import load_pte_svc
+
+        model, meta = load_pte_svc(path)
+        speakers = list(model.speakers)
+        stats_hz = json.loads(meta["speaker_f0_hz"]) if meta.get("speaker_f0_hz") else None
+        medians = dict(zip(speakers, stats_hz, strict=True)) if stats_hz else None
+        hop = int(meta.get("hop_length", 128))
+        what = f"program {path}"
+    else:
+        model, header = load_model(path)
+        if not hasattr(model, "convert_long"):
+            raise CompressError(f"checkpoint {path} holds {header.model!r}, which is not "
+                                "an LHQ-SVC pipeline")
+        speakers = list(header.extra.get("speakers") or model.speakers)
+        stats = header.extra.get("f0_stats")
+        medians = ({s: float(stats[s]["median_hz"]) for s in speakers if s in stats}
+                   if stats else None)
+        hop = model.hop_length
+        what = f"checkpoint {path}"
     if args.speaker not in speakers:
         raise CompressError(f"unknown speaker {args.speaker!r}; valid: {', '.join(speakers)}")
     wav, sr = load_audio(args.input, sample_rate=model.sample_rate)
+    pitch = args.pitch
+    if pitch == "auto":
+        from models.lhq_svc.pitch import auto_pitch, require_medians
+
+        choice = auto_pitch(wav, sr, hop, args.speaker, require_medians(medians, what),
+                            args.input)
+        print(choice.describe(), file=sys.stderr)
+        pitch = float(choice.semitones)
     t0 = time.time()
     bar = tqdm(desc="convert", unit="chunk", disable=not sys.stderr.isatty())
     if isinstance(model, SVCPipeline):
@@ -72,14 +118,18 @@ def run(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     with torch.inference_mode():
-        out = model.convert_long(wav, speakers.index(args.speaker), args.pitch, steps=args.steps,
+        out = model.convert_long(wav, speakers.index(args.speaker), pitch, steps=args.steps,
                                  sampler=args.sampler, kappa=args.kappa, seed=args.seed,
                                  chunk_seconds=args.chunk_seconds, progress=progress,
                                  f0_method=args.f0, temperature=args.temperature)
     bar.close()
     write_wav(args.output, out, sr)
+    if str(path).endswith(".pte"):
+        how = f"the .pte as on the phone: {model.chunk} samples per call"
+    else:
+        temp = model.temperature if args.temperature is None else args.temperature
+        how = f"{args.steps} {args.sampler} steps, temperature {temp:g}"
     secs = len(wav) / sr
     print(f"wrote {args.output}: {secs:.1f} s of audio in {time.time() - t0:.1f} s "
-          f"(speaker {args.speaker}, pitch {args.pitch:+g}, {args.steps} {args.sampler} steps, "
-          f"temperature {model.temperature if args.temperature is None else args.temperature:g})")
+          f"(speaker {args.speaker}, pitch {pitch:+g}, {how})")
     return 0

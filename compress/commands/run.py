@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from compress.cli_util import resolve_device
-    from compress.config import RunConfig, target_problems
+    from compress.config import RunConfig
     from compress.config_io import apply_overrides, from_dict, load_yaml, to_dict
-    from compress.errors import CompressError
     from compress.pipeline import RunState, build_stages, run_config_dict
+    from compress.preflight import check_run
     from compress.recipes import recipe_for
     from compress.rundir import RunDir, StageRecord, run_stages
 
@@ -64,9 +64,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = RunConfig()
     target = args.target or cfg.latency.target
-    bad = target_problems(target, "--target")
-    if bad:
-        raise CompressError(str(bad[0]))
+    # what `compress validate` checks: refused here before the run directory is touched
+    check_run(cfg, args.config or "embedded default", args.target)
     if target.startswith("host:threads="):
         cfg = replace(cfg, latency=replace(cfg.latency, threads=int(target.split("=")[1])))
     out = Path(args.out or f"runs/{cfg.name}")

@@ -11,11 +11,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub,
         "validate",
-        help="check a run config (YAML); list every problem and exit non-zero if any",
+        help="check a run config (YAML) as compress run would; list every problem and exit "
+        "non-zero if any",
         example="compress validate configs/default.yaml",
         run=run,
     )
     p.add_argument("config", help="YAML file")
+    p.add_argument("--target", default=None,
+                   help="the latency target compress run would be given (default: the config's)")
     p.add_argument("--print", action="store_true", help="print the config with defaults filled in")
 
 
@@ -25,9 +28,11 @@ def run(args: argparse.Namespace) -> int:
     from compress.config import RunConfig
     from compress.config_io import dump_yaml, load_yaml
     from compress.errors import ConfigError
+    from compress.preflight import check_run
 
     try:
         cfg = load_yaml(RunConfig, args.config)
+        check_run(cfg, args.config, args.target)
     except ConfigError as exc:
         n = len(exc.problems)
         print(f"{args.config}: {n} problem{'s' if n != 1 else ''}", file=sys.stderr)

@@ -323,8 +323,15 @@ class LHQSVCRecipe(Recipe):
         return layer_groups(model, self.keep_fp32(model))
 
     def export_metadata(self, model: nn.Module, cfg: Any) -> dict[str, Any]:
+        """What the app (and ``compress convert --model X.pte``) needs beside the audio fields:
+        the singers' names in index order and their F0 medians (``--pitch auto``), as JSON."""
+        from export.metadata import speaker_metadata
+
+        header = getattr(model, HEADER_ATTR, None)
+        stats = header.extra.get("f0_stats") if header is not None else None
         return {"device_steps": 1, "architecture": ",".join(model.architecture),
-                "arch_summary": json.dumps(model.arch_summary(), sort_keys=True)}
+                "arch_summary": json.dumps(model.arch_summary(), sort_keys=True),
+                **speaker_metadata(list(model.speakers), stats)}
 
     def extra_programs(self, model: nn.Module, inputs: Inputs, calibration: list[Inputs]
                        ) -> dict[str, tuple[nn.Module, Inputs, list[Inputs], str]]:

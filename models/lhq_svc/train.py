@@ -15,8 +15,9 @@ checkpoint, which then rebuilds without the original file. ``device`` (``"cpu"``
 Everything lands in ``out`` (a directory):
 
 * ``model.safetensors`` — the pipeline checkpoint (``models.checkpoint``); its header's
-  ``extra`` holds ``speakers``, ``phonemes``, ``progress`` (steps done per component) and
-  ``data``; ``history`` has one record per finished component;
+  ``extra`` holds ``speakers``, ``phonemes``, ``progress`` (steps done per component),
+  ``data`` and ``f0_stats`` (per-singer F0 medians, for ``--pitch auto``); ``history`` has
+  one record per finished component;
 * ``train_state.pt`` — optimizer state of the running component (tensors only);
 * ``train_log.jsonl`` — one JSON line per logged step; ``loss.png`` — loss curves.
 
@@ -47,6 +48,7 @@ from models.lhq_svc import diffusion
 from models.lhq_svc.data import Clip, Corpus, load_corpus
 from models.lhq_svc.mel import BandEnvelopeLoss
 from models.lhq_svc.pipeline import SVCPipeline
+from models.lhq_svc.pitch import singer_f0_stats
 from models.lhq_svc.vocoder import (
     MultiScaleDiscriminator,
     discriminator_loss,
@@ -235,11 +237,14 @@ class Trainer:
         if not self.train_clips:
             raise DataError(f"corpus {corpus.root}: no clips in the train split")
         self.batches = DecoderBatches(model, self.train_clips, cfg.batch, cfg.decoder_frames)
+        # per-singer F0 medians of the training clips, for `compress convert --pitch auto`
+        self.f0_stats = singer_f0_stats(self.train_clips, model.sample_rate, model.hop_length)
 
     # ---- bookkeeping ------------------------------------------------------------------------
     def extra(self) -> dict[str, Any]:
         return {"speakers": self.model.speakers, "phonemes": self.corpus.phonemes,
-                "progress": self.progress, "data": str(self.corpus.root)}
+                "progress": self.progress, "data": str(self.corpus.root),
+                "f0_stats": self.f0_stats}
 
     def save(self, optimizer: torch.optim.Optimizer | None, component: str) -> Path:
         p = checkpoint.save_checkpoint(

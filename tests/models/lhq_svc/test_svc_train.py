@@ -59,6 +59,13 @@ def test_compress_train_writes_logs_and_resumes(svc_corpus, tmp_path):
     h = read_header(out)
     assert h.extra["progress"] == {"content": 3, "vocoder": 3, "decoder": 3}
     assert h.extra["speakers"] == ["singer00", "singer01"]
+    # per-singer F0 medians for --pitch auto: within a semitone of the corpus's own F0 labels
+    corpus = load_corpus(svc_corpus)
+    for singer in corpus.singers:
+        lab = np.concatenate([c.label_f0[c.label_f0 > 0] for c in corpus.split("train")
+                              if c.singer == singer])
+        got = h.extra["f0_stats"][singer]["median_hz"]
+        assert abs(12 * np.log2(got / np.median(lab))) < 1.0, (singer, got, np.median(lab))
     assert [r["component"] for r in h.history] == ["content", "vocoder", "decoder"]
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert {r["component"] for r in log} == {"content", "vocoder", "decoder"}
