@@ -29,7 +29,8 @@ stage (``teacher`` and ``distill`` also resume inside the stage from their own c
   steps, the eager teacher at the device's steps, the teacher architecture as fp32 and as
   plan-precision ``.pte``, and the student ``.pte``, timed in interleaved rounds on one chunk;
   every score for teacher and student on ``test`` with its noise; the latency table's error
-  on the student.
+  on the student; where the student's time goes per operator on each bench target (one more
+  run with ExecuTorch's ETDump profiler, ``BENCH/profile/``).
 * **report** — ``RUN/report.json`` + ``RUN/report.html`` (:mod:`compress.report`).
 """
 
@@ -767,7 +768,8 @@ def stage_bench(st: RunState, out: Path) -> BenchResult:
             metrics = d["metrics"]
             ms = float(metrics["p50_inference_latency(ms)"])
         targets[tgt] = {"p50_ms": ms, "ms_per_audio_s": ms / secs, "rtf": ms / 1000.0 / secs,
-                        "metrics": metrics}
+                        "metrics": metrics,
+                        "profile": _operator_profile(st, pte, tgt, raw, out)}
     table = LatencyTable.load(lat.table)
     predicted = lp.predictor(table, lp.PathModel.from_json(lat.path_model), recipe.units)(student)
     # the table is anchored on the teacher program timed in the latency stage; a shared machine
@@ -808,6 +810,27 @@ def stage_bench(st: RunState, out: Path) -> BenchResult:
          "predicted_unanchored_ms": predicted, "error_unanchored_pct": raw_err,
          "machine_drift": drift, "target": st.target}, pte, recipe.params(teacher),
         recipe.params(student), audio)
+
+
+def _operator_profile(st: RunState, pte: str, target: str, raw: Path, out: Path
+                      ) -> dict[str, Any]:
+    """Where the student's time goes on `target`: its per-operator table from one more run
+    with the ETDump profiler (`device_bench.api.profile`), or the error that stopped it."""
+    from device_bench.api import profile
+    from device_bench.errors import BenchError
+    from device_bench.protocol import BenchConfig as RunnerConfig
+
+    bc = st.cfg.bench
+    cfg = RunnerConfig(threads=bc.threads, warmup=bc.warmup, iterations=bc.iterations,
+                       input_file=str(raw))
+    try:
+        prof = profile(pte, target, cfg, out)
+    except BenchError as exc:  # kept in the report; the stage's other numbers stand
+        st.say(f"bench: no operator profile of the student on {target}: {exc}")
+        return {"error": str(exc)}
+    top = ", ".join(f"{r.name} {100 * r.share:.0f} %" for r in prof.rows[:3])
+    st.say(f"bench: student per operator on {target}: {top}; {prof.check_line()}")
+    return prof.to_dict()
 
 
 def stage_report(st: RunState, out: Path) -> ReportResult:

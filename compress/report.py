@@ -26,7 +26,9 @@ missing or mistyped one):
 Optional: ``audio`` (``[{name, source, teacher, student}]`` wav paths, or one such dict),
 ``curves`` (``{name: [y, ...] or [[x, y], ...]}``, e.g. training losses), ``distill`` (the
 history of :func:`compress.distill.distill_progressive`), ``distill_guard`` (``{teacher_steps,
-skipped, kept, reason}``: whether distillation ran and which student shipped), ``notes``
+skipped, kept, reason}``: whether distillation ran and which student shipped),
+``operator_profile`` (``{target: {rows: [{name, kind, calls, total_ms, share}], check, ...}}``
+as :class:`device_bench.etdump.OperatorProfile` writes it, or ``{target: {error}}``), ``notes``
 (str or list of str), ``commands`` (``{what: command line}``), ``title``. Anything else is
 kept in report.json.
 """
@@ -485,6 +487,10 @@ def render_html(d: dict[str, Any], run_dir: Path, embed_audio_max_bytes: int = 0
         body += _img(plot_latency_validation(val), "latency table: predicted vs measured")
     parts.append(_section("latency", "Latency table", body))
 
+    if d.get("operator_profile"):
+        parts.append(_section("profile", "Where the student's time goes (per operator)",
+                              _profile_html(d["operator_profile"])))
+
     guard = d.get("distill_guard") or {}
     if d.get("distill") or guard:
         body = (f"<p>Shipped: the <b>{html.escape(str(guard.get('kept')))}</b> one-step "
@@ -538,6 +544,35 @@ def render_html(d: dict[str, Any], run_dir: Path, embed_audio_max_bytes: int = 0
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
             + "\n".join(parts) + "</body></html>\n")
+
+
+def _profile_html(profiles: Mapping[str, Any], top: int = 25) -> str:
+    """One table per bench target: the student's operators by time (ETDump), largest first,
+    and the check of their total against the same run's measured latency."""
+    body = ("<p>One more run of the student program with ExecuTorch's ETDump profiler: "
+            "milliseconds and calls per forward call, averaged over the timed iterations. "
+            "Names are the runtime's (the delegate's for delegated operators, the kernel's "
+            "otherwise); the profiler's own cost is in the numbers.</p>")
+    for target, p in profiles.items():
+        body += f"<h3>{_e(target)}</h3>"
+        if p.get("error"):
+            body += f'<p class="bad">No profile: {_e(p["error"])}</p>'
+            continue
+        rows = p.get("rows") or []
+        shown = [[r["name"], r["kind"], r["calls"], r["total_ms"], 100.0 * r["share"]]
+                 for r in rows[:top]]
+        rest = rows[top:]
+        if rest:
+            shown.append([f"({len(rest)} more operators)", "", sum(r["calls"] for r in rest),
+                          sum(r["total_ms"] for r in rest),
+                          100.0 * sum(r["share"] for r in rest)])
+        cls = "ok" if p.get("within") else "bad"
+        body += f'<p class="{cls}">{_e(p.get("check", ""))}</p>'
+        body += "".join(f"<p>{_e(n)}</p>" for n in p.get("notes") or [])
+        body += _table(["operator", "kind", "calls", "ms per forward", "share (%)"], shown)
+        if p.get("etdump"):
+            body += f"<p>ETDump: <code>{_e(p['etdump'])}</code></p>"
+    return body
 
 
 def _ratio(a: Any, b: Any) -> float | None:

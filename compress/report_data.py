@@ -21,7 +21,10 @@ The figures (:mod:`compress.report` renders them):
   is checked as measured; with ``evolve.params_fraction`` the student's parameters must also
   be within the parameter budget (``budget_check.params_budget``);
 * ``score_noise`` — the standard error over the test items of each teacher score, and
-  ``decision_noise`` the one over the val items the search decided on.
+  ``decision_noise`` the one over the val items the search decided on;
+* ``operator_profile`` — per bench target, the student program's time per operator from one
+  run with ExecuTorch's ETDump profiler (:mod:`device_bench.etdump`), the operators' total
+  beside that run's measured latency (``check``), or ``{error}`` when it could not be made.
 """
 
 from __future__ import annotations
@@ -148,7 +151,12 @@ def report_data(st: RunState) -> dict[str, Any]:
         "distill_guard": {k: v for k, v in st.need("distill").record.get("guard", {}).items()
                           if k in ("teacher_steps", "skipped", "kept", "reason")},
         "audio": b.audio,
-        "bench": {"timings": b.timings, "student_targets": b.student_targets},
+        "bench": {"timings": b.timings,
+                  "student_targets": {t: {k: v for k, v in x.items() if k != "profile"}
+                                      for t, x in b.student_targets.items()}},
+        # where the student's time goes per operator (ETDump), per bench target
+        "operator_profile": {t: x["profile"] for t, x in b.student_targets.items()
+                             if x.get("profile")},
         "notes": [
             f"Teacher: {audio_cfg}, {cfg.latency.threads} thread(s). Student: the exported "
             f"device program, {cfg.export.precision} where the precision plan allows, run by "

@@ -1,4 +1,5 @@
-"""The library entry points: `measure()` for one target, `measure_many()` for several at once.
+"""The library entry points: `measure()` for one target, `measure_many()` for several at once,
+`profile()` for where one program's time goes (per operator, from an ETDump).
 
 Targets are strings (DESIGN.md, "Latency targets"): ``host``, ``host:threads=N`` and
 ``adb:<serial>`` (e.g. ``adb:R5CX30ABCDE`` or ``adb:127.0.0.1:5555``). `compress` builds its
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from device_bench.adb import AdbServer
 from device_bench.errors import BenchError
+from device_bench.etdump import OperatorProfile, profile_of
 from device_bench.protocol import BenchConfig, bench_device, bench_host
 from device_bench.result import BenchResult
 
@@ -134,3 +136,39 @@ def measure_many(
             list(pool.map(run_device, by_device.values()))
     run_device([i for i, (_, t) in enumerate(parsed) if t.kind == "host"])
     return [r for r in out if r is not None]
+
+
+PROFILE_DIR = "profile"
+
+
+def profile(
+    pte: str | Path,
+    target: str,
+    cfg: BenchConfig,
+    out_dir: str | Path,
+    server: AdbServer | None = None,
+) -> OperatorProfile:
+    """Run `pte` once more on `target` with the ETDump profiler on (`cfg`'s warmup, iterations
+    and inputs, one repeat) and return its per-operator table, checked against the latency
+    that same run measured.
+
+    It is a run of its own because the profiler costs time: the timed repeats of a benchmark
+    stay unprofiled. Files go to ``out_dir/profile/``: the runner's JSON and the ETDump under
+    ``raw/`` (``<model>__<target>.r0.json`` / ``.r0.etdp``; pulled back from a device) and the
+    table as ``<model>__<target>.profile.json``.
+    """
+    t = parse_target(target)
+    where = Path(out_dir) / PROFILE_DIR
+    threads = t.threads if t.threads is not None else cfg.threads
+    result = _run(pte, t, replace(cfg, repeats=1, etdump=True, threads=threads), where,
+                  server)
+    prof = profile_of(result.repeats[0], warmup=cfg.warmup)
+    prof.save(profile_table_path(prof))
+    return prof
+
+
+def profile_table_path(prof: OperatorProfile) -> Path:
+    """Where :func:`profile` writes the table of `prof`: ``<model>__<target>.profile.json``
+    in the directory above its ETDump's ``raw/``."""
+    dump = Path(prof.etdump)
+    return dump.parent.parent / (dump.name.rsplit(".r0.", 1)[0] + ".profile.json")

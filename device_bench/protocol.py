@@ -20,6 +20,10 @@ runner fails, the error names the file that keeps what was already measured.
 
 On the host (`bench_host`) the same runner bundle runs as a subprocess with the same repeats,
 statistics and result schema (no pinning; cpufreq from sysfs when the host exposes it).
+
+With ``BenchConfig(etdump=True)`` each repeat's runner also writes an ETDump of its timed
+iterations, kept next to the repeat's raw JSON (``.etdp``; pulled back from a device) and named
+by the repeat's ``etdump_path`` (`device_bench.etdump` reads it).
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ class BenchConfig:
     # `write_input_file`); None: the runner fills inputs with seeded random values, which is
     # wrong for index inputs such as a speaker id
     input_file: str | None = None
+    # the runner also writes an ETDump of each repeat's timed iterations (`<raw>.etdp` next to
+    # the repeat's raw JSON, pulled back from a device); the operator profiler adds overhead,
+    # so `device_bench.api.profile` runs it as a run of its own
+    etdump: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -105,17 +113,33 @@ class BenchConfig:
             "cooldown_timeout_s": self.cooldown_timeout_s,
             "input_file": self.input_file,
             "runner": runner,
+            **({"etdump": True} if self.etdump else {}),
         }
 
 
-def _runner_args(cfg: BenchConfig, model: str, output: str, inputs: str | None = None) -> list[str]:
+def _runner_args(cfg: BenchConfig, model: str, output: str, inputs: str | None = None,
+                 etdump: str | None = None) -> list[str]:
     args = [
         "--model", model, "--output", output, "--threads", str(cfg.threads),
         "--warmup", str(cfg.warmup), "--iterations", str(cfg.iterations), "--seed", str(cfg.seed),
     ]
     if inputs is not None:
         args += ["--input-file", inputs]
+    if etdump is not None:
+        args += ["--etdump", etdump]
     return args
+
+
+def etdump_path(raw_json: Path) -> Path:
+    """Where a repeat's ETDump is kept: next to its raw runner JSON, suffix ``.etdp``."""
+    return raw_json.with_suffix(".etdp")
+
+
+def _check_etdump(path: Path, raw: dict[str, Any]) -> str:
+    if not path.is_file() or path.stat().st_size == 0:
+        raise BenchError(f"the runner wrote no ETDump at {path} (its report says "
+                         f"etdump_path={raw.get('etdump_path')!r})")
+    return str(path)
 
 
 def write_input_file(tensors: Any, path: str | Path) -> Path:
@@ -287,7 +311,8 @@ def bench_device(
                 col.flags.append("hot_at_start")
             out_name = f"r{i}.json"
             args = " ".join(_runner_args(cfg, "model.pte", out_name,
-                                         "inputs.raw" if cfg.input_file else None))
+                                         "inputs.raw" if cfg.input_file else None,
+                                         f"r{i}.etdp" if cfg.etdump else None))
             rc, out = dev.run(
                 f"cd {remote} && LD_LIBRARY_PATH={remote} {prefix}./{RUNNER_NAME} {args}",
                 timeout=cfg.run_timeout_s,
@@ -303,6 +328,9 @@ def bench_device(
                 i, raw, thermal_before=t_before, thermal_after=t_after, cooldown_wait_s=waited,
                 cpufreq_before=f_before, cpufreq_after=f_after, raw_path=str(local),
             ))
+            if cfg.etdump:
+                dev.pull(f"{remote}/r{i}.etdp", etdump_path(local))
+                col.repeats[-1]["etdump_path"] = _check_etdump(etdump_path(local), raw)
             col.checkpoint()
     except BenchError as exc:
         raise col.fail(exc) from None
@@ -379,7 +407,8 @@ def run_runner(bundle: Path, pte: Path, output: Path, cfg: BenchConfig,
                cpus: list[int] | None = None) -> dict[str, Any]:
     """Run the runner bundle on the host once; return its JSON (BenchError on failure)."""
     inputs = str(Path(cfg.input_file).resolve()) if cfg.input_file else None
-    cmd = [str(bundle / RUNNER_NAME), *_runner_args(cfg, str(pte), str(output), inputs)]
+    dump = str(etdump_path(output)) if cfg.etdump else None
+    cmd = [str(bundle / RUNNER_NAME), *_runner_args(cfg, str(pte), str(output), inputs, dump)]
     if cpus:
         cmd = ["taskset", "-c", ",".join(map(str, cpus)), *cmd]
     try:
@@ -421,6 +450,8 @@ def bench_host(
                 i, raw, cpufreq_before=f_before, cpufreq_after=host_cpufreq(),
                 raw_path=str(local),
             ))
+            if cfg.etdump:
+                col.repeats[-1]["etdump_path"] = _check_etdump(etdump_path(local), raw)
             col.checkpoint()
     except BenchError as exc:
         raise col.fail(exc) from None

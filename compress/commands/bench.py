@@ -6,9 +6,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compress.cli_util import add_command, print_table
+
+if TYPE_CHECKING:
+    from device_bench.errors import BenchError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", type=Path, default=None,
                    help="where raw runner output and partial results are kept "
                    "(default: next to --json, else ./runs/bench/<time>)")
+    p.add_argument("--profile", action="store_true",
+                   help="also run each program once more with ExecuTorch's ETDump profiler "
+                   "(the timed repeats stay unprofiled) and print where its time goes per "
+                   "operator, with the operators' total beside that run's measured latency; "
+                   "the ETDump goes to OUT_DIR/profile/raw/<model>__<target>.r0.etdp, the full "
+                   "table to OUT_DIR/profile/<model>__<target>.profile.json (OUT_DIR: see "
+                   "--out-dir)")
     p.add_argument("--markdown", type=Path, default=None, help="write the comparison table")
     p.add_argument("--csv", type=Path, default=None, help="write the comparison as CSV")
     p.add_argument("--plot", type=Path, default=None, help="write a p50 latency plot (PNG)")
@@ -124,9 +134,36 @@ def run(args: argparse.Namespace) -> int:
         args.csv.write_text(to_csv(results))
     if args.plot is not None and results:
         plot(results, args.plot)
+    if args.profile:
+        failures += print_profiles(jobs, per_program, out_dir, server)
     for f in failures:
         print(f"compress bench: error: {f}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def print_profiles(jobs: list[tuple[Path, str]], per_program: dict[str, Any], out_dir: Path,
+                   server: Any, top: int = 20) -> list[BenchError]:
+    """Profile each (program, target) job once (`device_bench.api.profile`) and print its
+    per-operator table and check; return the errors (one job's failure does not stop the
+    others)."""
+    from device_bench.api import profile, profile_table_path
+    from device_bench.errors import BenchError
+
+    errors: list[BenchError] = []
+    for pte, target in jobs:
+        try:
+            prof = profile(pte, target, per_program[str(pte)], out_dir, server)
+        except BenchError as exc:
+            errors.append(BenchError(f"profile of {pte.name} on {target}: {exc}"))
+            continue
+        print(f"\nprofile: {pte.name} on {target}, ms per forward over {prof.forwards} timed "
+              "forward calls (ETDump; the profiler's own cost is in these numbers)")
+        print_table(prof.display_rows(top), ["operator", "kind", "calls", "ms/forward", "share"])
+        print(prof.check_line())
+        for note in prof.notes:
+            print(f"note: {note}")
+        print(f"ETDump: {prof.etdump}\ntable: {profile_table_path(prof)}")
+    return errors
 
 
 def read_inputs(path: Path) -> list[Any]:

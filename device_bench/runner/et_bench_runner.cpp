@@ -13,6 +13,9 @@
 // concatenated in input order) or, without it, with seeded random values (floats uniform in
 // [-1, 1], integers in [0, 8), booleans 0/1).
 //
+// With `--etdump`, ExecuTorch's ETDump profiler records every operator of the timed iterations
+// (not the load or the warmup) and the dump is written to that file after the last one.
+//
 // Exit codes: 0 ok, 2 usage error, 3 load error, 4 input error, 5 execution error, 6 I/O error.
 // On an error after the arguments were parsed, the JSON file is still written with "error".
 
@@ -135,7 +138,7 @@ bool write_report(const Options& opt, const Report& r) {
   std::ostringstream js;
   js.precision(6);
   js << std::fixed;
-  js << "{\n  \"runner\": \"et_bench_runner\",\n  \"runner_version\": 1,\n";
+  js << "{\n  \"runner\": \"et_bench_runner\",\n  \"runner_version\": 2,\n";
   js << "  \"model\": \"" << json_escape(opt.model) << "\",\n";
   js << "  \"method\": \"" << json_escape(opt.method) << "\",\n";
   js << "  \"threads_requested\": " << r.threads_requested << ",\n";
@@ -411,6 +414,13 @@ int main(int argc, char** argv) {
     auto out = module->execute(opt.method, inputs);
     if (!out.ok()) return fail(opt, r, 5, "warmup", "execution failed in warmup");
   }
+#ifdef ET_BENCH_WITH_ETDUMP
+  // The dump holds the timed iterations only: the load's and the warmup's events are dropped
+  // here (the next execute starts a fresh run block). runner_version 2 marks this.
+  if (!opt.etdump.empty()) {
+    static_cast<executorch::etdump::ETDumpGen*>(module->event_tracer())->reset();
+  }
+#endif
   r.latencies_ms.reserve(static_cast<size_t>(opt.iterations));
   for (int i = 0; i < opt.iterations; ++i) {
     const auto t0 = Clock::now();

@@ -226,3 +226,28 @@ def test_sensitivity_rows_show_the_all_groups_measurement_when_rows_were_skipped
     assert [(r["layer"], r["kept_fp32"]) for r in _sensitivity_rows(measured)] == [
         ("content", False), ("decoder.blocks.0", True)]
     assert _sensitivity_rows(QuantizeResult(False)) == []
+
+
+def test_student_operator_profile_is_in_json_and_html(tmp_path: Path) -> None:
+    from device_bench.etdump import OperatorProfile, OperatorRow
+
+    ms = [4.0, 2.0, 1.0] + [0.1] * 27  # 30 operators: the page shows 25 and sums the rest
+    rows = [OperatorRow(f"op{i} <b>" if i == 0 else f"op{i}", "delegate" if i % 2 else "kernel",
+                        float(i + 1), m, m / sum(ms)) for i, m in enumerate(ms)]
+    prof = OperatorProfile(rows, 20, sum(ms), 9.9, 10.2, 10.0, "bench/profile/raw/s.r0.etdp")
+    data = realistic(tmp_path)
+    data["operator_profile"] = {"host": prof.to_dict(), "adb:X1": {"error": "no runner"}}
+    jpath, hpath = write_report(tmp_path / "run", data)
+
+    rep = json.loads(jpath.read_text())["operator_profile"]
+    assert rep["host"]["rows"][0] == {"name": "op0 <b>", "kind": "kernel", "calls": 1.0,
+                                      "total_ms": 4.0, "share": pytest.approx(4.0 / 9.7)}
+    assert rep["host"]["within"] is True and rep["adb:X1"] == {"error": "no runner"}
+    assert OperatorProfile.from_dict(rep["host"]) == prof
+
+    page = hpath.read_text()
+    sec = page.split('<section id="profile">')[1].split("</section>")[0]
+    assert "op0 &lt;b&gt;" in sec and "op24" in sec and "op25" not in sec
+    assert "(5 more operators)" in sec
+    assert "operators total 9.700 ms per forward" in sec and "within 15 %" in sec
+    assert "No profile: no runner" in sec
