@@ -150,6 +150,7 @@ def check_fallbacks(
         listing = ", ".join(f"{op} ×{n}" for op, n in sorted(bad.items()))
         raise ExportError(
             f"{what}: hot op(s) not delegated to {report.backend}, they would run on portable "
-            f"kernels: {listing}. Fix the model (see DESIGN.md, toolchain facts) or allow them "
+            f"kernels: {listing}. Fix the model (see docs/design.md, 'Known facts of the "
+            f"toolchain') or allow them "
             f"with allow_fallback_ops={sorted({op_base_name(o) for o in bad})}"
         )

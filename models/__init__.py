@@ -1,6 +1,6 @@
 """What is compressed: the model registry, model families, audio I/O, data and metrics.
 
-`models` imports none of `compress`, `export` or `device_bench` (see DESIGN.md).
+`models` imports none of `compress`, `export` or `device_bench` (see docs/design.md).
 """
 
 from models.errors import AudioError, CheckpointError, DataError, ModelsError, RegistryError

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "step distillation, int8, export, benchmark, report",
         example="compress run configs/default.yaml --out runs/demo --target host:threads=1",
         run=run,
-        description="Run the pipeline of DESIGN.md (data -> teacher -> robust -> latency -> "
+        description="Run the pipeline of docs/design.md (data -> teacher -> robust -> latency -> "
         "evolve -> distill -> quantize -> export -> bench -> report) into RUN/<NN>_<stage>/. "
         "Without CONFIG the embedded default runs (synthetic corpus, lhq-svc-demo teacher, "
         "host target). An existing RUN made with the same config resumes at its first "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from compress.cli_util import add_command
+from compress.cli_util import add_command, add_set_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="YAML file")
     p.add_argument("--target", default=None,
                    help="the latency target compress run would be given (default: the config's)")
+    add_set_argument(p, "--set evolve.max_rounds=3 (checked as compress run would apply it)")
     p.add_argument("--print", action="store_true", help="print the config with defaults filled in")
 
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from compress.preflight import check_run
 
     try:
-        cfg = load_yaml(RunConfig, args.config)
+        cfg = load_yaml(RunConfig, args.config, args.overrides)
         check_run(cfg, args.config, args.target)
     except ConfigError as exc:
         n = len(exc.problems)

@@ -85,3 +85,13 @@ def test_validate_lists_every_problem_and_accepts_the_shipped_configs(tmp_path, 
         assert main(["validate", str(root / shipped)]) == 0
     assert main(["validate", str(root / "configs/default.yaml"), "--target", "adb"]) == 1
     assert "--target: got 'adb'" in capsys.readouterr().err
+
+
+def test_validate_applies_set_overrides_like_run(capsys):
+    root = Path(__file__).resolve().parents[2]
+    cfg = str(root / "configs/default.yaml")
+    assert main(["validate", cfg, "--set", "evolve.max_rounds=3"]) == 0
+    assert main(["validate", cfg, "--set", "export.chunk_seconds=30"]) == 1
+    assert "export.chunk_seconds: got 30.0, expected at most 4.088 s" in capsys.readouterr().err
+    assert main(["validate", cfg, "--set", "evolve.nope=1"]) == 1
+    assert "evolve.nope: got 1, expected a known key" in capsys.readouterr().err
