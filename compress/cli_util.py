@@ -55,8 +55,21 @@ def print_json(obj: Any) -> None:
 #: packages whose log lines (e.g. torchao's "Failed to load ... .so" on a CPU-only host)
 #: a user sees only with ``-v`` (torch resets its own logger's level when it sets up logging
 #: again, so the child that warns is named too)
-NOISY_LOGGERS = ("torchao", "torch", "torch.utils._pytree", "executorch", "matplotlib",
-                 "transformers")
+NOISY_LOGGERS = ("torchao", "torch", "torch.utils._pytree", "torch.onnx", "executorch",
+                 "matplotlib", "transformers", "litert_torch", "ai_edge_litert", "jax", "absl",
+                 "tensorflow")
+
+#: top-level packages whose log records below ERROR reach the terminal without ``-v``
+OWN_PACKAGES = ("compress", "models", "export", "device_bench", "benchmarks", "__main__")
+
+
+class OwnRecordsOnly(logging.Filter):
+    """Lets through this project's records and anyone's errors; drops the rest (a
+    dependency's warnings, also those logged on the root logger, e.g. LiteRT's conversion
+    notes)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or record.name.split(".")[0] in OWN_PACKAGES
 
 
 def quiet_dependencies(level: int) -> None:
@@ -72,6 +85,11 @@ def quiet_dependencies(level: int) -> None:
     warnings.filterwarnings("ignore", message="Tight layout not applied")  # matplotlib
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, OwnRecordsOnly) for f in handler.filters):
+            handler.addFilter(OwnRecordsOnly())
+    # TensorFlow / absl native logging (LiteRT conversion): errors only
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -118,9 +136,13 @@ def add_set_argument(p: argparse.ArgumentParser, example: str) -> None:
 #: lines the ExecuTorch runtime's C++ code writes straight to the process's stderr (file
 #: descriptor 2, out of Python's reach): cpuinfo probing ``/sys/devices/soc0`` on every host
 #: that is not an Android SoC, and the XNNPACK threadpool being resized; libmpg123's decoder
-#: complaints on a damaged mp3 (the audio loader warns about the damage itself)
+#: complaints on a damaged mp3 (the audio loader warns about the damage itself); absl's notice
+#: that it logs before being initialised and its info lines, and the LiteRT interpreter's
+#: XNNPACK notice (``.tflite`` export)
 NATIVE_NOISE = re.compile(
-    rb"^(\[(cpuinfo_utils|threadpool)\.cpp:\d+\] |\[src/libmpg123/|Warning: Xing stream size)"
+    rb"^(\[(cpuinfo_utils|threadpool)\.cpp:\d+\] |\[src/libmpg123/|Warning: Xing stream size"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|I\d{4} [\d:.]+ +\d+ [\w/.]+\.cc:\d+\] |INFO: Created TensorFlow Lite XNNPACK delegate)"
 )
 _native_filter_on = False
 

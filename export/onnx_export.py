@@ -36,6 +36,21 @@ OPSET = 18
 ONNX_QUANT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
+@contextlib.contextmanager
+def _quiet_exporter_registry() -> Iterator[None]:
+    """The exporter warns once per missing optional package (``torchvision is not installed.
+    Skipping torchvision::nms``...), through torch's own log handler, at each export; those
+    lines show only when the root logger is at INFO or below (``compress -v``)."""
+    log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    old = log.level
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(old)
+
+
 def to_onnx_fp32(
     model: torch.nn.Module,
     inputs: tuple[Any, ...],
@@ -48,7 +63,7 @@ def to_onnx_fp32(
 
     sink = io.StringIO()
     try:
-        with contextlib.redirect_stdout(sink):
+        with contextlib.redirect_stdout(sink), _quiet_exporter_registry():
             program = torch.onnx.export(
                 model,
                 inputs,

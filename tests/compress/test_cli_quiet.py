@@ -69,3 +69,28 @@ def test_the_native_runtime_lines_are_filtered_and_everything_else_passes() -> N
     assert "[threadpool.cpp:" not in out and "[cpuinfo_utils.cpp:" not in out
     assert "a real problem" in out and "native line without newline" in out
     assert "exiting with an error message" in out
+
+
+def test_dependency_log_records_below_error_are_dropped_ours_kept() -> None:
+    """LiteRT's converter logs its notes on the root logger; the filter quiet_dependencies puts
+    on the root handlers drops every dependency record below ERROR and keeps ours."""
+    from compress.cli_util import NATIVE_NOISE, OwnRecordsOnly
+
+    f = OwnRecordsOnly()
+
+    def rec(name: str, level: int) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, "m", None, None)
+
+    assert not f.filter(rec("root", logging.WARNING))
+    assert not f.filter(rec("litert_torch.convert", logging.INFO))
+    assert f.filter(rec("root", logging.ERROR))
+    assert f.filter(rec("models.audio", logging.WARNING))
+    assert f.filter(rec("compress.pipeline", logging.INFO))
+    for line in (b"I0000 00:00:1796568574.379682   31687 port.cc:153] oneDNN custom operations",
+                 b"WARNING: All log messages before absl::InitializeLog() is called are written",
+                 b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+                 b"[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: part2_3_length"):
+        assert NATIVE_NOISE.match(line), line
+    for line in (b"compress export: error: x", b"Traceback (most recent call last):",
+                 b"E0000 00:00:1796568574.379682   31687 port.cc:153] a native error"):
+        assert not NATIVE_NOISE.match(line), line
