@@ -11,10 +11,11 @@ PIP      := $(VENV)/bin/pip
 STAMP    := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 # Debian packages the project needs (checked with dpkg, installed only when missing);
-# espeak-ng renders the unseen voices of benchmarks/unseen_voices.py.
-APT_PACKAGES := sox libsndfile1 espeak-ng
+# espeak-ng renders the unseen voices of benchmarks/unseen_voices.py; a JDK and junit4 build and
+# test the Android app's pure-Java core (make app-test).
+APT_PACKAGES := sox libsndfile1 espeak-ng openjdk-17-jdk-headless junit4
 
-.PHONY: all setup apt demo test test-tflite lint runner clean
+.PHONY: all setup apt demo test test-tflite app-test lint runner clean
 
 all: test
 
@@ -51,12 +52,17 @@ demo: setup runner
 	$(VENV)/bin/compress run $(DEMO_CONFIG) --out $(DEMO_DIR)
 	@echo "demo report: $(abspath $(DEMO_DIR))/report.html"
 
-test: setup
+test: setup app-test
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 test-tflite: setup
 	$(PY) -m pytest -q tests/export/test_tflite.py
+
+# The Android app's pure-Java core (android_app/core) built with javac and its JUnit 4 tests run
+# on the JVM against test vectors the Python code writes first; no Gradle, no Android SDK.
+app-test: setup
+	PYTHON=$(abspath $(PY)) sh android_app/tools/core_test.sh build/app_core
 
 # The native benchmark runner (device_bench/runner) for this host, against the executorch
 # wheel's CMake package, with the venv's cmake (>= 3.28). Bundle: build/runner/x86_64/.
