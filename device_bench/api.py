@@ -2,8 +2,9 @@
 `profile()` for where one program's time goes (per operator, from an ETDump).
 
 Targets are strings (DESIGN.md, "Latency targets"): ``host``, ``host:threads=N`` and
-``adb:<serial>`` (e.g. ``adb:R5CX30ABCDE`` or ``adb:127.0.0.1:5555``). `compress` builds its
-block-latency tables with `measure(pte, target)`.
+``adb:<serial>`` (e.g. ``adb:R5CX30ABCDE`` or ``adb:127.0.0.1:5555``) run the native runner;
+``app:<serial>`` runs the program inside the sample Android app (`device_bench.app`).
+`compress` builds its block-latency tables with `measure(pte, target)`.
 """
 
 from __future__ import annotations
@@ -27,18 +28,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Target:
-    kind: str  # "host" | "adb"
+    kind: str  # "host" | "adb" | "app"
     serial: str | None = None
     threads: int | None = None
 
     def __str__(self) -> str:
-        if self.kind == "adb":
-            return f"adb:{self.serial}"
+        if self.kind in ("adb", "app"):
+            return f"{self.kind}:{self.serial}"
         return "host" if self.threads is None else f"host:threads={self.threads}"
 
 
 def parse_target(text: str) -> Target:
-    """Parse ``host``, ``host:threads=N`` or ``adb:SERIAL``."""
+    """Parse ``host``, ``host:threads=N``, ``adb:SERIAL`` or ``app:SERIAL``."""
     t = text.strip()
     if t == "host":
         return Target("host")
@@ -50,8 +51,10 @@ def parse_target(text: str) -> Target:
         raise BenchError(f"target {text!r}: unknown host option {opt!r}; expected threads=N")
     if t.startswith("adb:") and len(t) > 4:
         return Target("adb", serial=t[4:])
-    raise BenchError(f"target {text!r} not understood; expected host, host:threads=N or "
-                     "adb:SERIAL")
+    if t.startswith("app:") and len(t) > 4:
+        return Target("app", serial=t[4:])
+    raise BenchError(f"target {text!r} not understood; expected host, host:threads=N, "
+                     "adb:SERIAL or app:SERIAL")
 
 
 def measure(
@@ -97,6 +100,10 @@ def _run(pte: str | Path, t: Target, cfg: BenchConfig, out_dir: Path,
     if t.kind == "host":
         return bench_host(pte, cfg, out_dir=out_dir)
     assert t.serial is not None
+    if t.kind == "app":
+        from device_bench.app import bench_app
+
+        return bench_app(pte, t.serial, cfg, out_dir=out_dir, server=server)
     return bench_device(pte, t.serial, cfg, out_dir=out_dir, server=server)
 
 
@@ -119,7 +126,7 @@ def measure_many(
     out: list[BenchResult | BenchError | None] = [None] * len(parsed)
     by_device: dict[str, list[int]] = {}
     for i, (_, t) in enumerate(parsed):
-        if t.kind == "adb":
+        if t.kind in ("adb", "app"):
             by_device.setdefault(str(t.serial), []).append(i)
 
     def run_device(indices: list[int]) -> None:

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         example="compress bench model.pte --serial R5CX30ABCDE --threads 4 --json out.json",
         run=run,
         description="Benchmark each MODEL.pte on the host (default, or --host) or on adb "
-        "devices (--serial, repeatable, or --all-devices; devices run in parallel). "
+        "devices (--serial, repeatable, or --all-devices; devices run in parallel), with the "
+        "native runner (--mode runner) or inside the sample Android app (--mode app). "
         "Result files (*.json, bench_result.v1) given as inputs are added to the comparison.",
     )
     p.add_argument("inputs", nargs="+", metavar="MODEL.pte|RESULT.json")
@@ -31,6 +32,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="adb serial of a device (repeatable)")
     where.add_argument("--all-devices", action="store_true", help="every online adb device")
     where.add_argument("--host", action="store_true", help="this machine (the default)")
+    p.add_argument("--mode", choices=["runner", "app"], default="runner",
+                   help="on devices: the native runner in an adb shell (default), or the "
+                   "sample app's benchmark activity started with `am start` (android_app/; "
+                   "the program runs through ExecuTorch's Java API as in a user's app)")
+    p.add_argument("--apk", type=Path, default=None, metavar="APP.apk",
+                   help="with --mode app: install (or update) the app from this APK first")
+    p.add_argument("--timeout", type=float, default=900.0, metavar="S",
+                   help="max seconds for one run on a device: the runner, or the app writing "
+                   "its result (default 900)")
     p.add_argument("--threads", type=int, default=1, help="runner threads (0: runtime default)")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
     p.add_argument("--iterations", type=int, default=20, help="timed iterations per repeat")
@@ -85,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
             raise BenchError(f"input {p} is neither a .pte program nor a .json result")
         if not p.is_file():
             raise BenchError(f"model file {p} does not exist")
+    check_mode(args)
     cfg = BenchConfig(
         threads=args.threads, warmup=args.warmup, iterations=args.iterations,
         repeats=args.repeats, audio_seconds=args.audio_seconds, pin=not args.no_pin,
         cooldown_timeout_s=args.cooldown_timeout, start_server=not args.no_start_server,
+        run_timeout_s=args.timeout,
     )
     server = AdbServer(port=args.port)
     targets: list[str]
@@ -101,6 +113,13 @@ def run(args: argparse.Namespace) -> int:
         targets = [f"adb:{s}" for s in args.serial]
     else:
         targets = ["host"]
+    if args.mode == "app":
+        targets = ["app:" + t.split(":", 1)[1] for t in targets]
+        if args.apk is not None and ptes:
+            from device_bench.app import install_apk
+
+            for t in targets:
+                install_apk(server, t.split(":", 1)[1], args.apk, start=cfg.start_server)
     if args.out_dir is not None:
         out_dir = args.out_dir
     elif args.json is not None:
@@ -139,6 +158,22 @@ def run(args: argparse.Namespace) -> int:
     for f in failures:
         print(f"compress bench: error: {f}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def check_mode(args: argparse.Namespace) -> None:
+    """--mode app needs devices; --apk needs --mode app; --profile needs the runner."""
+    from device_bench.errors import BenchError
+
+    if args.mode == "app":
+        if not (args.serial or args.all_devices):
+            raise BenchError("--mode app runs on phones: give --serial S (or --all-devices)")
+        if args.profile:
+            raise BenchError("--profile needs the native runner (--mode runner): the app has "
+                             "no ETDump profiler")
+    elif args.apk is not None:
+        raise BenchError("--apk is for --mode app (the app's APK to install)")
+    if not args.timeout > 0:
+        raise BenchError(f"--timeout {args.timeout}: expected seconds > 0")
 
 
 def print_profiles(jobs: list[tuple[Path, str]], per_program: dict[str, Any], out_dir: Path,
