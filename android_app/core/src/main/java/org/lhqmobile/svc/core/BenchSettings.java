@@ -89,6 +89,15 @@ public final class BenchSettings {
                 input == null || input.isEmpty() ? null : input, seconds, result, serial);
     }
 
+    /**
+     * {@code value} when it is a valid result file name, else {@link #DEFAULT_RESULT}: where a
+     * run whose extras were refused still reports its failure (never a path outside the folder).
+     */
+    public static String safeResultName(Object value) {
+        return value instanceof String && RESULT_NAME.matcher((String) value).matches()
+                ? (String) value : DEFAULT_RESULT;
+    }
+
     private static String string(Map<String, ?> extras, String key, List<String> problems) {
         Object v = extras.get(key);
         if (v == null || v instanceof String) {

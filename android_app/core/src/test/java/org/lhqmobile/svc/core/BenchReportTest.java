@@ -191,5 +191,7 @@ public class BenchReportTest {
             assertTrue(m, m.contains("model_path=model.onnx") && m.contains("iterations=0")
                     && m.contains("warmup=many") && m.contains("result_name=../x.json"));
         }
+        assertEquals(BenchSettings.DEFAULT_RESULT, BenchSettings.safeResultName("../x.json"));
+        assertEquals("r1.json", BenchSettings.safeResultName("r1.json"));
     }
 }
