@@ -21,6 +21,9 @@ import java.util.Locale;
  * mean normalised form, the first dip below 0.15 (else the global minimum) refined by a parabola.
  * A frame is voiced when that minimum is below 0.25 and its RMS is within 40 dB of the loudest
  * frame's. Fewer than {@link #MIN_VOICED_SECONDS} voiced seconds is an error, as on the desktop.
+ * Signals longer than {@link #MAX_FRAMES} hops are analysed with a longer hop (at most
+ * {@code MAX_FRAMES} frames, evenly spread), which bounds the cost on a phone to about a second
+ * whatever the length; the median of so many frames does not move.
  */
 public final class Pitch {
     public static final int MAX_SHIFT = 24;
@@ -29,6 +32,7 @@ public final class Pitch {
     public static final double FMAX = 1100.0;
     public static final double WINDOW_SECONDS = 0.04;
     public static final double HOP_SECONDS = 0.01;
+    public static final int MAX_FRAMES = 3000;
     static final double DIP_THRESHOLD = 0.15;
     static final double VOICED_THRESHOLD = 0.25;
     static final double ENERGY_RANGE_DB = 40.0;
@@ -65,6 +69,7 @@ public final class Pitch {
     public static Track estimateF0(float[] x, int sampleRate) {
         int window = (int) Math.round(WINDOW_SECONDS * sampleRate);
         int hop = Math.max(1, (int) Math.round(HOP_SECONDS * sampleRate));
+        hop = Math.max(hop, (x.length - window) / MAX_FRAMES + 1);
         int tauMin = Math.max(2, (int) Math.floor(sampleRate / FMAX));
         int tauMax = Math.min(window - 1, (int) Math.ceil(sampleRate / FMIN));
         int w = window - tauMax; // samples compared at each lag

@@ -46,6 +46,11 @@ public class PitchTest {
         }
         double med = Pitch.sourceMedianF0(tone(196.0, 44100, 0.8, 0.3), 44100, "tone");
         assertEquals(196.0, med, 1.0);
+        // a long signal: the frame count is capped, the answer stays
+        Pitch.Track longTrack = Pitch.estimateF0(tone(261.6, 16000, 60.0, 0.2), 16000);
+        assertTrue(longTrack.hz.length <= Pitch.MAX_FRAMES);
+        assertEquals(60.0, longTrack.voicedSeconds(), 0.5);
+        assertEquals(261.6, LatencyStats.median(longTrack.voiced()), 1.5);
     }
 
     @Test
