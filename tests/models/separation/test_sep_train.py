@@ -314,3 +314,33 @@ def test_evaluate_reports_per_track_and_median_scores(corpus, tmp_path):
         assert res["median"][src]["sir"] > 10
         assert {"sdr", "sir", "sar", "isr", "si_sdr", "sdri", "si_sdri"} <= set(per[0])
     assert np.isfinite(res["average"])
+
+
+@pytest.mark.xfail(
+    raises=RuntimeError, strict=True,
+    reason="models/checkpoint.py _digest views every tensor as bytes with t.view(torch.uint8), "
+           "which fails on 0-dim int64 tensors (BatchNorm's num_batches_tracked in the CWS "
+           "networks); t.reshape(-1).view(torch.uint8) hashes the same bytes. Remove this "
+           "marker with that fix: the test passes with it.")
+def test_the_cws_separator_trains_through_the_trainer_and_reloads(corpus, tmp_path):
+    from models.checkpoint import load_into
+    from models.separation.separator import Separator
+
+    torch.manual_seed(0)
+    model = Separator(arch="mdensenet", k=4, channels=1, sample_rate=SR, width=0.125)
+    data = SeparationData(corpus, SR, 1)
+    cfg = replace(CFG, steps=12, batch=2, lr=3e-3, val_every=6, ckpt_every=6, log_every=3)
+    before = SeparationTrainer(model, "cws-test", data, tmp_path / "x", cfg, False).validate(
+        data.validation(cfg.val_seconds))
+    path = train_separator(model, "cws-test", corpus, tmp_path / "cws", cfg,
+                           show_progress=False)
+    h, state = load_state(path)
+    assert h.config == model.config and h.extra["progress"]["step"] == 12
+    best = h.extra["best_val"]
+    assert np.isfinite(best["sdr_vocals"]) and best["loss"] < before["loss"], (before, best)
+    again = Separator(**h.config)
+    load_into(again, state)
+    again.eval()
+    mix = torch.from_numpy(data.validation(1.0)[0].mixture)[None]
+    with torch.no_grad():
+        torch.testing.assert_close(again(mix), model(mix), atol=1e-6, rtol=0)
