@@ -149,3 +149,19 @@ def test_corrupt_and_wrong_files(spec, tmp_path):
     save_checkpoint(other, model, model_name="not-registered", config={})
     with pytest.raises(CheckpointError, match="unknown model 'not-registered'"):
         load_model(other)
+
+
+def test_batchnorm_scalar_buffers_round_trip(tmp_path):
+    """BatchNorm's ``num_batches_tracked`` is a 0-dim int64 tensor; the digest once failed on
+    it (a 0-dim tensor cannot be viewed as bytes), so no model with BatchNorm could be saved."""
+    from models.checkpoint import load_state, read_header, save_checkpoint
+
+    m = torch.nn.Sequential(torch.nn.Conv1d(2, 3, 3), torch.nn.BatchNorm1d(3))
+    m.train()
+    m(torch.randn(4, 2, 16))  # num_batches_tracked -> 1, running stats move
+    p = save_checkpoint(tmp_path, m, model_name="x", config={})
+    header, state = load_state(p)  # verifies the digest
+    assert int(state["1.num_batches_tracked"]) == 1 and state["1.num_batches_tracked"].dim() == 0
+    for k, v in m.state_dict().items():
+        assert torch.equal(state[k], v), k
+    assert header.sha256 == read_header(p).sha256 and len(header.sha256) == 64
