@@ -1,0 +1,303 @@
+"""Mask networks of the CWS paper: UNet (§2.1, Fig. 2), MDenseNet and MMDenseNet (§2.2, Table 1).
+
+Every network maps ``(B, in_channels, F, N)`` — the real and imaginary parts of the C·K
+subband spectra, stacked channel-wise (eq. 6) — to ``(B, out_channels, F, N)`` sigmoid masks
+in [0, 1] (2 sources × C·K subband channels, Table 1's ``Conv2d(32 → 2·C·K)``). Any F and N
+work (pooling floors, upsampled maps are resized / padded to their skip's size) as long as
+every pooling level keeps at least one row and column (``min_size``: smallest (F, N)).
+
+Paper sizes (``width = 1``), stereo, K = 1, counted by the tests against Table 2:
+
+* **UNet-5** (s = 5): encoder widths 64, 128, 256, 512, 512; up blocks 1024 → 256, 512 → 128,
+  256 → 64, 128 → 64 (input: skip ⊕ upsampled), each a conv block of 2 × (conv 3×3, BN, ReLU),
+  max-pool down, bilinear ("linear interpolation") up, dropout after each up block, 1×1 out
+  conv: 13.40 M parameters (Table 2: 13.3 M). **UNet-6** adds a 1024-wide level (64 … 1024,
+  1024; up 2048 → 512 …): 53.52 M (53 M). The bottom level keeps the width of the one above
+  it, the bilinear-upsampling U-Net of Ronneberger et al. as commonly implemented.
+* **MDenseNet** (scale 5): conv 3×3 → 32, dense blocks (growth k, L layers) (14, 4) then eight
+  (16, 4); 1×1 conv + 2×2 max-pool before blocks 2–5, 2×2 transposed conv (stride 2) before
+  blocks 6–9 whose input is the upsampled map ⊕ the skip from the same scale; out block
+  DenseBlock(k = 32, L = 2) and a 1×1 conv to the masks: 0.274 M (0.27 M).
+* **MMDenseNet**: three scale-4 MDenseNets (3 pools) for the low half of the bins
+  (conv (t, f) = (3, 4), blocks (14, 4), (16, 4) × 6), the high half (conv 3×3, (10, 3) × 6,
+  (16, 3)) and the full band (conv 3×3, (6, 2) × 7); low ⊕ high along frequency, ⊕ full along
+  channels, then DenseBlock(k = 32, L = 2) and a 1×1 conv: 0.298 M (Table 2: 0.33 M; this is
+  what Table 1's rows add up to).
+
+A dense layer is BN → ReLU → conv 3×3 (no bias) → dropout; a dense block's layers each see the
+concatenation of the block input and all earlier layers' outputs, and the block outputs its last
+layer's k maps (this reading is what reproduces Table 2's parameter counts). ``width`` scales
+every channel count (UNet widths, growth rates, the 32-channel stem and out block) for small
+presets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.separation import SeparationError
+
+ARCHS = ("unet5", "unet6", "mdensenet", "mmdensenet")
+
+# Table 1: (growth rate k, layers L) per dense block, down path then up path.
+MDN_BLOCKS: tuple[tuple[int, int], ...] = ((14, 4),) + ((16, 4),) * 8
+MMDN_LOW_BLOCKS: tuple[tuple[int, int], ...] = ((14, 4),) + ((16, 4),) * 6
+MMDN_HIGH_BLOCKS: tuple[tuple[int, int], ...] = ((10, 3),) * 6 + ((16, 3),)
+MMDN_FULL_BLOCKS: tuple[tuple[int, int], ...] = ((6, 2),) * 7
+STEM_CHANNELS = 32
+OUT_GROWTH = 32
+UNET_BASE = 64
+
+
+def scaled(channels: int, width: float) -> int:
+    """``channels × width`` rounded, at least 1."""
+    return max(1, int(round(channels * width)))
+
+
+def _match(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Zero-pad (or crop) the last two dims of ``x`` at their end to ``ref``'s sizes."""
+    dh = ref.shape[-2] - x.shape[-2]
+    dw = ref.shape[-1] - x.shape[-1]
+    if dh == 0 and dw == 0:
+        return x
+    return F.pad(x, (0, dw, 0, dh))
+
+
+class MaskNet(nn.Module):
+    """Base of the mask networks: ``(B, in, F, N)`` spectra → ``(B, out, F, N)`` masks."""
+
+    @property
+    def min_size(self) -> tuple[int, int]:
+        """Smallest (F, N) the network takes (every pooling level keeps a row and a column)."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------- UNet
+
+
+class ConvBlock(nn.Sequential):
+    """2 × (conv 3×3, BN, ReLU) (§2.1)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+        )
+
+
+class UNet(MaskNet):
+    """UNet of ``scales`` resolutions (§2.1, Fig. 2): ``(B, in, F, N)`` → ``(B, out, F, N)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, scales: int = 5, width: float = 1.0,
+                 dropout: float = 0.1):
+        super().__init__()
+        if scales < 2:
+            raise SeparationError(f"a UNet needs at least 2 scales, got {scales}")
+        base = scaled(UNET_BASE, width)
+        enc = [base * 2**i for i in range(scales - 1)] + [base * 2 ** (scales - 2)]
+        self.scales = scales
+        self.encoder_widths = tuple(enc)
+        self.inc = ConvBlock(in_channels, enc[0])  # in-conv: expands to 64 channels
+        self.down = nn.ModuleList(ConvBlock(enc[i - 1], enc[i]) for i in range(1, scales))
+        ups = []
+        below = enc[-1]
+        for i in range(scales - 2, -1, -1):
+            out = enc[i - 1] if i > 0 else enc[0]
+            ups.append(ConvBlock(enc[i] + below, out))
+            below = out
+        self.up = nn.ModuleList(ups)
+        self.drop = nn.Dropout(dropout)
+        self.outc = nn.Conv2d(enc[0], out_channels, 1)
+
+    @property
+    def min_size(self) -> tuple[int, int]:
+        return 2 ** (self.scales - 1), 2 ** (self.scales - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inc(x)  # (B, 64, F, N)
+        skips = [h]
+        for block in self.down:
+            h = block(F.max_pool2d(h, 2))  # (B, w_i, F / 2^i, N / 2^i)
+            skips.append(h)
+        skips.pop()
+        for block in self.up:
+            skip = skips.pop()
+            h = F.interpolate(h, size=(skip.shape[-2], skip.shape[-1]), mode="bilinear",
+                              align_corners=False)
+            h = self.drop(block(torch.cat([skip, h], dim=1)))  # (B, w, F', N')
+        return torch.sigmoid(self.outc(h))  # (B, out, F, N)
+
+
+# ---------------------------------------------------------------------------------- DenseNets
+
+
+class DenseLayer(nn.Sequential):
+    """BN → ReLU → conv 3×3 (no bias) → dropout."""
+
+    def __init__(self, in_channels: int, growth: int, dropout: float):
+        super().__init__(
+            nn.BatchNorm2d(in_channels),
+            nn.ReLU(),
+            nn.Conv2d(in_channels, growth, 3, padding=1, bias=False),
+            nn.Dropout(dropout),
+        )
+
+
+class DenseBlock(nn.Module):
+    """L dense layers of growth k; each sees the block input ⊕ all earlier outputs.
+
+    Returns the last layer's ``k`` maps (module docstring).
+    """
+
+    def __init__(self, in_channels: int, growth: int, layers: int, dropout: float):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            DenseLayer(in_channels + i * growth, growth, dropout) for i in range(layers))
+        self.out_channels = growth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [x]
+        for layer in self.layers:
+            feats.append(layer(torch.cat(feats, dim=1) if len(feats) > 1 else x))
+        return feats[-1]  # (B, k, F, N)
+
+
+class MDenseNetBody(nn.Module):
+    """Multi-scale DenseNet without its out block (Table 1, one column).
+
+    ``blocks`` lists ``(k, L)`` for the ``pools + 1`` down-path blocks then the ``pools``
+    up-path blocks; a 1×1 conv + 2×2 max-pool precedes each down-path block after the first,
+    a 2×2 stride-2 transposed conv each up-path block (whose input also takes the skip).
+    ``stem_kernel`` is the first conv's (f, t) size, zero-padded to keep F and N.
+    """
+
+    def __init__(self, in_channels: int, blocks: Sequence[tuple[int, int]], pools: int,
+                 stem_kernel: tuple[int, int] = (3, 3), width: float = 1.0,
+                 dropout: float = 0.1):
+        super().__init__()
+        if len(blocks) != 2 * pools + 1:
+            raise SeparationError(f"{pools} pools need {2 * pools + 1} dense blocks, "
+                                  f"got {len(blocks)}")
+        kf, kt = stem_kernel
+        # "same" zero padding, the extra row / column of an even kernel at the end
+        self.stem_pad = ((kt - 1) // 2, kt // 2, (kf - 1) // 2, kf // 2)
+        stem = scaled(STEM_CHANNELS, width)
+        self.stem = nn.Conv2d(in_channels, stem, (kf, kt))
+        self.pools = pools
+        grow = [(scaled(k, width), n) for k, n in blocks]
+        self.transitions = nn.ModuleList()
+        self.down_blocks = nn.ModuleList()
+        chans = stem
+        skips = []
+        for i in range(pools + 1):
+            if i > 0:
+                self.transitions.append(nn.Conv2d(chans, chans, 1))
+            k, n = grow[i]
+            self.down_blocks.append(DenseBlock(chans, k, n, dropout))
+            chans = k
+            skips.append(k)
+        skips.pop()
+        self.upsamplers = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()
+        for i in range(pools):
+            k, n = grow[pools + 1 + i]
+            self.upsamplers.append(nn.ConvTranspose2d(chans, chans, 2, stride=2))
+            self.up_blocks.append(DenseBlock(chans + skips.pop(), k, n, dropout))
+            chans = k
+        self.out_channels = chans
+
+    @property
+    def min_size(self) -> tuple[int, int]:
+        return 2**self.pools, 2**self.pools
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(F.pad(x, self.stem_pad))  # (B, 32, F, N)
+        skips = []
+        for i, block in enumerate(self.down_blocks):
+            if i > 0:
+                h = F.max_pool2d(self.transitions[i - 1](h), 2)  # (B, k, F / 2^i, N / 2^i)
+            h = block(h)
+            skips.append(h)
+        skips.pop()
+        for up, block in zip(self.upsamplers, self.up_blocks):
+            skip = skips.pop()
+            h = block(torch.cat([_match(up(h), skip), skip], dim=1))
+        return h  # (B, k_last, F, N)
+
+
+class MaskHead(nn.Sequential):
+    """Table 1's out rows: DenseBlock(k = 32, L = 2), Conv2d(32 → masks), sigmoid."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: float, dropout: float):
+        growth = scaled(OUT_GROWTH, width)
+        super().__init__(DenseBlock(in_channels, growth, 2, dropout),
+                         nn.Conv2d(growth, out_channels, 1), nn.Sigmoid())
+
+
+class MDenseNet(MaskNet):
+    """MDenseNet of scale 5 (Table 1, right column): ``(B, in, F, N) -> (B, out, F, N)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: float = 1.0,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.body = MDenseNetBody(in_channels, MDN_BLOCKS, pools=4, width=width,
+                                  dropout=dropout)
+        self.head = MaskHead(self.body.out_channels, out_channels, width, dropout)
+
+    @property
+    def min_size(self) -> tuple[int, int]:
+        return self.body.min_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class MMDenseNet(MaskNet):
+    """MMDenseNet (§2.2, Table 1): band MDenseNets for the low and high halves of the bins and
+    the full band; low ⊕ high along frequency, ⊕ full along channels, then the mask head."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: float = 1.0,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.low = MDenseNetBody(in_channels, MMDN_LOW_BLOCKS, pools=3, stem_kernel=(4, 3),
+                                 width=width, dropout=dropout)
+        self.high = MDenseNetBody(in_channels, MMDN_HIGH_BLOCKS, pools=3, width=width,
+                                  dropout=dropout)
+        self.full = MDenseNetBody(in_channels, MMDN_FULL_BLOCKS, pools=3, width=width,
+                                  dropout=dropout)
+        if self.low.out_channels != self.high.out_channels:
+            raise SeparationError("the low and high band nets must end with the same width")
+        self.head = MaskHead(self.low.out_channels + self.full.out_channels, out_channels,
+                             width, dropout)
+
+    @property
+    def min_size(self) -> tuple[int, int]:
+        f, n = self.full.min_size
+        return 2 * f, n  # each band net sees half of the bins
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-2] // 2
+        sub = torch.cat([self.low(x[:, :, :half]), self.high(x[:, :, half:])], dim=2)
+        return self.head(torch.cat([sub, self.full(x)], dim=1))  # (B, out, F, N)
+
+
+def build_net(arch: str, in_channels: int, out_channels: int, width: float = 1.0,
+              dropout: float = 0.1) -> MaskNet:
+    """The mask network ``arch`` (one of :data:`ARCHS`)."""
+    if arch == "unet5":
+        return UNet(in_channels, out_channels, 5, width, dropout)
+    if arch == "unet6":
+        return UNet(in_channels, out_channels, 6, width, dropout)
+    if arch == "mdensenet":
+        return MDenseNet(in_channels, out_channels, width, dropout)
+    if arch == "mmdensenet":
+        return MMDenseNet(in_channels, out_channels, width, dropout)
+    raise SeparationError(f"unknown separator architecture {arch!r}; valid: {', '.join(ARCHS)}")
