@@ -25,6 +25,7 @@ COMMAND_MODULES: list[str] = [
     "compress.commands.validate",
     "compress.commands.train",
     "compress.commands.convert",
+    "compress.commands.separate",
     "compress.commands.eval",
     "compress.commands.run",
 ]

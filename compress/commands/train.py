@@ -15,10 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub,
         "train",
-        help="train an LHQ-SVC model (content encoder, vocoder, decoder) on a corpus",
+        help="train an LHQ-SVC model or a vocal separator on a corpus",
         example="compress train --model lhq-svc-demo --data corpus --out ckpt/demo\n"
         "  compress train --model lhq-svc-demo --data my_wavs --content-model hubert-base "
-        "--out ckpt/mine",
+        "--out ckpt/mine\n"
+        "  compress train --model cws-mdensenet-demo --data corpus/musdb --out ckpt/sep",
         run=run,
         description="Train a registered LHQ-SVC pipeline preset on a corpus folder (written by "
         "`compress data synth`, a dataset_raw/<singer>/*.wav tree, or a plain folder of one "
@@ -26,7 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "OUT/loss.png; --resume continues a stopped run from its last checkpoint. The "
         "built-in content encoder learns from the corpus's phoneme labels; with "
         "--content-model a pretrained HuBERT / ContentVec encoder is used instead, frozen, "
-        "and no labels are needed. Nothing is downloaded.",
+        "and no labels are needed. Nothing is downloaded. A separator preset (cws-*, see "
+        "`compress models`) trains on the MUSDB18-HQ layout "
+        "(DATA/{train,test}/<song>/{mixture,vocals,accompaniment}.wav, any rate and channel "
+        "count); its --set takes training keys (steps, batch, lr...) and model keys (k, "
+        "width...).",
     )
     p.add_argument("--model", required=True, help="registry name, e.g. lhq-svc-demo")
     p.add_argument("--data", required=True,
@@ -66,16 +71,61 @@ def training_config(model: str, overrides: list[str]) -> TrainConfig | None:
     return from_dict(TrainConfig, apply_overrides(to_dict(base), overrides), source="--set")
 
 
+def _train_separator(args: argparse.Namespace, device: str) -> int:
+    """`compress train` for the separation family: the MUSDB layout under --data."""
+    import dataclasses
+
+    from compress.config_io import apply_overrides
+    from compress.errors import CompressError
+    from models import registry
+    from models.separation.train import (
+        PRESET_TRAINING,
+        SeparationTrainConfig,
+        train_separator,
+    )
+
+    for flag, value in (("--content-model", args.content_model),
+                        ("--allow-pickle", args.allow_pickle)):
+        if value:
+            raise CompressError(f"{flag} is for LHQ-SVC models; {args.model} is a separator")
+    if args.component != "all":
+        raise CompressError(f"--component {args.component}: a separator trains as one network")
+    spec = registry.get(args.model)
+    base = PRESET_TRAINING.get(args.model, SeparationTrainConfig())
+    fields = {f.name for f in dataclasses.fields(SeparationTrainConfig)}
+    train_over = [o for o in args.overrides if o.split("=", 1)[0].strip() in fields]
+    model_over = [o for o in args.overrides if o not in train_over]
+    values = apply_overrides(dataclasses.asdict(base), train_over)
+    if args.steps is not None:
+        values["steps"] = args.steps
+    if args.threads:
+        values["threads"] = args.threads
+    try:
+        cfg = SeparationTrainConfig(**values)
+        model_cfg = apply_overrides(dict(spec.defaults), model_over) if model_over else {}
+        model = spec.build(**model_cfg)
+    except (TypeError, ValueError) as exc:
+        raise CompressError(f"--set: {exc} (keys: {', '.join(sorted(fields))}, or the "
+                            f"model's: {', '.join(sorted(spec.defaults))})") from None
+    path = train_separator(model, args.model, args.data, args.out, cfg=cfg, resume=args.resume,
+                           device=device)
+    print(f"checkpoint: {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from compress.cli_util import resolve_device
     from compress.errors import CompressError
+    from models import registry
     from models.lhq_svc.train import COMPONENTS, train
 
     if args.steps is not None and args.steps < 1:
         raise CompressError(f"--steps {args.steps}: expected a positive number of steps")
     device = resolve_device(args.device)
+    if registry.get(args.model).family == "separation":
+        return _train_separator(args, device)
     cfg = training_config(args.model, args.overrides)
     if args.threads:
         torch.set_num_threads(args.threads)

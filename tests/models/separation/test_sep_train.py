@@ -316,12 +316,6 @@ def test_evaluate_reports_per_track_and_median_scores(corpus, tmp_path):
     assert np.isfinite(res["average"])
 
 
-@pytest.mark.xfail(
-    raises=RuntimeError, strict=True,
-    reason="models/checkpoint.py _digest views every tensor as bytes with t.view(torch.uint8), "
-           "which fails on 0-dim int64 tensors (BatchNorm's num_batches_tracked in the CWS "
-           "networks); t.reshape(-1).view(torch.uint8) hashes the same bytes. Remove this "
-           "marker with that fix: the test passes with it.")
 def test_the_cws_separator_trains_through_the_trainer_and_reloads(corpus, tmp_path):
     from models.checkpoint import load_into
     from models.separation.separator import Separator

@@ -1,0 +1,134 @@
+"""`compress train / eval / separate` with a CWS separator preset, end to end on files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from compress.cli import main
+
+SR = 8000
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _track(d, seed: int, seconds: float = 3.0) -> None:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 200 + 40 * seed
+    voc = 0.3 * np.sin(2 * np.pi * f0 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 0.7 * t)) ** 2
+    acc = 0.1 * rng.standard_normal(len(t))
+    d.mkdir(parents=True)
+    stereo = lambda x: np.stack([x, 0.8 * x], axis=1).astype("f4")  # noqa: E731
+    sf.write(d / "vocals.wav", stereo(voc), SR)
+    sf.write(d / "accompaniment.wav", stereo(acc), SR)
+    sf.write(d / "mixture.wav", stereo(voc + acc), SR)
+
+
+@pytest.fixture(scope="module")
+def musdb(tmp_path_factory):
+    root = tmp_path_factory.mktemp("musdb")
+    for i in range(3):
+        _track(root / "train" / f"song{i}", i)
+    _track(root / "test" / "held", 7)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ckpt(musdb, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sep")
+    assert main(["train", "--model", "cws-mdensenet-unittest", "--data", str(musdb), "--out",
+                 str(out), "--steps", "4", "--set", "batch=2", "--set", "chunk_seconds=1.0",
+                 "--set", "val_every=2", "--set", "val_seconds=2", "--set", "ckpt_every=2",
+                 "--set", "log_every=1", "--set", "k=2"]) == 0
+    return out
+
+
+def test_train_writes_a_checkpoint_with_the_overridden_model(ckpt):
+    from models.checkpoint import read_header
+
+    h = read_header(ckpt)
+    assert h.model == "cws-mdensenet-unittest" and h.config["k"] == 2
+    log = [json.loads(x) for x in (ckpt / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["split"] == "train"] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["loss"]) for r in log)
+
+
+def test_train_refuses_svc_only_flags_and_unknown_keys(musdb, tmp_path, capsys):
+    base = ["train", "--model", "cws-mdensenet-unittest", "--data", str(musdb), "--out",
+            str(tmp_path / "x")]
+    assert main([*base, "--component", "decoder"]) == 1
+    assert "a separator trains as one network" in capsys.readouterr().err
+    assert main([*base, "--set", "nope=1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0]
+
+
+def test_eval_reports_museval_medians(ckpt, musdb, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(ckpt), "--data", str(musdb), "--json",
+                 str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert list(res["tracks"]) == ["held"]
+    for src in ("vocals", "accompaniment"):
+        assert {"sdr", "sir", "sar", "si_sdr", "sdri"} <= set(res["median"][src])
+        assert np.isfinite(res["median"][src]["sdr"])
+    assert "vocals: sdr=" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("rate,channels", [(SR, 2), (22050, 1)])
+def test_separate_writes_both_stems_in_the_input_format(ckpt, tmp_path, rate, channels):
+    t = np.arange(int(2.3 * rate)) / rate
+    x = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * np.sin(2 * np.pi * 1500 * t)).astype("f4")
+    src = tmp_path / "song.flac"
+    sf.write(src, np.stack([x, x], 1) if channels == 2 else x, rate)
+    out = tmp_path / "stems"
+    assert main(["separate", "--model", str(ckpt), "--input", str(src), "--out", str(out),
+                 "--chunk-seconds", "1.0"]) == 0
+    for name in ("vocals", "accompaniment"):
+        y, sr = sf.read(out / f"{name}.wav", dtype="float32")
+        assert sr == rate and y.shape[0] == len(x) and np.isfinite(y).all()
+        assert (y.ndim == 2 and y.shape[1] == 2) if channels == 2 else y.ndim == 1
+
+
+def test_separate_unreadable_input_is_one_line(ckpt, tmp_path, capsys):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnothing")
+    assert main(["separate", "--model", str(ckpt), "--input", str(bad), "--out",
+                 str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.wav" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_separate_with_the_exported_program_matches_the_checkpoint(ckpt, tmp_path):
+    """The fp32 .pte (filter banks and STFT inside the graph) separates chunk by chunk like
+    the checkpoint through the same chunking."""
+    exp = tmp_path / "exp"
+    assert main(["export", str(ckpt), "--format", "pte", "--out", str(exp)]) == 0
+    pte = next(exp.glob("*.pte"))
+    t = np.arange(int(1.7 * SR)) / SR
+    x = np.stack([0.3 * np.sin(2 * np.pi * 220 * t)] * 2, 1).astype("f4")
+    src = tmp_path / "song.wav"
+    sf.write(src, x, SR, subtype="FLOAT")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["separate", "--model", str(pte), "--input", str(src), "--out", str(a)]) == 0
+    meta = json.loads(next(exp.glob("*.json")).read_text())["metadata"]
+    chunk = str(meta["chunk_frames"] / SR)
+    assert main(["separate", "--model", str(ckpt), "--input", str(src), "--out", str(b),
+                 "--chunk-seconds", chunk]) == 0
+    for name in ("vocals", "accompaniment"):
+        ya, _ = sf.read(a / f"{name}.wav", dtype="float32")
+        yb, _ = sf.read(b / f"{name}.wav", dtype="float32")
+        assert np.max(np.abs(ya - yb)) < 2e-4, name  # 16-bit files, fp32 program parity
