@@ -26,12 +26,20 @@ CASES = [("pte", "fp32"), ("pte", "int8"), ("onnx", "fp32")]
 KNOWN_FAILURES: dict[tuple[str, str, str], str] = {}
 # Whole pipelines unroll the sampler: lowering takes minutes on the 2-core machine.
 SLOW_COMPONENTS = {"pipeline"}
+# int8 .pte of the dense separators: PT2E calibration and XNNPACK lowering of their ~200
+# quantized nodes take 1.5-2 min each here; the UNet separators cover the separator family's
+# int8 path (the same filter bank, STFT and mask head) within the suite's time budget, and
+# benchmarks/separation.py exports every architecture at int8.
+NOT_IN_SUITE = {("cws-mdensenet-unittest", "pte", "int8"),
+                ("cws-mmdensenet-unittest", "pte", "int8")}
 
 
 def _params() -> list:
     out = []
     for name in UNITTEST_PRESETS:
         for fmt, precision in CASES:
+            if (name, fmt, precision) in NOT_IN_SUITE:
+                continue
             marks = []
             if registry.get(name).component in SLOW_COMPONENTS:
                 marks.append(pytest.mark.slow)
