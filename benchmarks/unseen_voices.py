@@ -152,11 +152,12 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    from compress.cli_util import quiet_dependencies
+    from compress.cli_util import filter_native_stderr, quiet_dependencies
     from models.checkpoint import read_header
     from models.metrics import cosine, speaker_embedding
 
     quiet_dependencies(30)
+    filter_native_stderr()  # libmpg123's complaints about libsndfile's 8 kHz mp3 frames
     ckpt = args.checkpoint or args.run / "05_distill" / "model.safetensors"
     corpus = args.corpus or args.run / "00_data" / "corpus"
     if args.model is not None:
