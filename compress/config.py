@@ -195,12 +195,8 @@ class EvolveConfig:
                    "score together (one per component), when together they cost none either")
 
     def problems(self, path: str) -> list[Problem]:
-        from compress.scores import score_names
-
+        # the score is checked by RunConfig.problems: the valid names are the model family's
         out: list[Problem] = []
-        if self.score not in score_names():
-            out.append(Problem(f"{path}.score", self.score, "a registered score",
-                               tuple(score_names())))
         given = [k for k in ("budget_ms", "budget_rtf", "budget_fraction")
                  if getattr(self, k) is not None]
         if len(given) > 1:
@@ -350,4 +346,13 @@ class RunConfig:
             return [Problem("model.name", self.model.name,
                             f"a model whose family has a compress-run recipe (its family "
                             f"{fam!r} has none)", tuple(families()))]
+        from compress.recipes import recipe_for
+        from compress.scores import score_names
+
+        recipe = recipe_for(self.model.name)
+        fn = getattr(recipe, "decision_scores", None)
+        scores = fn() if callable(fn) else score_names()
+        if self.evolve.score not in scores:
+            return [Problem("evolve.score", self.evolve.score,
+                            f"a score of the {fam!r} family", tuple(scores))]
         return []

@@ -318,8 +318,10 @@ def stage_latency(st: RunState, out: Path) -> LatencyResult:
     else:
         table = LatencyTable(st.target, fp)
     samples = lp.bench_samples_fn(st.target, lc.threads, lc.warmup, lc.iterations, out)
-    whole = [whole_probe(st, model, inputs, calib, plan, "teacher_plan"),
-             whole_probe(st, model, inputs, calib, None, "teacher_fp32")]
+    # an all-fp32 plan's program is the fp32 teacher's: exported and timed once, used as both
+    whole = [whole_probe(st, model, inputs, calib, None, "teacher_fp32")]
+    if plan.get(lp.WHOLE) == "int8":
+        whole.insert(0, whole_probe(st, model, inputs, calib, plan, "teacher_plan"))
     check_model = None
     if lc.validate:
         check_model = validation_architecture(recipe, model, cfg.evolve.narrow_factor)
@@ -330,6 +332,9 @@ def stage_latency(st: RunState, out: Path) -> LatencyResult:
                                       samples_fn=samples, rounds=lc.repeats,
                                       progress=lambda s: st.say(f"latency: {s}"),
                                       workers=lc.export_workers)
+    if "teacher_plan" not in stats:
+        stats["teacher_plan"] = stats["teacher_fp32"]
+        details["teacher_plan"] = details["teacher_fp32"]
     programs = {k: details[k]["pte"] for k in ("teacher_plan", "teacher_fp32")}
     table.add(lp.whole_key(tag), lp.SHAPE, plan[lp.WHOLE], stats["teacher_plan"])
     predict = lp.predictor(table, pm, recipe.units)

@@ -27,6 +27,10 @@ def _builtin() -> None:
         from compress.recipes.lhq_svc import LHQSVCRecipe
 
         _FACTORIES["lhq-svc"] = LHQSVCRecipe
+    if "separation" not in _FACTORIES:
+        from compress.recipes.separation import SeparationRecipe
+
+        _FACTORIES["separation"] = SeparationRecipe
 
 
 def families() -> list[str]:

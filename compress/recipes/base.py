@@ -254,6 +254,13 @@ class Recipe(ABC):
     def score_names(self) -> list[str]:
         return [self.default_score]
 
+    def decision_scores(self) -> list[str]:
+        """Scores ``evolve.score`` may name for this family (checked by ``compress
+        validate``); by default the registered scores of :mod:`compress.scores`."""
+        from compress.scores import score_names
+
+        return list(score_names())
+
     def write_examples(self, out: Path, teacher: nn.Module, program: Any, student: nn.Module,
                        data: DataSplits, teacher_steps: int, chunk_seconds: float
                        ) -> list[dict[str, Any]]:

@@ -29,6 +29,13 @@ concatenation of the block input and all earlier layers' outputs, and the block 
 layer's k maps (this reading is what reproduces Table 2's parameter counts). ``width`` scales
 every channel count (UNet widths, growth rates, the 32-channel stem and out block) for small
 presets.
+
+Evolvable units (``compress run``): every layer of a dense block can be removed while the
+shapes around it stay what they were (:func:`remove_dense_layer`: a block outputs its last
+layer's k maps, and a later layer only loses the input channels the removed one wrote, whose
+weights are sliced out). ``layers`` (one count per dense block, :attr:`MaskNet.dense_layers`,
+in the order of :meth:`MaskNet.dense_blocks`) rebuilds such a network. The UNets have no
+removable unit yet (a level is not shape-preserving to drop) and no width narrowing.
 """
 
 from __future__ import annotations
@@ -74,6 +81,17 @@ class MaskNet(nn.Module):
     def min_size(self) -> tuple[int, int]:
         """Smallest (F, N) the network takes (every pooling level keeps a row and a column)."""
         raise NotImplementedError
+
+    def dense_blocks(self) -> list[tuple[str, DenseBlock, str]]:
+        """``(module path, block, scale tag)`` of every dense block in program order (none
+        for the UNets). The tag names the block's band and pooling depth (``s2``,
+        ``low_s1``...): layers with the same tag run at the same spectrogram size."""
+        return []
+
+    @property
+    def dense_layers(self) -> list[int]:
+        """Layers per dense block, in the order of :meth:`dense_blocks`."""
+        return [len(b.layers) for _, b, _ in self.dense_blocks()]
 
 
 # --------------------------------------------------------------------------------------- UNet
@@ -159,8 +177,12 @@ class DenseBlock(nn.Module):
 
     def __init__(self, in_channels: int, growth: int, layers: int, dropout: float):
         super().__init__()
+        if layers < 1:
+            raise SeparationError(f"a dense block needs at least one layer, got {layers}")
         self.layers = nn.ModuleList(
             DenseLayer(in_channels + i * growth, growth, dropout) for i in range(layers))
+        self.in_channels = in_channels
+        self.growth = growth
         self.out_channels = growth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -168,6 +190,64 @@ class DenseBlock(nn.Module):
         for layer in self.layers:
             feats.append(layer(torch.cat(feats, dim=1) if len(feats) > 1 else x))
         return feats[-1]  # (B, k, F, N)
+
+
+def _drop_input_channels(layer: DenseLayer, lo: int, hi: int) -> None:
+    """Remove input channels ``[lo, hi)`` of a dense layer (its BN and conv) in place."""
+    bn, conv = layer[0], layer[2]
+    assert isinstance(bn, nn.BatchNorm2d) and isinstance(conv, nn.Conv2d)
+    n = bn.num_features
+    idx = torch.cat([torch.arange(0, lo), torch.arange(hi, n)])
+    new_bn = nn.BatchNorm2d(n - (hi - lo), eps=bn.eps, momentum=bn.momentum)
+    new_conv = nn.Conv2d(n - (hi - lo), conv.out_channels, conv.kernel_size,
+                         padding=conv.padding, bias=False)
+    with torch.no_grad():
+        for name in ("weight", "bias"):
+            getattr(new_bn, name).copy_(getattr(bn, name)[idx])
+        for name in ("running_mean", "running_var"):
+            getattr(new_bn, name).copy_(getattr(bn, name)[idx])
+        new_bn.num_batches_tracked.copy_(bn.num_batches_tracked)
+        new_conv.weight.copy_(conv.weight[:, idx])
+    new_bn.train(bn.training)
+    new_conv.train(conv.training)
+    layer[0] = new_bn
+    layer[2] = new_conv
+
+
+def remove_dense_layer(block: DenseBlock, index: int) -> None:
+    """Remove layer `index` of `block` in place, keeping the block's input and output shapes.
+
+    The block outputs its last layer's k maps, so removing the last layer makes the one before
+    it the output (same k channels); a later layer loses the k input channels the removed
+    layer wrote (their BN entries and conv weights are sliced out), which is exactly the
+    layer a block built with one layer fewer has at that position.
+    """
+    n = len(block.layers)
+    if n < 2:
+        raise SeparationError("a dense block keeps at least one layer; this one has "
+                              f"{n}")
+    if not 0 <= index < n:
+        raise SeparationError(f"dense layer {index} does not exist (the block has {n})")
+    lo = block.in_channels + index * block.growth
+    kept = []
+    for j, layer in enumerate(block.layers):
+        if j == index:
+            continue
+        if j > index:
+            assert isinstance(layer, DenseLayer)
+            _drop_input_channels(layer, lo, lo + block.growth)
+        kept.append(layer)
+    block.layers = nn.ModuleList(kept)
+
+
+def _with_layers(blocks: Sequence[tuple[int, int]], layers: Sequence[int] | None
+                 ) -> list[tuple[int, int]]:
+    if layers is None:
+        return list(blocks)
+    if len(layers) != len(blocks):
+        raise SeparationError(f"layers={list(layers)}: expected {len(blocks)} counts, one per "
+                              "dense block")
+    return [(k, int(n)) for (k, _), n in zip(blocks, layers)]
 
 
 class MDenseNetBody(nn.Module):
@@ -218,6 +298,17 @@ class MDenseNetBody(nn.Module):
     def min_size(self) -> tuple[int, int]:
         return 2**self.pools, 2**self.pools
 
+    def dense_blocks(self, prefix: str, band: str = "") -> list[tuple[str, DenseBlock, str]]:
+        """The body's dense blocks in program order (see :meth:`MaskNet.dense_blocks`)."""
+        out: list[tuple[str, DenseBlock, str]] = []
+        for i, b in enumerate(self.down_blocks):
+            assert isinstance(b, DenseBlock)
+            out.append((f"{prefix}.down_blocks.{i}", b, f"{band}s{i}"))
+        for i, b in enumerate(self.up_blocks):
+            assert isinstance(b, DenseBlock)
+            out.append((f"{prefix}.up_blocks.{i}", b, f"{band}s{self.pools - 1 - i}"))
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(F.pad(x, self.stem_pad))  # (B, 32, F, N)
         skips = []
@@ -236,9 +327,10 @@ class MDenseNetBody(nn.Module):
 class MaskHead(nn.Sequential):
     """Table 1's out rows: DenseBlock(k = 32, L = 2), Conv2d(32 → masks), sigmoid."""
 
-    def __init__(self, in_channels: int, out_channels: int, width: float, dropout: float):
+    def __init__(self, in_channels: int, out_channels: int, width: float, dropout: float,
+                 layers: int = 2):
         growth = scaled(OUT_GROWTH, width)
-        super().__init__(DenseBlock(in_channels, growth, 2, dropout),
+        super().__init__(DenseBlock(in_channels, growth, layers, dropout),
                          nn.Conv2d(growth, out_channels, 1), nn.Sigmoid())
 
 
@@ -246,15 +338,25 @@ class MDenseNet(MaskNet):
     """MDenseNet of scale 5 (Table 1, right column): ``(B, in, F, N) -> (B, out, F, N)``."""
 
     def __init__(self, in_channels: int, out_channels: int, width: float = 1.0,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, layers: Sequence[int] | None = None):
         super().__init__()
-        self.body = MDenseNetBody(in_channels, MDN_BLOCKS, pools=4, width=width,
-                                  dropout=dropout)
-        self.head = MaskHead(self.body.out_channels, out_channels, width, dropout)
+        n = len(MDN_BLOCKS)
+        if layers is not None and len(layers) != n + 1:
+            raise SeparationError(f"layers={list(layers)}: MDenseNet has {n + 1} dense blocks "
+                                  f"({n} in the body, 1 in the head)")
+        self.body = MDenseNetBody(in_channels, _with_layers(MDN_BLOCKS, layers and layers[:n]),
+                                  pools=4, width=width, dropout=dropout)
+        self.head = MaskHead(self.body.out_channels, out_channels, width, dropout,
+                             layers[n] if layers else 2)
 
     @property
     def min_size(self) -> tuple[int, int]:
         return self.body.min_size
+
+    def dense_blocks(self) -> list[tuple[str, DenseBlock, str]]:
+        head = self.head[0]
+        assert isinstance(head, DenseBlock)
+        return [*self.body.dense_blocks("body"), ("head.0", head, "s0")]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
@@ -265,18 +367,35 @@ class MMDenseNet(MaskNet):
     the full band; low ⊕ high along frequency, ⊕ full along channels, then the mask head."""
 
     def __init__(self, in_channels: int, out_channels: int, width: float = 1.0,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, layers: Sequence[int] | None = None):
         super().__init__()
-        self.low = MDenseNetBody(in_channels, MMDN_LOW_BLOCKS, pools=3, stem_kernel=(4, 3),
-                                 width=width, dropout=dropout)
-        self.high = MDenseNetBody(in_channels, MMDN_HIGH_BLOCKS, pools=3, width=width,
-                                  dropout=dropout)
-        self.full = MDenseNetBody(in_channels, MMDN_FULL_BLOCKS, pools=3, width=width,
-                                  dropout=dropout)
+        tables = (MMDN_LOW_BLOCKS, MMDN_HIGH_BLOCKS, MMDN_FULL_BLOCKS)
+        total = sum(map(len, tables)) + 1
+        if layers is not None and len(layers) != total:
+            raise SeparationError(f"layers={list(layers)}: MMDenseNet has {total} dense blocks "
+                                  "(7 low, 7 high, 7 full band, 1 in the head)")
+        parts: list[Sequence[int] | None] = [None, None, None]
+        if layers is not None:
+            a = 0
+            for i, t in enumerate(tables):
+                parts[i] = layers[a : a + len(t)]
+                a += len(t)
+        self.low = MDenseNetBody(in_channels, _with_layers(MMDN_LOW_BLOCKS, parts[0]), pools=3,
+                                 stem_kernel=(4, 3), width=width, dropout=dropout)
+        self.high = MDenseNetBody(in_channels, _with_layers(MMDN_HIGH_BLOCKS, parts[1]),
+                                  pools=3, width=width, dropout=dropout)
+        self.full = MDenseNetBody(in_channels, _with_layers(MMDN_FULL_BLOCKS, parts[2]),
+                                  pools=3, width=width, dropout=dropout)
         if self.low.out_channels != self.high.out_channels:
             raise SeparationError("the low and high band nets must end with the same width")
         self.head = MaskHead(self.low.out_channels + self.full.out_channels, out_channels,
-                             width, dropout)
+                             width, dropout, layers[-1] if layers else 2)
+
+    def dense_blocks(self) -> list[tuple[str, DenseBlock, str]]:
+        head = self.head[0]
+        assert isinstance(head, DenseBlock)
+        return [*self.low.dense_blocks("low", "low_"), *self.high.dense_blocks("high", "high_"),
+                *self.full.dense_blocks("full", "full_"), ("head.0", head, "s0")]
 
     @property
     def min_size(self) -> tuple[int, int]:
@@ -290,14 +409,18 @@ class MMDenseNet(MaskNet):
 
 
 def build_net(arch: str, in_channels: int, out_channels: int, width: float = 1.0,
-              dropout: float = 0.1) -> MaskNet:
-    """The mask network ``arch`` (one of :data:`ARCHS`)."""
+              dropout: float = 0.1, layers: Sequence[int] | None = None) -> MaskNet:
+    """The mask network ``arch`` (one of :data:`ARCHS`); `layers` (dense nets only) gives the
+    layer count of each dense block (:attr:`MaskNet.dense_layers`), None the paper's."""
+    if layers is not None and arch not in ("mdensenet", "mmdensenet"):
+        raise SeparationError(f"layers={list(layers)}: only the dense nets have dense blocks, "
+                              f"not {arch!r}")
     if arch == "unet5":
         return UNet(in_channels, out_channels, 5, width, dropout)
     if arch == "unet6":
         return UNet(in_channels, out_channels, 6, width, dropout)
     if arch == "mdensenet":
-        return MDenseNet(in_channels, out_channels, width, dropout)
+        return MDenseNet(in_channels, out_channels, width, dropout, layers)
     if arch == "mmdensenet":
-        return MMDenseNet(in_channels, out_channels, width, dropout)
+        return MMDenseNet(in_channels, out_channels, width, dropout, layers)
     raise SeparationError(f"unknown separator architecture {arch!r}; valid: {', '.join(ARCHS)}")

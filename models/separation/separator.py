@@ -69,11 +69,15 @@ class Separator(nn.Module):
         dropout: dropout rate of the network (0.1 in §2.4).
         taps: filter-bank prototype length (default 16·K).
         loss_domain: ``"magnitude"`` (default) or ``"complex"``, see :meth:`loss`.
+        layers: dense nets only: layers per dense block (:attr:`dense_layers`; None: the
+            paper's). Not part of :attr:`config`: an evolved separator is rebuilt from its
+            config plus ``layers`` (``compress run`` keeps them in its checkpoints' header).
     """
 
     def __init__(self, arch: str = "mdensenet", k: int = 4, channels: int = 2,
                  sample_rate: int = 44100, width: float = 1.0, dropout: float = 0.1,
-                 taps: int | None = None, loss_domain: str = "magnitude"):
+                 taps: int | None = None, loss_domain: str = "magnitude",
+                 layers: list[int] | None = None):
         super().__init__()
         problems = []
         if arch not in ARCHS:
@@ -99,7 +103,7 @@ class Separator(nn.Module):
         self.taps = self.filterbank.taps
         self.stft = ConvSTFT(sample_rate / k)
         n_in = 2 * channels * k
-        self.net = build_net(arch, n_in, n_in, width, dropout)
+        self.net = build_net(arch, n_in, n_in, width, dropout, layers)
         min_f, self._min_frames = self.net.min_size
         if self.stft.n_freq < min_f:
             raise SeparationError(
@@ -112,6 +116,11 @@ class Separator(nn.Module):
         return {"arch": self.arch, "k": self.k, "channels": self.channels,
                 "sample_rate": self.sample_rate, "width": self.width, "dropout": self.dropout,
                 "taps": self.taps if self.k > 1 else None, "loss_domain": self.loss_domain}
+
+    @property
+    def dense_layers(self) -> list[int]:
+        """Layers per dense block of the network (empty for the UNets), what ``layers`` takes."""
+        return self.net.dense_layers
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Separator:

@@ -1,0 +1,473 @@
+"""The separation recipe: a CWS separator (``models.separation``) through `compress run`.
+
+What the family tells the pipeline (:class:`~compress.recipes.base.Recipe`):
+
+* **data** — the synthetic corpus's MUSDB layout (``corpus/musdb/{train,test}/<song>__<singer>``)
+  or a MUSDB-layout folder (``data.path``: the MUSDB root, or a corpus holding ``musdb/``);
+  split by song: the ``train`` folder's songs train everything, the ``test`` folder's songs are
+  divided into ``val`` (decisions) and ``test`` (the report).
+* **units** — every layer of every dense block of MDenseNet / MMDenseNet
+  (:func:`models.separation.nets.remove_dense_layer`: removal keeps the block's shapes; a block
+  keeps one layer). Kind ``dense_<band>s<depth>``: layers at the same spectrogram size share a
+  latency probe. The UNets have no unit yet and are refused; channel narrowing is not offered
+  (the dense nets' growth rates feed transitions, skips and up-samplers whose slicing is not
+  written yet).
+* **device program** — the whole separator: ``(1, C, T)`` mixture chunk → ``(1, 2, C, T)``
+  stems, filter banks and STFT / iSTFT inside as convolutions, kept fp32; only the mask network
+  (``net``) may go int8, one group per dense block and per remaining conv stage.
+* **robust / fine-tunes** — short training with the model's own loss (L1 + conservation on the
+  subband spectra, eqs. 7–8) against the references of augmented training remixes. No skip
+  probability: a skipped dense layer is not an identity, so robust training is plain training.
+* **distillation** — none (no sampler): the stage records that it was skipped.
+* **scores** — on held-out excerpts (non-overlapping ``seconds``-long pieces of the split's
+  tracks with audible vocals, round robin over songs), separated chunk by chunk at the shipped
+  chunk length: ``si_sdr`` (vocal SI-SDR, dB; the decision score: it needs no 512-tap BSSEval
+  filters, so a candidate is scored in milliseconds instead of seconds), ``si_sdri`` (its
+  improvement over the mixture) and ``sdr`` (museval BSSEval v4 vocal SDR, median over 1-s
+  windows; the paper's metric, computed for the report). Each score is the mean over items
+  (the items are kept so the pipeline knows its noise).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from compress.errors import CompressError
+from compress.recipes.base import Action, DataSplits, Inputs, Recipe, Say, ScoreResult, Unit
+
+log = logging.getLogger(__name__)
+
+HEADER_ATTR = "_checkpoint_header"
+SCORES = ("si_sdr", "si_sdri", "sdr")
+_SILENT = 1e-6  # mean square of the vocals below which an excerpt is not scored
+
+
+def _song(track: str) -> str:
+    """The song of a MUSDB-layout track: the synthetic corpus names tracks ``song__singer``."""
+    return track.split("__")[0]
+
+
+def _first(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, list | tuple) else out
+
+
+class SeparationRecipe(Recipe):
+    family = "separation"
+    default_score = "si_sdr"
+
+    def __init__(self) -> None:
+        self.cfg: Any = None
+        self._tracks: dict[tuple[str, str, int, int], list[Any]] = {}
+        self._data: dict[tuple[str, int, int], Any] = {}
+
+    def configure(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    def decision_scores(self) -> list[str]:
+        return list(SCORES)
+
+    def score_names(self) -> list[str]:
+        return list(SCORES)
+
+    # ---- data ---------------------------------------------------------------------------
+    @staticmethod
+    def _musdb_root(root: Path) -> Path:
+        if (root / "musdb" / "train").is_dir():
+            return root / "musdb"
+        return root
+
+    def load_data(self, cfg: Any, out: Path, say: Say) -> DataSplits:
+        self.configure(cfg)
+        dc = cfg.data
+        if dc.source == "synthetic":
+            from compress.config import synthetic_song_plan
+            from models.data.corpus import CorpusConfig, synthesize_corpus
+
+            base = CorpusConfig(singers=dc.singers, minutes=dc.minutes, seed=dc.seed,
+                                sample_rate=dc.sample_rate, voice_noise=dc.voice_noise)
+            plan = synthetic_song_plan(dc.minutes, dc.held_out_songs, base.song_seconds)
+            if plan is None:
+                raise CompressError(f"data.minutes={dc.minutes} cannot hold "
+                                    f"{dc.held_out_songs} held-out songs and a training song")
+            n, song_s = plan
+            ccfg = replace(base, song_seconds=song_s, test_fraction=dc.held_out_songs / n)
+            corpus = out / "corpus"
+            say(f"data: synthesising {dc.singers} singers x {dc.minutes} min into {corpus}")
+            synthesize_corpus(corpus, ccfg)
+            root = corpus / "musdb"
+        else:
+            root = self._musdb_root(Path(str(dc.path)).expanduser())
+        for sub in ("train", "test"):
+            if not (root / sub).is_dir():
+                raise CompressError(f"{root} is not a MUSDB-layout folder: no {sub}/ in it "
+                                    "(expected train/ and test/ with one folder per track)")
+        train = sorted({_song(p.name) for p in (root / "train").iterdir() if p.is_dir()})
+        held = sorted({_song(p.name) for p in (root / "test").iterdir() if p.is_dir()} -
+                      set(train))
+        if len(held) < 2:
+            raise CompressError(
+                f"{root}: {len(held)} held-out song(s) in test/ ({held}); compress run needs at "
+                "least two (one for decisions, one for the report)")
+        k = (len(held) + 1) // 2
+        return DataSplits(str(root.resolve()), tuple(train), tuple(held[:k]), tuple(held[k:]),
+                          "song", {"layout": "musdb"})
+
+    def _separation_data(self, root: str, sr: int, channels: int) -> Any:
+        from models.separation.data import SeparationData
+
+        key = (root, sr, channels)
+        if key not in self._data:
+            self._data[key] = SeparationData(root, sr, channels)
+        return self._data[key]
+
+    def _split_tracks(self, model: nn.Module, data: DataSplits, split: str) -> list[Any]:
+        """Whole tracks of `split` at the model's rate and channels (cached)."""
+        from models.separation.data import load_test_tracks
+
+        sr, ch = int(model.sample_rate), int(model.channels)
+        key = (data.root, split, sr, ch)
+        if key not in self._tracks:
+            songs = set(getattr(data, split))
+            if split == "train":
+                src = self._separation_data(data.root, sr, ch).tracks("train")
+            else:
+                src = load_test_tracks(data.root, sr, ch)
+            tracks = [t for t in src if _song(t.name) in songs]
+            if not tracks:
+                raise CompressError(f"{data.root}: no track of the {split} split "
+                                    f"(songs {sorted(songs)})")
+            self._tracks[key] = sorted(tracks, key=lambda t: t.name)
+        return self._tracks[key]
+
+    # ---- teacher ------------------------------------------------------------------------
+    def train_teacher(self, cfg: Any, data: DataSplits, out: Path, say: Say) -> Path:
+        from models import registry
+        from models.separation.train import (
+            PRESET_TRAINING,
+            SeparationTrainConfig,
+            train_separator,
+        )
+
+        name = cfg.model.name
+        base = PRESET_TRAINING.get(name, SeparationTrainConfig())
+        tc = cfg.train
+        steps = max(1, tc.steps)
+        # the run's budget: train.steps at train.batch_size chunks of the shipped length,
+        # one validation (by loss, on the training folder's own validation tracks) at the end
+        tcfg = replace(base, steps=steps, batch=tc.batch_size, lr=tc.lr, seed=tc.seed,
+                       chunk_seconds=cfg.export.chunk_seconds, val_every=steps,
+                       ckpt_every=steps, patience=max(base.patience, 1), select_by="loss",
+                       val_sdr=False, val_seconds=min(base.val_seconds, 4.0),
+                       decay_every=max(base.decay_every, steps))
+        model = registry.build(name)
+        say(f"teacher: training {name} for {steps} steps (batch {tc.batch_size} x "
+            f"{cfg.export.chunk_seconds} s, lr {tc.lr}) on {self.device}")
+        return train_separator(model, name, data.root, out, cfg=tcfg, resume=True,
+                               show_progress=False, device=self.device)
+
+    def load(self, path: str | Path) -> nn.Module:
+        """A separator checkpoint; its dense-layer counts (``extra.dense_layers``, written by
+        :meth:`save`) rebuild an evolved network."""
+        from models import registry
+        from models.checkpoint import load_into, load_state
+
+        header, state = load_state(path)
+        spec = registry.get(header.model)
+        cfg = spec.config(**{k: v for k, v in header.config.items() if k in spec.defaults})
+        layers = header.extra.get("dense_layers")
+        try:
+            model = spec.factory(**cfg, layers=layers)
+        except (TypeError, ValueError) as exc:
+            raise CompressError(f"{path}: cannot rebuild {header.model!r} with dense layers "
+                                f"{layers}: {exc}") from exc
+        load_into(model, state, source=str(path))
+        model.eval()
+        object.__setattr__(model, HEADER_ATTR, header)
+        return model
+
+    def save(self, model: nn.Module, path: Path, event: dict[str, Any]) -> Path:
+        from models.checkpoint import save_checkpoint
+
+        header = getattr(model, HEADER_ATTR, None)
+        if header is None and self.cfg is None:
+            raise CompressError("save: the model has no checkpoint header and the recipe no "
+                                "run config to name it")
+        name = header.model if header is not None else self.cfg.model.name
+        history = [*(header.history if header is not None else []), event]
+        extra = dict(header.extra) if header is not None else {}
+        extra["dense_layers"] = list(model.dense_layers)
+        return save_checkpoint(path, model, model_name=name, config=dict(model.config),
+                               history=history, extra=extra)
+
+    def check_teacher(self, model: nn.Module, path: Path) -> None:
+        if not hasattr(model, "dense_layers") or not hasattr(model, "net"):
+            raise CompressError(f"{path}: not a CWS separator")
+        if not model.dense_layers:
+            raise CompressError(f"{path}: {model.arch} has no evolvable unit yet (only the "
+                                "dense-block layers of mdensenet / mmdensenet are); use a "
+                                "cws-mdensenet* or cws-mmdensenet* preset")
+
+    # ---- architecture -------------------------------------------------------------------
+    def units(self, model: nn.Module) -> list[Unit]:
+        out = []
+        for path, block, tag in model.net.dense_blocks():
+            n = len(block.layers)
+            for j in range(n):
+                name = f"net.{path}.layers.{j}"
+                out.append(Unit(name, f"dense_{tag}", "net", j,
+                                ("remove",) if n > 1 else (), int(block.growth), name))
+        return out
+
+    def apply(self, model: nn.Module, action: Action) -> None:
+        from models.separation.nets import remove_dense_layer
+
+        if action.kind != "remove":
+            raise CompressError(f"separation units support remove, not {action.kind!r}")
+        head, sep, idx = action.unit.rpartition(".layers.")
+        if not sep or not head.startswith("net.") or not idx.isdigit():
+            raise CompressError(f"unit {action.unit!r} is not a dense layer "
+                                "(net.<block>.layers.<i>)")
+        blocks = {f"net.{p}": b for p, b, _ in model.net.dense_blocks()}
+        if head not in blocks:
+            raise CompressError(f"unit {action.unit!r}: no dense block {head!r}; blocks: "
+                                f"{sorted(blocks)}")
+        remove_dense_layer(blocks[head], int(idx))
+
+    def architecture(self, model: nn.Module) -> dict[str, Any]:
+        return {"arch": model.arch, "k": model.k, "width": model.width,
+                "sample_rate": model.sample_rate, "channels": model.channels,
+                "net": list(model.dense_layers)}
+
+    def components(self, model: nn.Module) -> dict[str, str]:
+        return {"net": "net"}
+
+    # ---- training -----------------------------------------------------------------------
+    def _train(self, model: nn.Module, data: DataSplits, steps: int, lr: float, seed: int
+               ) -> dict[str, Any]:
+        """`steps` Adam steps of the model's loss (L1 + conservation) on augmented training
+        remixes at the shipped chunk length; the model ends in eval mode."""
+        if steps <= 0:
+            return {"steps": 0}
+        sd = self._separation_data(data.root, int(model.sample_rate), int(model.channels))
+        cfg = self.cfg
+        chunk = int(round(cfg.export.chunk_seconds * model.sample_rate)) if cfg else 4000
+        batch = cfg.train.batch_size if cfg else 4
+        rng = np.random.default_rng(seed)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        losses = []
+        model.train()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for _ in range(steps):
+                mix, voc, acc = (torch.from_numpy(a) for a in sd.sample(rng, batch, chunk))
+                loss, _ = model.loss(mix, voc, acc)
+                if not torch.isfinite(loss):
+                    raise CompressError(f"separator fine-tune: loss {float(loss)}; lower lr "
+                                        f"({lr})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+        model.eval()
+        return {"steps": steps, "loss_start": losses[0], "loss_end": losses[-1],
+                "loss": "L1 + conservation (eqs. 7-8) on training remixes"}
+
+    def robust(self, model: nn.Module, data: DataSplits, cfg: Any, seed: int
+               ) -> dict[str, Any]:
+        rc = cfg.robust
+        rec = self._train(model, data, rc.steps, rc.lr, seed)
+        rec["skip_prob"] = ("not applied: a skipped dense layer is not an identity; plain "
+                            "training")
+        return rec
+
+    def finetune(self, model: nn.Module, teacher: nn.Module, action: Action,
+                 data: DataSplits, steps: int, seed: int) -> dict[str, Any]:
+        lr = self.cfg.robust.lr if self.cfg else 3e-4
+        return self._train(model, data, steps, lr, seed)
+
+    def finetune_scope(self, model: nn.Module, action: Action
+                       ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        return (("net",), ("net",))
+
+    # ---- what ships ---------------------------------------------------------------------
+    def device_program(self, model: nn.Module) -> nn.Module:
+        return model.eval()
+
+    def chunk_samples(self, model: nn.Module, chunk_seconds: float) -> int:
+        n = int(round(chunk_seconds * model.sample_rate))
+        if n < model.min_samples:
+            raise CompressError(f"export.chunk_seconds={chunk_seconds} gives {n} samples; "
+                                f"{model.arch} needs at least {model.min_samples}")
+        return n
+
+    def example_inputs(self, model: nn.Module, data: DataSplits, split: str, n: int,
+                       chunk_seconds: float, offset: int = 0) -> list[Inputs]:
+        """`n` real mixture chunks ``(1, C, T)`` of `split`'s tracks."""
+        t = self.chunk_samples(model, chunk_seconds)
+        tracks = [tr for tr in self._split_tracks(model, data, split)
+                  if tr.mixture.shape[-1] >= t]
+        if not tracks:
+            raise CompressError(f"{data.root}: no {split} track is as long as one chunk "
+                                f"({chunk_seconds} s)")
+        out: list[Inputs] = []
+        for i in range(n):
+            tr = tracks[(offset + i * 7) % len(tracks)]
+            total = tr.mixture.shape[-1]
+            start = min(total - t, (total // 3 + (i // len(tracks)) * t) % max(1, total - t + 1))
+            x = np.ascontiguousarray(tr.mixture[:, start : start + t], dtype=np.float32)
+            out.append((torch.from_numpy(x).unsqueeze(0),))
+        return out
+
+    def keep_fp32(self, model: nn.Module) -> tuple[str, ...]:
+        return ("filterbank", "stft")
+
+    def int8_modules(self, model: nn.Module) -> tuple[str, ...] | None:
+        return ("net",)
+
+    def int8_groups(self, model: nn.Module) -> list[str]:
+        """One group per dense block, and per other weighted stage of the network (stems,
+        transitions, up-samplers, the mask conv; a UNet's conv blocks)."""
+        from models.separation.nets import ConvBlock
+
+        blocks = [f"net.{p}" for p, _, _ in model.net.dense_blocks()]
+        groups = list(blocks)
+        for name, mod in model.net.named_modules():
+            full = f"net.{name}"
+            if not name or any(full == b or full.startswith(b + ".") for b in blocks):
+                continue
+            if isinstance(mod, nn.Conv2d | nn.ConvTranspose2d):
+                parent = full.rsplit(".", 1)[0]
+                # a UNet's conv block (2 x conv, BN, ReLU) is one group; other convs alone
+                grp = parent if isinstance(model.get_submodule(parent), ConvBlock) else full
+                if grp not in groups:
+                    groups.append(grp)
+        return groups
+
+    def export_metadata(self, model: nn.Module, cfg: Any) -> dict[str, Any]:
+        return {"arch": model.arch, "k": model.k,
+                "dense_layers": json.dumps(list(model.dense_layers)),
+                "outputs": "stems (1, 2, C, T): vocals, accompaniment"}
+
+    # ---- scores -------------------------------------------------------------------------
+    def _excerpts(self, model: nn.Module, data: DataSplits, split: str, items: int,
+                  seconds: float) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+        """``(id, mixture, vocals, accompaniment)`` excerpts of `seconds`: consecutive pieces of
+        each track of `split` whose vocals are audible, round robin over songs."""
+        if split == "train":
+            raise CompressError("scores are never computed on the train split")
+        n = max(1, int(round(seconds * model.sample_rate)))
+        by_song: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        for tr in self._split_tracks(model, data, split):
+            for s in range(0, tr.mixture.shape[-1] - n + 1, n):
+                voc = tr.vocals[:, s : s + n]
+                if float(np.mean(voc.astype(np.float64) ** 2)) < _SILENT:
+                    continue
+                by_song.setdefault(_song(tr.name), []).append(
+                    (f"{tr.name}@{s}", tr.mixture[:, s : s + n], voc,
+                     tr.accompaniment[:, s : s + n]))
+        if not by_song:
+            raise CompressError(f"no {seconds} s excerpt with audible vocals in the {split} "
+                                f"split of {data.root}")
+        queues = [by_song[k] for k in sorted(by_song)]
+        chosen = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
+        return chosen[:items]
+
+    @staticmethod
+    @torch.no_grad()
+    def _separate(subject: Any, mix: np.ndarray, chunk: int) -> np.ndarray:
+        """``(C, T)`` → ``(2, C, T)`` with `subject` (a model or a program of fixed input
+        length `chunk`), chunk by chunk without overlap, the last chunk zero-padded."""
+        if isinstance(subject, nn.Module):
+            subject.eval()
+        c, total = mix.shape
+        out = np.zeros((2, c, total), np.float32)
+        for s in range(0, total, chunk):
+            e = min(s + chunk, total)
+            piece = np.zeros((1, c, chunk), np.float32)
+            piece[0, :, : e - s] = mix[:, s:e]
+            y = _first(subject(torch.from_numpy(piece)))  # (1, 2, C, chunk)
+            out[:, :, s:e] = y[0, :, :, : e - s].detach().float().cpu().numpy()
+        return out
+
+    def _item_scores(self, est: np.ndarray, mix: np.ndarray, voc: np.ndarray,
+                     acc: np.ndarray, names: tuple[str, ...], sr: int) -> dict[str, float]:
+        from models.separation.metrics import separation_scores, si_sdr
+
+        out: dict[str, float] = {}
+        if "si_sdr" in names or "si_sdri" in names:
+            v = si_sdr(voc, est[0])
+            out["si_sdr"] = v
+            out["si_sdri"] = v - si_sdr(voc, mix)
+        if "sdr" in names:
+            sc = separation_scores(np.stack([voc, acc]), est, None, sr)
+            out["sdr"] = sc["vocals"]["sdr"]
+        return {k: out[k] for k in names}
+
+    def _score_all(self, subject: Any, model: nn.Module, data: DataSplits, split: str,
+                   items: int, seconds: float, chunk_seconds: float, names: tuple[str, ...],
+                   first: int | None = None) -> dict[str, list[float]]:
+        chunk = self.chunk_samples(model, chunk_seconds)
+        ex = self._excerpts(model, data, split, items, seconds)[:first]
+        vals: dict[str, list[float]] = {k: [] for k in names}
+        for _id, mix, voc, acc in ex:
+            est = self._separate(subject, mix, chunk)
+            for k, v in self._item_scores(est, mix, voc, acc, names,
+                                          int(model.sample_rate)).items():
+                vals[k].append(float(v))
+        return vals
+
+    def scorer(self, model: nn.Module, data: DataSplits, split: str, *, items: int,
+               seconds: float, chunk_seconds: float, score: str, steps: int | None = None
+               ) -> Any:
+        if score not in SCORES:
+            raise CompressError(f"score {score!r}; the separation family has "
+                                f"{', '.join(SCORES)}")
+        self._excerpts(model, data, split, items, seconds)  # fail early, warm the cache
+
+        def run(subject: Any, tag: str, first: int | None = None) -> ScoreResult:
+            vals = self._score_all(subject, model, data, split, items, seconds, chunk_seconds,
+                                   (score,), first)
+            return ScoreResult.from_items(score, vals[score])
+
+        return run
+
+    def evaluate(self, subject: Any, tag: str, model: nn.Module, data: DataSplits, split: str,
+                 *, items: int, seconds: float, chunk_seconds: float, teacher_steps: int | None
+                 ) -> dict[str, ScoreResult]:
+        vals = self._score_all(subject, model, data, split, items, seconds, chunk_seconds,
+                               SCORES)
+        out: dict[str, ScoreResult] = {}
+        for k, v in vals.items():
+            try:
+                out[k] = ScoreResult.from_items(k, v)
+            except CompressError as exc:  # every item NaN (silent windows): say so, go on
+                log.warning("score %s of %s on %s: %s", k, tag, split, exc)
+        return out
+
+    def write_examples(self, out: Path, teacher: nn.Module, program: Any, student: nn.Module,
+                       data: DataSplits, teacher_steps: int, chunk_seconds: float
+                       ) -> list[dict[str, Any]]:
+        """One test excerpt: the mixture, and the vocals of the teacher and the program."""
+        from models.audio import write_wav
+
+        chunk = self.chunk_samples(student, chunk_seconds)
+        rows = []
+        for i, (name, mix, _voc, _acc) in enumerate(
+                self._excerpts(teacher, data, "test", 1, 4.0)):
+            rec: dict[str, Any] = {"name": name}
+            for role, wav in (("source", mix),
+                              ("teacher", self._separate(teacher, mix, chunk)[0]),
+                              ("student", self._separate(program, mix, chunk)[0])):
+                p = out / "audio" / f"{i}_{role}.wav"
+                write_wav(p, np.asarray(wav, dtype=np.float32), int(teacher.sample_rate))
+                rec[role] = str(p)
+            rows.append(rec)
+        return rows

@@ -1,0 +1,155 @@
+"""The separation recipe: units and actions on the dense nets, checkpoints of evolved models,
+int8 groups, config checks, and `compress run` end to end on cws-mdensenet-unittest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from compress.config import RunConfig
+from compress.config_io import from_dict
+from compress.errors import CompressError, ConfigError
+from compress.recipes import recipe_for
+from compress.recipes.base import Action
+from compress.recipes.separation import SeparationRecipe
+from models import registry
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = "cws-mdensenet-unittest"
+
+UT_CONFIG = """\
+name: sep-ut
+model: {name: cws-mdensenet-unittest}
+data: {source: synthetic, singers: 2, minutes: 0.3, held_out_songs: 2, sample_rate: 8000}
+train: {steps: 30, batch_size: 4, lr: 0.002}
+robust: {steps: 5}
+latency: {warmup: 1, iterations: 5, repeats: 2, width_steps: 0, validate: false}
+evolve: {budget_fraction: 0.99, params_fraction: null, score: si_sdr, max_rounds: 3,
+         finetune_steps: 2, duplicate_candidates: 0, swap_candidates: 0, val_clips: 3,
+         val_seconds: 1.0, screen_clips: 1, screen_keep: 2}
+quantize: {calibration_clips: 2, sensitivity_threshold: 1.0}
+export: {chunk_seconds: 0.5}
+bench: {iterations: 5, warmup: 1, repeats: 2, teacher_steps: 1, eval_clips: 3, eval_seconds: 1.0}
+"""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_recipe_is_registered_for_the_family():
+    r = recipe_for(NAME)
+    assert isinstance(r, SeparationRecipe) and r.family == "separation"
+    assert r.decision_scores() == ["si_sdr", "si_sdri", "sdr"]
+
+
+def test_units_actions_and_checkpoint_rebuild(tmp_path):
+    r = SeparationRecipe()
+    r.configure(from_dict(RunConfig, {"model": {"name": NAME}, "evolve": {"score": "si_sdr"}}))
+    m = registry.build(NAME).eval()
+    units = r.units(m)
+    assert len(units) == sum(m.dense_layers) == 38
+    assert {u.component for u in units} == {"net"}
+    assert {u.kind for u in units} == {f"dense_s{i}" for i in range(5)}
+    assert all(u.actions == ("remove",) and u.module == u.name for u in units)
+    m.get_submodule(units[0].module)  # module paths resolve from the separator
+    x = registry.get(NAME).example_inputs(m)[0]
+    r.apply(m, Action("remove", "net.body.up_blocks.1.layers.2"))
+    r.apply(m, Action("remove", "net.head.0.layers.0"))
+    assert r.architecture(m)["net"] == [4, 4, 4, 4, 4, 4, 3, 4, 4, 1]
+    assert all(u.actions == () for u in r.units(m) if u.name.startswith("net.head.0."))
+    with pytest.raises(CompressError, match="remove, not 'narrow'"):
+        r.apply(m, Action("narrow", "net.body.stem", 0.5))
+    with pytest.raises(CompressError, match="no dense block"):
+        r.apply(m, Action("remove", "net.body.down_blocks.9.layers.0"))
+    with torch.no_grad():
+        y = m(x)
+    p = r.save(m, tmp_path / "m.safetensors", {"event": "test"})
+    back = r.load(p)
+    assert back.dense_layers == m.dense_layers
+    with torch.no_grad():
+        assert torch.equal(back(x), y)
+    assert r.params(back) == r.params(m) < r.params(registry.build(NAME))
+
+
+def test_int8_groups_cover_the_net_and_keep_the_dsp_fp32():
+    r = SeparationRecipe()
+    m = registry.build(NAME)
+    groups = r.int8_groups(m)
+    assert r.keep_fp32(m) == ("filterbank", "stft") and r.int8_modules(m) == ("net",)
+    assert all(g.startswith("net.") for g in groups)
+    assert groups[:10] == [f"net.{p}" for p, _, _ in m.net.dense_blocks()]
+    assert {"net.body.stem", "net.body.transitions.0", "net.body.upsamplers.3",
+            "net.head.1"} <= set(groups)
+    # every conv of the net is in exactly one group
+    convs = [n for n, mod in m.net.named_modules()
+             if isinstance(mod, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+    for c in convs:
+        assert sum(f"net.{c}" == g or f"net.{c}".startswith(g + ".") for g in groups) == 1, c
+    unet = r.int8_groups(registry.build("cws-unet5-unittest"))
+    assert unet == ["net.inc", *[f"net.down.{i}" for i in range(4)],
+                    *[f"net.up.{i}" for i in range(4)], "net.outc"]
+
+
+def test_unet_teacher_is_refused_with_a_clear_error(tmp_path):
+    with pytest.raises(CompressError, match="no evolvable unit yet"):
+        SeparationRecipe().check_teacher(registry.build("cws-unet5-unittest"), tmp_path)
+
+
+def test_config_scores_are_the_family_s():
+    ok = from_dict(RunConfig, {"model": {"name": NAME}, "evolve": {"score": "si_sdr"}})
+    assert ok.evolve.score == "si_sdr"
+    with pytest.raises(ConfigError, match="evolve.score"):
+        from_dict(RunConfig, {"model": {"name": NAME}, "evolve": {"score": "sim_stoi"}})
+    with pytest.raises(ConfigError, match="evolve.score"):
+        from_dict(RunConfig, {"model": {"name": "lhq-svc-unittest"},
+                              "evolve": {"score": "si_sdr"}})
+
+
+def test_demo_config_validates():
+    out = subprocess.run([sys.executable, "-m", "compress", "validate",
+                          str(ROOT / "configs" / "separation-demo.yaml")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ok" in out.stdout
+
+
+@pytest.mark.slow
+def test_compress_run_end_to_end(tmp_path):
+    """Every stage on the tiny dense separator; the report has the SVC run's keys."""
+    cfg = tmp_path / "ut.yaml"
+    cfg.write_text(UT_CONFIG)
+    run = tmp_path / "run"
+    env = dict(os.environ, LHQ_MOBILE_LATENCY_CACHE=str(tmp_path / "latency_cache"),
+               OMP_NUM_THREADS="1")
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-m", "compress", "run", str(cfg), "--out", str(run)],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    print(f"\ncompress run: {time.time() - t0:.0f} s")
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    rep = json.loads((run / "report.json").read_text())
+    assert rep["family"] == "separation"
+    for k in ("speedup", "speedup_breakdown", "budget_met", "quality_retention", "teacher",
+              "student", "evolution", "precision_plan", "artifacts", "latency_table",
+              "quant_sensitivity", "distill_guard", "verdict", "stages"):
+        assert k in rep, k
+    assert set(rep["teacher"]["scores"]) == {"si_sdr", "si_sdri", "sdr"}
+    assert set(rep["student"]["scores"]) == {"si_sdr", "si_sdri", "sdr"}
+    pte = next(iter(rep["artifacts"].values()))
+    assert Path(pte).is_file() and pte.endswith(".pte")
+    distill = json.loads((run / "05_distill" / "done.json").read_text())
+    assert "no sampler" in json.dumps(distill)
+    evo = rep["evolution"]
+    assert all(h["action"] in ("remove", "start", "applied") for h in evo), evo
+    assert rep["student"]["params"] <= rep["teacher"]["params"]

@@ -1,0 +1,84 @@
+"""Dense-layer removal in the CWS dense nets: shapes kept, the result rebuilt from its layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import registry
+from models.separation import SeparationError, Separator
+from models.separation.nets import remove_dense_layer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", ["cws-mdensenet-unittest", "cws-mmdensenet-unittest"])
+def test_removed_layers_keep_shapes_and_rebuild_from_layers(name):
+    torch.manual_seed(0)
+    m = registry.build(name).eval()
+    x = registry.get(name).example_inputs(m)[0]  # (1, 2, T)
+    before = list(m.dense_layers)
+    blocks = m.net.dense_blocks()
+    assert len(before) == len(blocks) and all(n >= 2 for n in before)
+    with torch.no_grad():
+        y0 = m(x)
+    remove_dense_layer(blocks[0][1], 0)  # first layer: later layers lose its inputs
+    remove_dense_layer(blocks[1][1], len(blocks[1][1].layers) - 1)  # last: output moves up
+    remove_dense_layer(blocks[-1][1], 1)  # the head's last
+    after = list(m.dense_layers)
+    assert after == [before[0] - 1, before[1] - 1, *before[2:-1], before[-1] - 1]
+    with torch.no_grad():
+        y1 = m(x)
+    assert y1.shape == y0.shape == (1, 2, 2, x.shape[-1])
+    assert torch.isfinite(y1).all() and (y1 - y0).abs().max() > 0
+    rebuilt = Separator(**m.config, layers=after).eval()
+    rebuilt.load_state_dict(m.state_dict())  # strict: every tensor has the same shape
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), y1)
+    n_params = sum(p.numel() for p in m.parameters())
+    assert n_params == sum(p.numel() for p in rebuilt.parameters())
+    assert n_params < sum(p.numel() for p in registry.build(name).parameters())
+
+
+def test_removing_a_middle_layer_equals_zeroing_its_activations():
+    """Removal is exact: the later layers compute what they computed with the removed layer's
+    channels contributing nothing after their BN + ReLU."""
+    torch.manual_seed(1)
+    m = registry.build("cws-mdensenet-unittest").eval()
+    _, block, _ = m.net.dense_blocks()[2]
+    x = torch.randn(1, block.in_channels, 8, 8)
+    layer2 = block.layers[2]
+    lo = block.in_channels + block.growth
+    with torch.no_grad():
+        feats = [x]
+        for layer in block.layers[:2]:
+            feats.append(layer(torch.cat(feats, 1)))
+        h = layer2[1](layer2[0](torch.cat(feats, 1)))  # BN, ReLU
+        h[:, lo : lo + block.growth] = 0
+        want = layer2[2](h)
+        remove_dense_layer(block, 1)
+        feats = [x, block.layers[0](x)]
+        got = block.layers[1][2](block.layers[1][1](block.layers[1][0](torch.cat(feats, 1))))
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_invalid_removals_and_layers_are_clear_errors():
+    m = registry.build("cws-mdensenet-unittest")
+    _, block, _ = m.net.dense_blocks()[0]
+    with pytest.raises(SeparationError, match="does not exist"):
+        remove_dense_layer(block, 9)
+    while len(block.layers) > 1:
+        remove_dense_layer(block, 0)
+    with pytest.raises(SeparationError, match="at least one layer"):
+        remove_dense_layer(block, 0)
+    with pytest.raises(SeparationError, match="10 dense blocks"):
+        Separator("mdensenet", sample_rate=8000, width=0.25, layers=[2, 2])
+    with pytest.raises(SeparationError, match="only the dense nets"):
+        Separator("unet5", sample_rate=8000, width=0.0625, layers=[2])
+    assert Separator("unet5", sample_rate=8000, width=0.0625).dense_layers == []
