@@ -11,20 +11,55 @@ only, filter bank and STFT not counted). ``paper_*``: Table 2 (parameters as a c
 millions), ``null`` where Table 2 has no row (MMDenseNet is reported without CWS only).
 Nothing is run: the networks are built on the ``meta`` device, so this takes seconds.
 
-Results of trained models are merged in by :func:`add_trained_results` (``--trained FILE``).
+Trained part (``--train-corpus DIR``, a MUSDB layout ``DIR/{train,test}/<song>/*.wav``, e.g.
+``compress data synth``'s ``musdb`` folder): the ``-demo`` presets of :data:`TRAINED_RUNS`
+(MDN K = 1 and 4, UNet-5, UNet-6 and MMDN at K = 4; ``k`` is the model override) are, one after
+the other, on one torch thread:
 
-Example::
+1. trained into ``--work DIR/<arch>-k<K>/`` with their ``PRESET_TRAINING`` budget
+   (:func:`models.separation.train.train_separator`; a finished checkpoint there is reused, a
+   killed one continued);
+2. evaluated on the held-out (test) songs (:func:`models.separation.infer.evaluate`: museval
+   medians over 1-s windows then over songs, SI-SDR, SDRi of vocals and accompaniment), in
+   chunks of the preset's length, the exported program's;
+3. exported to ExecuTorch / XNNPACK ``.pte``, fp32 and int8 (calibrated on training mixtures),
+   through the parity gates (:func:`export.api.export_model`; existing programs newer than the
+   checkpoint are reused); the int8 program also separates the held-out songs (``sdr_int8``);
+
+then every program is measured by the native host runner (``device_bench.api.measure``, one
+thread, the same warmup / iterations / repeats for all, one after the other in this run):
+``latency_ms_per_audio_s`` is the int8 program's p50 per chunk divided by the chunk's seconds.
+One record per model, merged by :func:`add_trained_results` under ``"trained"``::
+
+    {"model", "k", "preset", "sdr", "sdri", "si_sdr", "latency_ms_per_audio_s", "pte_int8", ...}
+
+and printed beside Table 2, followed by the acceptance verdict: SDRi > 0 dB for each model, and
+for each architecture trained at K = 1 and K = 4 the K = 4 SDR (not lower) and latency (lower),
+with the noise of the SDR comparison (paired per-song differences). ``--quick``: a smoke run
+(a few steps, the first seconds of each song, a short latency run); ``--size unittest`` takes
+the ``-unittest`` presets (8 kHz). The trained records also go to ``WORK/trained.json``, which
+``--trained`` merges again without rerunning anything.
+
+Examples::
 
     .venv/bin/python benchmarks/separation.py --json benchmarks/results/separation.json
+    .venv/bin/python benchmarks/separation.py --train-corpus runs/demo/00_data/corpus/musdb \
+        --work runs/separation_bench --json benchmarks/results/separation.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable, Mapping
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from models.separation.flops import (
     PAPER_CHANNELS,
@@ -37,7 +72,15 @@ from models.separation.flops import (
 from models.separation.nets import ARCHS
 from models.separation.subband import SUBBANDS
 
+log = logging.getLogger(__name__)
+
 NAMES = {"unet5": "UNet-5", "unet6": "UNet-6", "mdensenet": "MDN", "mmdensenet": "MMDN"}
+#: (arch, K) trained by ``--train-corpus``: the acceptance pair MDN K = 1 / 4, every net at K = 4
+TRAINED_RUNS: tuple[tuple[str, int], ...] = (
+    ("mdensenet", 1), ("mdensenet", 4), ("unet5", 4), ("unet6", 4), ("mmdensenet", 4))
+SIZES = ("demo", "unittest")
+#: trained-record fields shown in the table beside Table 2
+TABLE_KEYS = ("sdr", "sdri", "si_sdr", "sdr_int8", "latency_ms_per_audio_s")
 
 
 def static_records(seconds: float = PAPER_SECONDS, sample_rate: int = PAPER_SAMPLE_RATE,
@@ -86,12 +129,277 @@ def add_trained_results(records: list[dict[str, Any]],
     return out
 
 
+# ------------------------------------------------------------------------------------------
+# Training, evaluation, export and latency of the demo presets (--train-corpus).
+# ------------------------------------------------------------------------------------------
+def parse_runs(text: str | None) -> list[tuple[str, int]]:
+    """``"mdensenet:1,unet5:4"`` → ``[("mdensenet", 1), ("unet5", 4)]``; None: TRAINED_RUNS."""
+    if text is None:
+        return list(TRAINED_RUNS)
+    runs = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        arch, _, k = item.partition(":")
+        if arch not in ARCHS or not k.isdigit() or int(k) not in SUBBANDS:
+            raise SystemExit(f"--models {item!r}: expected ARCH:K with ARCH one of "
+                             f"{', '.join(ARCHS)} and K one of {SUBBANDS}")
+        runs.append((arch, int(k)))
+    if not runs:
+        raise SystemExit("--models: no model given")
+    return runs
+
+
+def run_name(arch: str, k: int) -> str:
+    """The work subdirectory of one trained model: ``<arch>-k<K>``."""
+    return f"{arch}-k{k}"
+
+
+def training_config(preset: str, chunk_seconds: float, quick: bool) -> Any:
+    """The preset's ``PRESET_TRAINING`` budget on one thread; with `quick` a few steps."""
+    from models.separation.train import PRESET_TRAINING, SeparationTrainConfig
+
+    if quick:
+        return SeparationTrainConfig(steps=4, batch=2, chunk_seconds=chunk_seconds,
+                                     val_every=2, patience=2, val_seconds=1.0, val_tracks=1,
+                                     select_by="loss", val_sdr=False, ckpt_every=2,
+                                     log_every=1, threads=1)
+    if preset not in PRESET_TRAINING:
+        raise SystemExit(f"{preset} has no training budget in "
+                         "models.separation.train.PRESET_TRAINING")
+    return replace(PRESET_TRAINING[preset], threads=1)
+
+
+def _finite(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _scores(res: Mapping[str, Any], suffix: str = "") -> dict[str, Any]:
+    """The record's quality fields from an :func:`~models.separation.infer.evaluate` result."""
+    med = res["median"]
+    voc, acc = med["vocals"], med["accompaniment"]
+    per_song = {name: _finite(t["vocals"]["sdr"]) for name, t in res["tracks"].items()}
+    out: dict[str, Any] = {
+        "sdr": _finite(voc["sdr"]), "sdri": _finite(voc["sdri"]),
+        "si_sdr": _finite(voc["si_sdr"]), "sir": _finite(voc["sir"]),
+        "sar": _finite(voc["sar"]),
+        "sdr_accompaniment": _finite(acc["sdr"]), "sdri_accompaniment": _finite(acc["sdri"]),
+        "si_sdr_accompaniment": _finite(acc["si_sdr"]),
+        "average": _finite(res["average"]), "museval_median": med,
+        "sdr_per_song": per_song,
+    }
+    if suffix:  # a second program's scores: the headline figures only
+        return {f"{n}{suffix}": out[n] for n in ("sdr", "sdri", "si_sdr", "sdr_per_song")}
+    return out
+
+
+def _export(ckpt: Path, precision: str, out_dir: Path, calibration: Path | None) -> Any:
+    """``export_model`` to ``.pte`` at `precision` (gated), or the program already there when
+    it is newer than the checkpoint; returns ``(path, sidecar)``."""
+    from export.api import export_model
+    from models.checkpoint import read_header
+
+    name = read_header(ckpt).model
+    path = out_dir / f"{name}_xnnpack_{precision}.pte"
+    side = path.with_suffix(".json")
+    if path.is_file() and side.is_file() and path.stat().st_mtime >= ckpt.stat().st_mtime:
+        log.info("reusing %s", path)
+        return path, json.loads(side.read_text())
+    r = export_model(ckpt, "pte", precision, out_dir, threads=1,
+                     calibration=calibration if precision == "int8" else None)
+    assert r.path is not None
+    return r.path, r.sidecar
+
+
+def _parity(sidecar: Mapping[str, Any]) -> dict[str, Any]:
+    par = sidecar.get("parity") or {}
+    out0 = (par.get("outputs") or [{}])[0]
+    scale = out0.get("scale") or 0.0
+    return {"passed": par.get("passed"), "sqnr_db": _finite(par.get("sqnr_db")),
+            "max_abs_over_scale": _finite(out0["max_abs"] / scale) if scale else None}
+
+
+def calibration_folder(corpus: Path, work: Path, files: int = 8) -> Path:
+    """A folder of links to the first training mixtures (int8 calibration audio)."""
+    from models.data.datasets import MusdbDataset
+
+    root = MusdbDataset(corpus, subset="train", sample_rate=None).root / "train"
+    folder = work / "calibration"
+    folder.mkdir(parents=True, exist_ok=True)
+    for song in sorted(p for p in root.iterdir() if (p / "mixture.wav").is_file())[:files]:
+        link = folder / f"{song.name}.wav"
+        if not link.exists():
+            link.symlink_to((song / "mixture.wav").resolve())
+    return folder
+
+
+def train_and_measure_one(arch: str, k: int, size: str, corpus: Path, work: Path,
+                          calibration: Path, quick: bool) -> dict[str, Any]:
+    """Train (or reuse), evaluate and export one model; latency is measured later."""
+    import torch
+
+    from compress.commands.separate import load_separator
+    from models import registry
+    from models.checkpoint import read_header
+    from models.separation.infer import DEFAULT_OVERLAP_SECONDS, evaluate
+    from models.separation.train import train_separator
+
+    preset = f"cws-{arch}-{size}"
+    spec = registry.get(preset)
+    chunk = float(spec.audio.chunk_seconds)
+    overlap = min(DEFAULT_OVERLAP_SECONDS, chunk / 4)
+    max_seconds = 2.0 * chunk if quick else None
+    out = work / run_name(arch, k)
+    cfg = training_config(preset, chunk, quick)
+    torch.manual_seed(cfg.seed)
+    model = spec.build(k=k)
+    t0 = time.time()
+    ckpt = train_separator(model, preset, corpus, out, cfg=cfg, resume=True,
+                           show_progress=False)
+    header = read_header(ckpt)
+    prog = header.extra.get("progress", {})
+    train_seconds = sum(float(h.get("seconds", 0.0)) for h in header.history
+                        if h.get("event") == "train")
+    log.info("%s k=%d: trained (%s stop at step %s, best step %s) in %.0f s", preset, k,
+             prog.get("stopped"), prog.get("step"), prog.get("best_step"), time.time() - t0)
+    res = evaluate(model, corpus, "test", max_seconds, chunk_seconds=chunk,
+                   overlap_seconds=overlap, show_progress=False)
+    record: dict[str, Any] = {
+        "model": arch, "k": k, "preset": preset, "checkpoint": str(ckpt),
+        "demo_params": sum(p.numel() for p in model.parameters()),
+        "sample_rate": int(spec.audio.sample_rate), "chunk_seconds": chunk,
+        "test_songs": len(res["tracks"]), "eval_max_seconds": max_seconds,
+        **_scores(res),
+        "train_steps": prog.get("step"), "best_step": prog.get("best_step"),
+        "stopped": prog.get("stopped"), "train_seconds": round(train_seconds, 1),
+        "train_config": header.extra.get("train_config"),
+    }
+    t0 = time.time()
+    for precision in ("fp32", "int8"):
+        path, sidecar = _export(ckpt, precision, out, calibration)
+        record[f"pte_{precision}"] = str(path)
+        record[f"pte_{precision}_bytes"] = path.stat().st_size
+        record[f"parity_{precision}"] = _parity(sidecar)
+    record["export_seconds"] = round(time.time() - t0, 1)
+    program, pte_chunk, _ = load_separator(record["pte_int8"])
+    res8 = evaluate(program, corpus, "test", max_seconds, chunk_seconds=float(pte_chunk or chunk),
+                    overlap_seconds=overlap, show_progress=False)
+    record.update(_scores(res8, "_int8"))
+    return record
+
+
+def measure_latency(records: Sequence[dict[str, Any]], work: Path, quick: bool) -> None:
+    """Host latency of every record's programs, one after the other, one runner thread, the
+    same settings for all; sets ``latency_ms_per_audio_s`` (int8) and ``_fp32``."""
+    from device_bench.api import measure
+    from device_bench.protocol import write_input_file
+    from export.api import load_for_export
+
+    warmup, iterations, repeats = (1, 3, 1) if quick else (3, 20, 3)
+    for r in records:
+        inputs = load_for_export(r["checkpoint"]).example_inputs  # the programs' chunk
+        seconds = inputs[0].shape[-1] / r["sample_rate"]
+        raw = write_input_file(inputs, work / run_name(r["model"], r["k"]) / "bench_input.raw")
+        for precision, key in (("int8", "latency_ms_per_audio_s"),
+                               ("fp32", "latency_fp32_ms_per_audio_s")):
+            bench = measure(r[f"pte_{precision}"], "host", warmup=warmup, iterations=iterations,
+                            repeats=repeats, threads=1, input_file=raw)
+            p50 = bench.p50_ms
+            if p50 is None:
+                raise SystemExit(f"{r[f'pte_{precision}']}: the runner reported no p50")
+            r[key] = round(p50 / seconds, 3)
+        r["latency_settings"] = {"target": "host", "threads": 1, "warmup": warmup,
+                                 "iterations": iterations, "repeats": repeats,
+                                 "chunk_seconds": seconds, "statistic": "p50"}
+        log.info("%s k=%d: %.1f ms / s audio (int8), %.1f (fp32)", r["model"], r["k"],
+                 r["latency_ms_per_audio_s"], r["latency_fp32_ms_per_audio_s"])
+
+
+def paired_difference(a: Mapping[str, float | None], b: Mapping[str, float | None]
+                      ) -> dict[str, Any]:
+    """Per-song vocal SDR differences ``a - b`` over the songs both scored: median, mean,
+    its 95 % half-width (1.96 standard errors) and how many songs have ``a >= b``."""
+    pairs = [(a[n], b.get(n)) for n in a]
+    d = np.array([x - y for x, y in pairs if x is not None and y is not None],
+                 dtype=np.float64)
+    if d.size == 0:
+        return {"songs": 0}
+    half = float(1.96 * d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else None
+    return {"songs": int(d.size), "median": float(np.median(d)), "mean": float(d.mean()),
+            "ci95_half_width": half, "not_lower": int((d >= 0).sum())}
+
+
+def verdict(trained: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The acceptance lines: SDRi > 0 dB for each model; K = 4 vs K = 1 (SDR not lower, latency
+    lower) for each architecture trained at both."""
+    lines = []
+    for r in trained:
+        sdri = r.get("sdri")
+        ok = sdri is not None and sdri > 0
+        q = [v for v in (r.get("sdr_per_song") or {}).values() if v is not None]
+        iqr = (f", per-song SDR IQR {np.percentile(q, 25):.2f}..{np.percentile(q, 75):.2f} dB"
+               if q else "")
+        lines.append(f"{'PASS' if ok else 'FAIL'} {NAMES[r['model']]} K={r['k']}: vocal SDRi "
+                     f"{'nan' if sdri is None else f'{sdri:+.2f}'} dB > 0 "
+                     f"(SDR {r.get('sdr') or float('nan'):.2f} dB, {r.get('test_songs')} "
+                     f"held-out songs{iqr})")
+    by = {(r["model"], r["k"]): r for r in trained}
+    for arch in ARCHS:
+        one, four = by.get((arch, 1)), by.get((arch, 4))
+        if one is None or four is None:
+            continue
+        s1, s4 = one.get("sdr"), four.get("sdr")
+        l1, l4 = one.get("latency_ms_per_audio_s"), four.get("latency_ms_per_audio_s")
+        d = paired_difference(four.get("sdr_per_song") or {}, one.get("sdr_per_song") or {})
+        sdr_ok = s1 is not None and s4 is not None and s4 >= s1
+        lat_ok = l1 is not None and l4 is not None and l4 < l1
+        noise = (f"paired per-song difference K4-K1: median {d['median']:+.2f} dB, mean "
+                 f"{d['mean']:+.2f}"
+                 + (f" ± {d['ci95_half_width']:.2f} dB (95 %)" if d.get("ci95_half_width")
+                    is not None else "")
+                 + f", K4 >= K1 on {d['not_lower']}/{d['songs']} songs") if d["songs"] else \
+            "no song scored by both"
+        within = (not sdr_ok and d.get("ci95_half_width") is not None
+                  and abs(d["mean"]) <= d["ci95_half_width"])
+        lines.append(
+            f"{'PASS' if sdr_ok and lat_ok else 'FAIL'} {NAMES[arch]} K=4 vs K=1: SDR "
+            f"{s4 if s4 is not None else float('nan'):.2f} vs "
+            f"{s1 if s1 is not None else float('nan'):.2f} dB "
+            f"({'not lower' if sdr_ok else 'lower' + (', within the noise' if within else '')}"
+            f"; {noise}); int8 latency {l4 or float('nan'):.1f} vs {l1 or float('nan'):.1f} "
+            f"ms per audio second ({'lower' if lat_ok else 'not lower'})")
+    return lines
+
+
+def train_demo_models(corpus: Path, work: Path, runs: Sequence[tuple[str, int]],
+                      size: str = "demo", quick: bool = False) -> dict[str, Any]:
+    """The trained part: ``{"records": [...], "verdict": [...]}`` (module docstring), also
+    written to ``work/trained.json``."""
+    import torch
+
+    torch.set_num_threads(1)
+    work.mkdir(parents=True, exist_ok=True)
+    calibration = calibration_folder(corpus, work)
+    t0 = time.time()
+    records = []
+    for arch, k in runs:
+        log.info("=== %s K=%d (%s) ===", NAMES[arch], k, size)
+        records.append(train_and_measure_one(arch, k, size, corpus, work, calibration, quick))
+    measure_latency(records, work, quick)
+    result = {"corpus": str(corpus), "size": size, "quick": quick,
+              "seconds": round(time.time() - t0, 1), "records": records,
+              "verdict": verdict(records)}
+    tmp = work / "trained.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(work / "trained.json")
+    return result
+
+
 def format_table(records: list[dict[str, Any]]) -> str:
     """A text table: our figures beside Table 2's, and any trained results."""
     def num(v: Any, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
-    trained_keys = sorted({n for r in records for n in r.get("trained", {})})
+    present = {n for r in records for n in r.get("trained", {})}
+    trained_keys = [n for n in TABLE_KEYS if n in present]
     head = (f"{'model':<8}{'K':>3}{'params (M)':>12}{'paper':>8}{'diff':>8}"
             f"{'GFLOPs':>9}{'paper':>9}{'diff':>8}")
     head += "".join(f"{n:>14}" for n in trained_keys)
@@ -108,6 +416,10 @@ def format_table(records: list[dict[str, Any]]) -> str:
         lines.append(line)
     lines.append("GFLOPs: multiply-adds of the network on 3 s of stereo 44.1 kHz / 1e9 "
                  "(Table 2's convention); filter bank and STFT not counted.")
+    if trained_keys:
+        lines.append("Trained (demo presets, held-out songs): vocal SDR / SDRi / SI-SDR in dB "
+                     "(museval medians; sdr_int8: the int8 program's); latency: int8 .pte, "
+                     "host runner, 1 thread, p50 ms per second of audio.")
     return "\n".join(lines)
 
 
@@ -115,15 +427,46 @@ def get_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", type=Path, help="write the records here")
     ap.add_argument("--trained", type=Path,
-                    help="JSON list of trained-model results to merge (add_trained_results)")
+                    help="trained-model results to merge (add_trained_results): a JSON list of "
+                    "records or a WORK/trained.json")
+    ap.add_argument("--train-corpus", type=Path, metavar="DIR",
+                    help="train, evaluate, export and time the demo presets on this MUSDB-layout "
+                    "corpus (DIR/{train,test}/<song>/{mixture,vocals,accompaniment}.wav)")
+    ap.add_argument("--work", type=Path, default=Path("runs/separation_bench"),
+                    help="checkpoints and programs, one subdirectory per model (reused when "
+                    "finished); default: %(default)s")
+    ap.add_argument("--models", default=None, metavar="ARCH:K,...",
+                    help="what to train (default: "
+                    + ",".join(f"{a}:{k}" for a, k in TRAINED_RUNS) + ")")
+    ap.add_argument("--size", choices=SIZES, default="demo",
+                    help="preset size to train: cws-<arch>-<size> (default: %(default)s)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: a few training steps, two chunks of each held-out song, a "
+                    "short latency run")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    trained = json.loads(args.trained.read_text()) if args.trained else None
+    trained: list[dict[str, Any]] | None = None
+    lines: list[str] = []
+    if args.trained:
+        loaded = json.loads(args.trained.read_text())
+        trained = loaded["records"] if isinstance(loaded, dict) else loaded
+        lines = verdict(trained) if isinstance(loaded, dict) else []
+    if args.train_corpus:
+        if not args.train_corpus.is_dir():
+            raise SystemExit(f"--train-corpus {args.train_corpus}: no such directory")
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        result = train_demo_models(args.train_corpus, args.work, parse_runs(args.models),
+                                   args.size, args.quick)
+        trained = [*(trained or []), *result["records"]]
+        lines = result["verdict"]
+        print(f"trained part: {result['seconds']:.0f} s; records in {args.work / 'trained.json'}")
     records = add_trained_results(static_records(), trained)
     print(format_table(records))
+    for line in lines:
+        print(line)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.json.with_suffix(args.json.suffix + ".tmp")
