@@ -42,6 +42,7 @@ from torch import nn
 
 from compress.errors import CompressError
 from compress.recipes.base import Action, DataSplits, Inputs, Recipe, Say, ScoreResult, Unit
+from models.separation.separator import Separator
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,14 @@ _SILENT = 1e-6  # mean square of the vocals below which an excerpt is not scored
 def _song(track: str) -> str:
     """The song of a MUSDB-layout track: the synthetic corpus names tracks ``song__singer``."""
     return track.split("__")[0]
+
+
+def _sep(model: nn.Module) -> Separator:
+    """`model` as a :class:`Separator` (CompressError for anything else)."""
+    if not isinstance(model, Separator):
+        raise CompressError(f"the separation recipe needs a Separator, got "
+                            f"{type(model).__name__}")
+    return model
 
 
 def _first(out: Any) -> torch.Tensor:
@@ -132,7 +141,7 @@ class SeparationRecipe(Recipe):
         """Whole tracks of `split` at the model's rate and channels (cached)."""
         from models.separation.data import load_test_tracks
 
-        sr, ch = int(model.sample_rate), int(model.channels)
+        sr, ch = int(_sep(model).sample_rate), int(_sep(model).channels)
         key = (data.root, split, sr, ch)
         if key not in self._tracks:
             songs = set(getattr(data, split))
@@ -203,8 +212,8 @@ class SeparationRecipe(Recipe):
         name = header.model if header is not None else self.cfg.model.name
         history = [*(header.history if header is not None else []), event]
         extra = dict(header.extra) if header is not None else {}
-        extra["dense_layers"] = list(model.dense_layers)
-        return save_checkpoint(path, model, model_name=name, config=dict(model.config),
+        extra["dense_layers"] = list(_sep(model).dense_layers)
+        return save_checkpoint(path, model, model_name=name, config=dict(_sep(model).config),
                                history=history, extra=extra)
 
     def check_teacher(self, model: nn.Module, path: Path) -> None:
@@ -218,7 +227,7 @@ class SeparationRecipe(Recipe):
     # ---- architecture -------------------------------------------------------------------
     def units(self, model: nn.Module) -> list[Unit]:
         out = []
-        for path, block, tag in model.net.dense_blocks():
+        for path, block, tag in _sep(model).net.dense_blocks():
             n = len(block.layers)
             for j in range(n):
                 name = f"net.{path}.layers.{j}"
@@ -235,7 +244,7 @@ class SeparationRecipe(Recipe):
         if not sep or not head.startswith("net.") or not idx.isdigit():
             raise CompressError(f"unit {action.unit!r} is not a dense layer "
                                 "(net.<block>.layers.<i>)")
-        blocks = {f"net.{p}": b for p, b, _ in model.net.dense_blocks()}
+        blocks = {f"net.{p}": b for p, b, _ in _sep(model).net.dense_blocks()}
         if head not in blocks:
             raise CompressError(f"unit {action.unit!r}: no dense block {head!r}; blocks: "
                                 f"{sorted(blocks)}")
@@ -244,7 +253,7 @@ class SeparationRecipe(Recipe):
     def architecture(self, model: nn.Module) -> dict[str, Any]:
         return {"arch": model.arch, "k": model.k, "width": model.width,
                 "sample_rate": model.sample_rate, "channels": model.channels,
-                "net": list(model.dense_layers)}
+                "net": list(_sep(model).dense_layers)}
 
     def components(self, model: nn.Module) -> dict[str, str]:
         return {"net": "net"}
@@ -256,7 +265,8 @@ class SeparationRecipe(Recipe):
         remixes at the shipped chunk length; the model ends in eval mode."""
         if steps <= 0:
             return {"steps": 0}
-        sd = self._separation_data(data.root, int(model.sample_rate), int(model.channels))
+        sep = _sep(model)
+        sd = self._separation_data(data.root, sep.sample_rate, sep.channels)
         cfg = self.cfg
         chunk = int(round(cfg.export.chunk_seconds * model.sample_rate)) if cfg else 4000
         batch = cfg.train.batch_size if cfg else 4
@@ -268,7 +278,7 @@ class SeparationRecipe(Recipe):
             torch.manual_seed(seed)
             for _ in range(steps):
                 mix, voc, acc = (torch.from_numpy(a) for a in sd.sample(rng, batch, chunk))
-                loss, _ = model.loss(mix, voc, acc)
+                loss, _ = sep.loss(mix, voc, acc)
                 if not torch.isfinite(loss):
                     raise CompressError(f"separator fine-tune: loss {float(loss)}; lower lr "
                                         f"({lr})")
@@ -302,10 +312,11 @@ class SeparationRecipe(Recipe):
         return model.eval()
 
     def chunk_samples(self, model: nn.Module, chunk_seconds: float) -> int:
-        n = int(round(chunk_seconds * model.sample_rate))
-        if n < model.min_samples:
+        sep = _sep(model)
+        n = int(round(chunk_seconds * sep.sample_rate))
+        if n < sep.min_samples:
             raise CompressError(f"export.chunk_seconds={chunk_seconds} gives {n} samples; "
-                                f"{model.arch} needs at least {model.min_samples}")
+                                f"{sep.arch} needs at least {sep.min_samples}")
         return n
 
     def example_inputs(self, model: nn.Module, data: DataSplits, split: str, n: int,
@@ -337,9 +348,9 @@ class SeparationRecipe(Recipe):
         transitions, up-samplers, the mask conv; a UNet's conv blocks)."""
         from models.separation.nets import ConvBlock
 
-        blocks = [f"net.{p}" for p, _, _ in model.net.dense_blocks()]
+        blocks = [f"net.{p}" for p, _, _ in _sep(model).net.dense_blocks()]
         groups = list(blocks)
-        for name, mod in model.net.named_modules():
+        for name, mod in _sep(model).net.named_modules():
             full = f"net.{name}"
             if not name or any(full == b or full.startswith(b + ".") for b in blocks):
                 continue
@@ -353,7 +364,7 @@ class SeparationRecipe(Recipe):
 
     def export_metadata(self, model: nn.Module, cfg: Any) -> dict[str, Any]:
         return {"arch": model.arch, "k": model.k,
-                "dense_layers": json.dumps(list(model.dense_layers)),
+                "dense_layers": json.dumps(list(_sep(model).dense_layers)),
                 "outputs": "stems (1, 2, C, T): vocals, accompaniment"}
 
     # ---- scores -------------------------------------------------------------------------
@@ -363,7 +374,7 @@ class SeparationRecipe(Recipe):
         each track of `split` whose vocals are audible, round robin over songs."""
         if split == "train":
             raise CompressError("scores are never computed on the train split")
-        n = max(1, int(round(seconds * model.sample_rate)))
+        n = max(1, int(round(seconds * _sep(model).sample_rate)))
         by_song: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
         for tr in self._split_tracks(model, data, split):
             for s in range(0, tr.mixture.shape[-1] - n + 1, n):
@@ -420,7 +431,7 @@ class SeparationRecipe(Recipe):
         for _id, mix, voc, acc in ex:
             est = self._separate(subject, mix, chunk)
             for k, v in self._item_scores(est, mix, voc, acc, names,
-                                          int(model.sample_rate)).items():
+                                          _sep(model).sample_rate).items():
                 vals[k].append(float(v))
         return vals
 
@@ -467,7 +478,7 @@ class SeparationRecipe(Recipe):
                               ("teacher", self._separate(teacher, mix, chunk)[0]),
                               ("student", self._separate(program, mix, chunk)[0])):
                 p = out / "audio" / f"{i}_{role}.wav"
-                write_wav(p, np.asarray(wav, dtype=np.float32), int(teacher.sample_rate))
+                write_wav(p, np.asarray(wav, dtype=np.float32), _sep(teacher).sample_rate)
                 rec[role] = str(p)
             rows.append(rec)
         return rows

@@ -199,14 +199,14 @@ def _drop_input_channels(layer: DenseLayer, lo: int, hi: int) -> None:
     n = bn.num_features
     idx = torch.cat([torch.arange(0, lo), torch.arange(hi, n)])
     new_bn = nn.BatchNorm2d(n - (hi - lo), eps=bn.eps, momentum=bn.momentum)
-    new_conv = nn.Conv2d(n - (hi - lo), conv.out_channels, conv.kernel_size,
-                         padding=conv.padding, bias=False)
+    new_conv = nn.Conv2d(n - (hi - lo), conv.out_channels, 3, padding=1, bias=False)
+    if new_conv.weight.shape[2:] != conv.weight.shape[2:] or conv.padding != (1, 1):
+        raise SeparationError("a dense layer's conv is 3x3 with padding 1")
     with torch.no_grad():
-        for name in ("weight", "bias"):
+        for name in ("weight", "bias", "running_mean", "running_var"):
             getattr(new_bn, name).copy_(getattr(bn, name)[idx])
-        for name in ("running_mean", "running_var"):
-            getattr(new_bn, name).copy_(getattr(bn, name)[idx])
-        new_bn.num_batches_tracked.copy_(bn.num_batches_tracked)
+        new_bn.load_state_dict({**new_bn.state_dict(),
+                                "num_batches_tracked": bn.state_dict()["num_batches_tracked"]})
         new_conv.weight.copy_(conv.weight[:, idx])
     new_bn.train(bn.training)
     new_conv.train(conv.training)
