@@ -29,8 +29,10 @@ from models.errors import ModelsError
 
 log = logging.getLogger(__name__)
 
-#: the shift is clamped to this many semitones either way (two octaves)
-MAX_SHIFT = 24
+#: the shift is clamped to this many semitones either way (three octaves: an espeak-ng male
+#: voice at ~100 Hz needs +27 to reach a 466 Hz soprano; at +24 it stopped 3 semitones short
+#: and was heard as the 330 Hz singer, benchmarks/unseen_voices.py)
+MAX_SHIFT = 36
 #: fewer voiced seconds than this in the source make its median unreliable
 MIN_VOICED_SECONDS = 0.2
 

@@ -39,7 +39,8 @@ def test_singer_stats_are_medians_of_voiced_frames():
 
 
 @pytest.mark.parametrize("src,tgt,want", [(220, 110, -12), (220, 330, 7), (220, 440, 12),
-                                          (220, 226, 0), (220, 233.1, 1), (50, 1000, 24)])
+                                          (220, 226, 0), (220, 233.1, 1), (100, 466, 27),
+                                          (50, 1000, 36), (1000, 50, -36)])
 def test_shift_is_whole_semitones_and_clamped(src, tgt, want):
     assert choose_shift(src, tgt) == want
 

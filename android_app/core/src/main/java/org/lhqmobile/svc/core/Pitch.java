@@ -9,7 +9,7 @@ import java.util.Locale;
  * The automatic key ("auto" pitch): the source's median F0 moved to the target singer's, by whole
  * semitones, as {@code models/lhq_svc/pitch.py} does on the desktop:
  *
- * <pre>shift = round(12 · log2(target median F0 / source median F0)), clamped to ±24</pre>
+ * <pre>shift = round(12 · log2(target median F0 / source median F0)), clamped to ±36</pre>
  *
  * (rounded half to even, as Python's {@code round}). The target's median comes from the program's
  * {@code speaker_f0_hz} metadata.
@@ -26,7 +26,7 @@ import java.util.Locale;
  * whatever the length; the median of so many frames does not move.
  */
 public final class Pitch {
-    public static final int MAX_SHIFT = 24;
+    public static final int MAX_SHIFT = 36;
     public static final double MIN_VOICED_SECONDS = 0.2;
     public static final double FMIN = 50.0;
     public static final double FMAX = 1100.0;
@@ -162,7 +162,7 @@ public final class Pitch {
         return LatencyStats.median(v);
     }
 
-    /** Whole semitones moving {@code sourceHz} to {@code targetHz}, clamped to ±24. */
+    /** Whole semitones moving {@code sourceHz} to {@code targetHz}, clamped to ±36. */
     public static int chooseShift(double sourceHz, double targetHz) throws CoreException {
         if (!(sourceHz > 0 && targetHz > 0)) {
             throw new CoreException("F0 medians must be > 0, got " + sourceHz + ", " + targetHz);

@@ -32,8 +32,8 @@ public class PitchTest {
             n++;
         }
         assertTrue(n >= 40);
-        assertEquals(24, Pitch.chooseShift(50, 1000));
-        assertEquals(-24, Pitch.chooseShift(1000, 50));
+        assertEquals(36, Pitch.chooseShift(50, 1000));
+        assertEquals(-36, Pitch.chooseShift(1000, 50));
         assertEquals(0, Pitch.chooseShift(200, 200));
         assertEquals(-12, Pitch.chooseShift(440, 220));
     }
