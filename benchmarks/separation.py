@@ -431,7 +431,8 @@ def format_table(records: list[dict[str, Any]]) -> str:
     trained_keys = [n for n in TABLE_KEYS if n in present]
     head = (f"{'model':<8}{'K':>3}{'params (M)':>12}{'paper':>8}{'diff':>8}"
             f"{'GFLOPs':>9}{'paper':>9}{'diff':>8}")
-    head += "".join(f"{n:>14}" for n in trained_keys)
+    widths = {n: max(9, len(n) + 2) for n in trained_keys}
+    head += "".join(f"{n:>{widths[n]}}" for n in trained_keys)
     lines = [head, "-" * len(head)]
     for r in records:
         pp, pg = r["paper_params"], r["paper_gflops"]
@@ -441,7 +442,7 @@ def format_table(records: list[dict[str, Any]]) -> str:
                 f"{num(None if pp is None else pp / 1e6, '.2f'):>8}{num(dp, ''):>8}"
                 f"{r['gflops']:>9.2f}{num(pg, '.2f'):>9}{num(dg, ''):>8}")
         trained = r.get("trained", {})
-        line += "".join(f"{num(trained.get(n), '.3g'):>14}" for n in trained_keys)
+        line += "".join(f"{num(trained.get(n), '.3g'):>{widths[n]}}" for n in trained_keys)
         lines.append(line)
     lines.append("GFLOPs: multiply-adds of the network on 3 s of stereo 44.1 kHz / 1e9 "
                  "(Table 2's convention); filter bank and STFT not counted.")
