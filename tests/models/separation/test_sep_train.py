@@ -138,7 +138,11 @@ def test_config_validates_and_scales_the_paper_schedule_to_steps():
     assert "batch=0" in msg and "select_by='sisdr'" in msg and "scale_low=1.2" in msg
     with pytest.raises(ModelsError, match="val_sdr=False"):
         SeparationTrainConfig(val_sdr=False)  # the default selection needs the SDR
-    assert PRESET_TRAINING == {}
+    # every registered separator preset with a training budget is a valid config
+    from models import registry
+
+    assert PRESET_TRAINING and set(PRESET_TRAINING) <= set(registry.names())
+    assert all(isinstance(c, SeparationTrainConfig) for c in PRESET_TRAINING.values())
 
 
 def test_training_learns_the_mask_and_writes_checkpoints_logs_and_plot(corpus, tmp_path):
