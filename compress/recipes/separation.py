@@ -166,19 +166,27 @@ class SeparationRecipe(Recipe):
         )
 
         name = cfg.model.name
-        base = PRESET_TRAINING.get(name, SeparationTrainConfig())
         tc = cfg.train
         steps = max(1, tc.steps)
-        # the run's budget: train.steps at train.batch_size chunks of the shipped length,
-        # one validation (by loss, on the training folder's own validation tracks) at the end
-        tcfg = replace(base, steps=steps, batch=tc.batch_size, lr=tc.lr, seed=tc.seed,
-                       chunk_seconds=cfg.export.chunk_seconds, val_every=steps,
-                       ckpt_every=steps, patience=max(base.patience, 1), select_by="loss",
-                       val_sdr=False, val_seconds=min(base.val_seconds, 4.0),
-                       decay_every=max(base.decay_every, steps))
+        run = {"steps": steps, "batch": tc.batch_size, "lr": tc.lr, "seed": tc.seed}
+        if name in PRESET_TRAINING:
+            # the preset's schedule (chunk length, validation, early stopping), the run's
+            # budget (train.steps, batch_size, lr, seed)
+            base = PRESET_TRAINING[name]
+            tcfg = replace(base, **run, val_every=min(base.val_every, steps),
+                           ckpt_every=min(base.ckpt_every, steps))
+        else:
+            # no preset schedule: chunks of the shipped length, one validation (by loss, on
+            # the training folder's own validation tracks) at the end
+            base = SeparationTrainConfig()
+            tcfg = replace(base, **run, chunk_seconds=cfg.export.chunk_seconds,
+                           val_every=steps, ckpt_every=steps, select_by="loss",
+                           val_sdr=False, val_seconds=4.0,
+                           decay_every=max(base.decay_every, steps))
         model = registry.build(name)
-        say(f"teacher: training {name} for {steps} steps (batch {tc.batch_size} x "
-            f"{cfg.export.chunk_seconds} s, lr {tc.lr}) on {self.device}")
+        say(f"teacher: training {name} for up to {steps} steps (batch {tc.batch_size} x "
+            f"{tcfg.chunk_seconds} s, lr {tc.lr}, validation every {tcfg.val_every} steps by "
+            f"{tcfg.select_by}) on {self.device}")
         return train_separator(model, name, data.root, out, cfg=tcfg, resume=True,
                                show_progress=False, device=self.device)
 
