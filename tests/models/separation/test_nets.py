@@ -89,11 +89,10 @@ def test_net_shapes_and_mask_range(arch):
     assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("k", [1, 2, 4, 8])
+# UNet-6 at 8 kHz / 8 bands has 17 bins, fewer than its 32: refused, see the test below
+@pytest.mark.parametrize(("arch", "k"), [(a, k) for a in ARCHS for k in (1, 2, 4, 8)
+                                         if (a, k) != ("unet6", 8)])
 def test_separator_forward_shapes(arch, k):
-    if arch == "unet6" and k == 8:
-        pytest.skip("8 kHz / 8 bands gives 17 bins, fewer than UNet-6's 32")
     sep = small(arch, k).eval()
     t = max(sep.min_samples, 2 * SR // 5) + 3  # not divisible by K
     mix = torch.randn(2, 2, t)
