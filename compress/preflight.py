@@ -37,9 +37,11 @@ def _model_config(cfg: RunConfig, problems: list[Problem]) -> dict[str, Any] | N
             problems.append(Problem("model.checkpoint", cfg.model.checkpoint,
                                     f"a readable checkpoint ({str(exc)[:160]})"))
             return None
+    from models.errors import RegistryError
+
     try:
         return dict(registry.get(cfg.model.name).config())
-    except Exception:
+    except RegistryError:  # an unknown name: RunConfig.problems reports it
         return None
 
 

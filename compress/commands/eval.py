@@ -32,10 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _is_separator(header) -> bool:  # type: ignore[no-untyped-def]
     from models import registry
 
-    try:
-        return registry.get(header.model).family == "separation"
-    except Exception:
-        return False
+    return registry.get(header.model).family == "separation"  # load_model checked the name
 
 
 def _eval_separator(args: argparse.Namespace, model, header,  # type: ignore[no-untyped-def]

@@ -40,6 +40,7 @@ removable unit yet (a level is not shape-preserving to drop) and no width narrow
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -74,13 +75,13 @@ def _match(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (0, dw, 0, dh))
 
 
-class MaskNet(nn.Module):
+class MaskNet(nn.Module, ABC):
     """Base of the mask networks: ``(B, in, F, N)`` spectra → ``(B, out, F, N)`` masks."""
 
     @property
+    @abstractmethod
     def min_size(self) -> tuple[int, int]:
         """Smallest (F, N) the network takes (every pooling level keeps a row and a column)."""
-        raise NotImplementedError
 
     def dense_blocks(self) -> list[tuple[str, DenseBlock, str]]:
         """``(module path, block, scale tag)`` of every dense block in program order (none
