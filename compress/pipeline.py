@@ -43,7 +43,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -596,19 +596,33 @@ def stage_quantize(st: RunState, out: Path) -> QuantizeResult:
     return QuantizeResult(True, rows, summary, [*fp32_comps, *chosen])
 
 
+def noise_order(module: nn.Module, groups: Sequence[str], inputs: Inputs, calib: list[Inputs],
+                keep_fp32: Sequence[str] = ()) -> list[str]:
+    """`groups` ordered by their own int8 SQNR on `inputs`, noisiest first (one fake-quantized
+    graph per group, no scoring): the order in which an export that fails its gate keeps groups
+    fp32 when the quantize stage measured no per-group rows."""
+    from compress.quantize import sensitivity
+
+    rows, _ = sensitivity(module, list(groups), [inputs], calib, keep_fp32=keep_fp32)
+    return [r["layer"] for r in sorted(rows, key=lambda r: (not math.isnan(r["sqnr_db"]),
+                                                            r["sqnr_db"]))]
+
+
 def gated_pte(st: RunState, module: nn.Module, inputs: Inputs, calib: list[Inputs], out: Path,
-              name: str, *, precision: str, groups: list[str], left: list[str],
+              name: str, *, precision: str, groups: list[str], left: list[str] | None,
               attempts: list[dict[str, Any]], **kwargs: Any) -> tuple[Any, list[str]]:
     """Export `module` to a gated ``.pte``; int8 quantizes the `groups`, and after an
     :class:`ExportError` (gate or lowering) keeps the next group of `left` fp32 and tries again.
-    Returns the result and the groups kept fp32 on the way."""
+    With `left` None (the quantize stage accepted every group int8 together and ranked none),
+    the first failure ranks the `groups` by their own SQNR on the gate's input
+    (:func:`noise_order`). Returns the result and the groups kept fp32 on the way."""
     from export.calibration import CalibrationSet
     from export.errors import ExportError
     from export.pte import export_pte
 
     int8 = precision == "int8"
     keep: list[str] = []
-    left = list(left)
+    order = None if left is None else list(left)
     while True:
         try:
             res = export_pte(
@@ -618,10 +632,14 @@ def gated_pte(st: RunState, module: nn.Module, inputs: Inputs, calib: list[Input
                 only_modules=[g for g in groups if g not in keep] if int8 else None, **kwargs)
             return res, keep
         except ExportError as exc:
-            if not (int8 and left):
+            if int8 and order is None:
+                st.say(f"export: {name} int8 failed ({str(exc)[:160]}); ranking its "
+                       f"{len(groups)} groups by their own int8 SQNR on the gate's input")
+                order = noise_order(module, groups, inputs, calib, kwargs.get("keep_fp32", ()))
+            if not (int8 and order):
                 raise
             attempts.append({"model": name, "keep_fp32": list(keep), "error": str(exc)})
-            keep.append(left.pop(0))
+            keep.append(order.pop(0))
             st.say(f"export: {name} int8 failed ({str(exc)[:160]}); also keeping {keep[-1]} "
                    "fp32 and retrying")
 
@@ -639,7 +657,9 @@ def stage_export(st: RunState, out: Path) -> ExportStageResult:
     calib = _inputs(st, model, "train", cfg.quantize.calibration_clips)
     q = st.need("quantize")
     keep = list(q.keep_fp32)
-    by_noise = [r["layer"] for r in sorted(q.rows, key=lambda r: r["sqnr_db"])]
+    # the quantize stage's per-group rows rank the groups; without rows (every group int8
+    # together passed there) a failing gate ranks them on its own input
+    by_noise = [r["layer"] for r in sorted(q.rows, key=lambda r: r["sqnr_db"])] if q.rows else None
     comps = recipe.components(model)
     int8_paths = [comps[c] for c, p in st.need("latency").precision_plan.items()
                   if c in comps and p == "int8"]
@@ -659,7 +679,9 @@ def stage_export(st: RunState, out: Path) -> ExportStageResult:
     for fmt in ec.formats:
         if fmt == "pte":
             res, extra = gated_pte(st, prog, inputs, calib, out, name, precision=precision,
-                                   groups=groups, left=[g for g in by_noise if g in groups],
+                                   groups=groups,
+                                   left=None if by_noise is None else [g for g in by_noise
+                                                                       if g in groups],
                                    attempts=attempts, metadata=meta, gate=gate,
                                    audio_sample_rate=sr,
                                    allow_fallback_ops=ec.allow_fallback_ops,
@@ -673,8 +695,9 @@ def stage_export(st: RunState, out: Path) -> ExportStageResult:
                 part_precision = precision if sub else "fp32"  # no int8 group: fp32
                 res, _ = gated_pte(st, module, x, cx, out, f"{name}-{part}",
                                    precision=part_precision, groups=sub,
-                                   left=[g[len(prefix):] for g in by_noise
-                                         if g.startswith(prefix)],
+                                   left=None if by_noise is None else [
+                                       g[len(prefix):] for g in by_noise
+                                       if g.startswith(prefix)],
                                    attempts=attempts, metadata={**meta, "component": part},
                                    gate=gate)
                 artifacts[f"{part}_pte_{part_precision}"] = str(res.path)

@@ -154,3 +154,102 @@ def test_sensitivity_measures_all_groups_together_first(monkeypatch: pytest.Monk
     else:
         assert [r["layer"] for r in rows] == ["a", "b"] and calls == [("a", "b"), ("a",), ("b",)]
         assert summary["per_group"] == "measured"
+
+
+class _OutlierNet(nn.Module):
+    """Three linears; the middle one's input has one channel 300x the others, so a per-tensor
+    int8 activation scale drowns the rest (its own SQNR about 24 dB, the others above 40)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.c = nn.Linear(16, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+        scale = torch.ones(16)
+        scale[0] = 300.0
+        self.register_buffer("scale", scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(torch.tanh(self.b(self.a(x) * self.scale)))
+
+
+class _Say:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def test_a_failing_int8_gate_without_rows_ranks_groups_on_its_input_and_retries(
+        tmp_path) -> None:
+    """The quantize stage accepted every group int8 together (no per-group rows) but the
+    export gate, on another clip, fails: the export ranks the groups by their own SQNR on the
+    gate's input, keeps the noisiest fp32 and passes, instead of failing the run."""
+    from compress.pipeline import gated_pte, noise_order
+    from export.parity import GateConfig
+
+    torch.manual_seed(1)
+    model = _OutlierNet().eval()
+    x = (torch.randn(8, 16),)
+    calib = [(torch.randn(8, 16),) for _ in range(4)]
+    assert noise_order(model, ["a", "b", "c"], x, calib)[0] == "b"
+    gate = GateConfig(int8_min_sqnr_db=35.0)
+    st, attempts = _Say(), []
+    res, kept = gated_pte(st, model, x, calib, tmp_path, "net", precision="int8",
+                          groups=["a", "b", "c"], left=None, attempts=attempts, gate=gate)
+    assert kept == ["b"]
+    assert len(attempts) == 1 and "SQNR" in attempts[0]["error"]
+    assert res.path.exists() and res.parity["sqnr_db"] >= 35.0
+    assert any("ranking its 3 groups" in line for line in st.lines)
+
+
+class _CatBlock(nn.Module):
+    """A dense-style layer: conv, concatenate with its input, 1x1 conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv1d(4, 4, 3, padding=1), nn.Conv1d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.cat([x, torch.relu(self.a(x))], dim=1))
+
+
+class _TwoCats(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.first, self.second = _CatBlock(), _CatBlock()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x))
+
+
+def _quantized_activations(graph) -> dict[str, int]:
+    """Per block, how many of the activations computed in it are quantized (q nodes)."""
+    out = {"first": 0, "second": 0}
+    for n in graph.graph.nodes:
+        src = n.args[0] if n.args else None
+        if (n.op == "call_function" and "quantize_per_tensor" in str(n.target)
+                and "dequantize" not in str(n.target) and isinstance(src, torch.fx.Node)
+                and src.meta.get("nn_module_stack")):
+            path = list(src.meta["nn_module_stack"].values())[-1][0]
+            out[path.split(".")[0]] += 1
+    return out
+
+
+@pytest.mark.parametrize("how", ["only_modules", "keep_fp32"])
+def test_concatenations_outside_the_chosen_modules_stay_fp32(how: str) -> None:
+    """The XNNPACK quantizer's cat annotator ignores the filter: without the fence every cat of
+    the graph went int8, so one group's sensitivity measured the noise of all of them."""
+    from export.calibration import CalibrationSet
+    from export.pte import quantize_pt2e_xnnpack
+
+    model = _TwoCats().eval()
+    x = (torch.randn(1, 4, 64),)
+    calib = CalibrationSet([(torch.randn(1, 4, 64),) for _ in range(2)], {"kind": "test"})
+    kw = {"only_modules": ["first"]} if how == "only_modules" else {"keep_fp32": ["second"]}
+    graph = quantize_pt2e_xnnpack(model, x, calib, what="two cats", **kw)
+    got = _quantized_activations(graph)
+    assert got["first"] >= 3 and got["second"] == 0, got  # relu, cat, conv of the first
+    whole = _quantized_activations(quantize_pt2e_xnnpack(model, x, calib, what="two cats"))
+    assert whole["first"] >= 3 and whole["second"] >= 3, whole

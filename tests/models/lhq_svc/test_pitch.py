@@ -124,7 +124,13 @@ def test_convert_with_the_exported_program(ckpts, song, tmp_path, capsys):
     exp = tmp_path / "exp"
     assert main(["export", str(ckpts[0]), "--format", "pte", "--out", str(exp)]) == 0
     pte = exp / "lhq-svc-unittest_xnnpack_fp32.pte"
-    meta = json.loads((exp / "lhq-svc-unittest_xnnpack_fp32.json").read_text())["metadata"]
+    sidecar = json.loads((exp / "lhq-svc-unittest_xnnpack_fp32.json").read_text())
+    # this is the suite's fp32 export of the whole pipeline (test_registry_export leaves it to
+    # this test): parity-gated, every hot op delegated
+    assert sidecar["parity"]["passed"] and sidecar["delegation"]["hot_fallbacks"] == {}
+    assert sidecar["parity"]["outputs"][0]["max_abs"] <= 1e-4 * sidecar["parity"]["outputs"][0][
+        "scale"]
+    meta = sidecar["metadata"]
     assert json.loads(meta["speaker_names"]) == ["alto", "bass"]
     assert json.loads(meta["speaker_f0_hz"]) == [330.0, 110.0]
     capsys.readouterr()
