@@ -103,6 +103,7 @@ def quantize_pt2e_xnnpack(
     quantizer.set_filter_function(lambda n: outside(n) and inside(n) and quantizable(n, memo))
     graph = fold_constants(torch_export(model, example_inputs, dynamic_shapes, what)).module()
     unshare_get_attr(graph)
+    shield_shared_conv_outputs_from_bn_fusion(graph)
     try:
         prepared = prepare_pt2e(graph, quantizer)
         with torch.no_grad():
@@ -120,6 +121,45 @@ def quantize_pt2e_xnnpack(
     unshare_dequantize(converted)
     float_weight_ops_take_float_inputs(converted)
     return converted
+
+
+_BN_OPS = ("batch_norm.default", "_native_batch_norm_legit_no_training.default")
+_CONV_OPS = ("conv1d.default", "conv2d.default", "conv3d.default", "convolution.default",
+             "conv_transpose1d.default", "conv_transpose2d.input", "conv_transpose3d.input")
+
+
+def shield_shared_conv_outputs_from_bn_fusion(graph: torch.fx.GraphModule) -> int:
+    """Put a same-shape ``view`` between a conv that has other users and the BatchNorm after it.
+
+    ``prepare_pt2e`` folds every BatchNorm whose input is a conv into that conv's weights
+    (torchao's ``_fuse_conv_bn_``) without checking that the BatchNorm is the conv's only
+    user: the conv's other users (a skip, a dense block's concatenation) then read the
+    normalised output. A pre-activation dense net (BN → ReLU → conv on the block's input,
+    concatenated with it) has that pattern; measured on the demo MDenseNet: output SQNR 17 /
+    9 dB against eager with no op quantized at all. The view (free; XNNPACK lowers it as a
+    static reshape, and the quantizer shares its input's parameters) stops the match; a conv
+    whose only user is the BatchNorm is still folded. Returns the number of views inserted.
+    """
+    shielded = 0
+    for bn in list(graph.graph.nodes):
+        if bn.op != "call_function" or not str(bn.target).endswith(_BN_OPS):
+            continue
+        conv = bn.args[0]
+        if not (isinstance(conv, torch.fx.Node) and conv.op == "call_function"
+                and str(conv.target).endswith(_CONV_OPS) and len(conv.users) > 1):
+            continue
+        val = conv.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            continue
+        with graph.graph.inserting_after(conv):
+            view = graph.graph.call_function(torch.ops.aten.view.default, (conv, list(val.shape)))
+        view.meta = {k: v for k, v in conv.meta.items() if k in ("val", "nn_module_stack",
+                                                                  "stack_trace", "source_fn_stack")}
+        bn.replace_input_with(conv, view)
+        shielded += 1
+    if shielded:
+        graph.recompile()
+    return shielded
 
 
 def fence_filtered_cats(graph: torch.fx.GraphModule,

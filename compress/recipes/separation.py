@@ -345,12 +345,6 @@ class SeparationRecipe(Recipe):
             out.append((torch.from_numpy(x).unsqueeze(0),))
         return out
 
-    def keep_fp32(self, model: nn.Module) -> tuple[str, ...]:
-        return ("filterbank", "stft")
-
-    def int8_modules(self, model: nn.Module) -> tuple[str, ...] | None:
-        return ("net",)
-
     def int8_groups(self, model: nn.Module) -> list[str]:
         """One group per dense block, and per other weighted stage of the network (stems,
         transitions, up-samplers, the mask conv; a UNet's conv blocks)."""

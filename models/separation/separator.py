@@ -74,6 +74,13 @@ class Separator(nn.Module):
             config plus ``layers`` (``compress run`` keeps them in its checkpoints' header).
     """
 
+    #: int8 export: only the mask network is quantized. The filter banks and the STFT run as
+    #: method calls (``filterbank.analysis``, ``stft.inverse``), which leave no module name on
+    #: their graph nodes, so ``export_keep_fp32`` alone would not reach them: without
+    #: ``export_int8_modules`` the raw audio went through 8-bit analysis filters.
+    export_keep_fp32 = ("filterbank", "stft")
+    export_int8_modules = ("net",)
+
     def __init__(self, arch: str = "mdensenet", k: int = 4, channels: int = 2,
                  sample_rate: int = 44100, width: float = 1.0, dropout: float = 0.1,
                  taps: int | None = None, loss_domain: str = "magnitude",

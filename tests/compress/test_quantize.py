@@ -253,3 +253,41 @@ def test_concatenations_outside_the_chosen_modules_stay_fp32(how: str) -> None:
     assert got["first"] >= 3 and got["second"] == 0, got  # relu, cat, conv of the first
     whole = _quantized_activations(quantize_pt2e_xnnpack(model, x, calib, what="two cats"))
     assert whole["first"] >= 3 and whole["second"] >= 3, whole
+
+
+class _PreActDense(nn.Module):
+    """A stem conv whose output feeds a BatchNorm (pre-activation layer) and a concatenation,
+    the pattern of every dense block of MDenseNet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Conv1d(2, 4, 3, padding=1)
+        self.bn = nn.BatchNorm1d(4)
+        self.conv = nn.Conv1d(4, 4, 3, padding=1)
+        self.head = nn.Conv1d(8, 2, 1)
+        with torch.no_grad():  # a BatchNorm far from identity, as after training
+            self.bn.running_mean.uniform_(-2.0, 2.0)
+            self.bn.running_var.uniform_(0.1, 4.0)
+            self.bn.weight.uniform_(0.5, 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        return self.head(torch.cat([h, self.conv(torch.relu(self.bn(h)))], dim=1))
+
+
+@pytest.mark.parametrize("only", [[], ["head"]])
+def test_a_conv_with_other_users_keeps_its_batchnorm_apart(only: list[str]) -> None:
+    """prepare_pt2e folds a BatchNorm into the conv before it even when the conv's output has
+    other users, which then read normalised values; the shield keeps the graph exact when
+    nothing is quantized and near-exact when only the head is."""
+    from export.calibration import CalibrationSet
+    from export.pte import quantize_pt2e_xnnpack
+
+    model = _PreActDense().eval()
+    x = (torch.randn(1, 2, 64),)
+    calib = CalibrationSet([(torch.randn(1, 2, 64),) for _ in range(2)], {"kind": "test"})
+    graph = quantize_pt2e_xnnpack(model, x, calib, what="pre-activation", only_modules=only)
+    with torch.no_grad():
+        q = sqnr_db([model(*x)], [graph(*x)])
+    assert q == math.inf if not only else q > 35.0, q
