@@ -69,6 +69,7 @@ from compress.results import (
     searched_fraction,
 )
 from compress.rundir import Stage, atomic_write_text
+from export.parity import stoi_sample_rate
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def precision_plan(st: RunState, model: nn.Module, val: list[Inputs], calib: lis
         return plan, []
     prog = st.recipe.device_program(model)
     keep = st.recipe.keep_fp32(model)
-    sr = getattr(model, "sample_rate", None)
+    sr = stoi_sample_rate(model)
     min_stoi = GateConfig().min_stoi + 0.01
     floor = st.cfg.export.sqnr_floor_db + st.cfg.quantize.sqnr_margin_db
     with torch.no_grad():
@@ -675,7 +676,7 @@ def stage_export(st: RunState, out: Path) -> ExportStageResult:
     parity: dict[str, Any] = {}
     attempts: list[dict[str, Any]] = []
     prog = recipe.device_program(model)
-    sr = getattr(model, "sample_rate", None)
+    sr = stoi_sample_rate(model)
     for fmt in ec.formats:
         if fmt == "pte":
             res, extra = gated_pte(st, prog, inputs, calib, out, name, precision=precision,

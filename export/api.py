@@ -29,7 +29,7 @@ from export.calibration import (
 from export.common import check_precision
 from export.errors import ExportError
 from export.metadata import speaker_metadata, spec_metadata
-from export.parity import GateConfig
+from export.parity import GateConfig, stoi_sample_rate
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def export_model(
         calib = calibration_from_examples(inputs)
         if "example_input" in meta:
             calib.source["example_input"] = meta["example_input"]
-    audio_sr = sr if lm.audio_out else None
+    audio_sr = stoi_sample_rate(lm.model, sr) if lm.audio_out else None
     meta["source"] = lm.source
     keep = tuple(dict.fromkeys([*getattr(lm.model, "export_keep_fp32", ()), *keep_fp32]))
     log.info("exporting %s (%s) to %s %s", lm.name, lm.source, format, precision)

@@ -80,6 +80,8 @@ class Separator(nn.Module):
     #: ``export_int8_modules`` the raw audio went through 8-bit analysis filters.
     export_keep_fp32 = ("filterbank", "stft")
     export_int8_modules = ("net",)
+    #: no STOI in the parity gate (:func:`export.parity.stoi_sample_rate`): SQNR gates the stems
+    export_stoi = False
 
     def __init__(self, arch: str = "mdensenet", k: int = 4, channels: int = 2,
                  sample_rate: int = 44100, width: float = 1.0, dropout: float = 0.1,

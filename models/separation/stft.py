@@ -12,9 +12,10 @@ network input volume of Table 2's FLOP counts (:mod:`models.separation.flops`).
 
 No ``torch.stft`` and no complex dtype in the graph: the forward transform is a strided
 ``conv1d`` with the windowed cosine and minus-sine bases, real and imaginary parts as
-channels; the inverse is a ``conv_transpose1d`` (overlap-add) with the windowed one-sided
-inverse DFT basis, divided by the overlap-added squared window (the least-squares iSTFT of
-Griffin & Lim 1984), so ``inverse(forward(x)) == x`` up to float rounding for any length.
+channels; the inverse is a GEMM with the windowed one-sided inverse DFT basis followed by
+an overlap-add (:func:`overlap_add`), divided by the overlap-added squared window (the
+least-squares iSTFT of Griffin & Lim 1984), so ``inverse(forward(x)) == x`` up to float
+rounding for any length.
 Frames are centred (``1 + L // hop`` frames, half an FFT of zeros on each side).
 """
 
@@ -50,6 +51,26 @@ def hann_window(win_length: int, n_fft: int) -> np.ndarray:
     off = (n_fft - win_length) // 2
     w[off : off + win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win_length) / win_length)
     return w
+
+
+def overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
+    """Overlap-add ``(B, N, W)`` frames at ``hop`` → ``(B, (N - 1)·hop + W)``.
+
+    The same sum as ``conv_transpose1d`` of one output channel with stride ``hop``, written as
+    ``ceil(W / hop)`` shifted adds of ``hop``-sample blocks (pads, adds, reshapes). XNNPACK runs a
+    one-output-channel strided deconvolution very slowly: in the exported demo MDenseNet the
+    iSTFT and the filter-bank synthesis as deconvolutions took 89 % of the program's time
+    (``compress bench --profile``, 2026-12-06).
+    """
+    b, n, w = frames.shape
+    r = -(-w // hop)
+    if r * hop != w:
+        frames = F.pad(frames, (0, r * hop - w))
+    blocks = frames.reshape(b, n, r, hop)
+    out = F.pad(blocks[:, :, 0, :], (0, 0, 0, r - 1))
+    for i in range(1, r):
+        out = out + F.pad(blocks[:, :, i, :], (0, 0, i, r - 1 - i))  # (B, N + r - 1, hop)
+    return out.reshape(b, (n + r - 1) * hop)[:, : (n - 1) * hop + w]
 
 
 def _buffer(arr: np.ndarray) -> torch.Tensor:
@@ -103,10 +124,12 @@ class ConvSTFT(nn.Module):
         b, c, _, n_freq, n_frames = spec.shape
         if n_freq != self.n_freq:
             raise SeparationError(f"iSTFT expects {self.n_freq} bins, got {n_freq}")
-        y = F.conv_transpose1d(spec.reshape(b * c, 2 * n_freq, n_frames), self.inverse_basis,
-                               stride=self.hop_length)  # (B·C, 1, (N - 1) hop + n_fft)
-        ones = torch.ones(1, 1, n_frames, dtype=spec.dtype, device=spec.device)
-        env = F.conv_transpose1d(ones, self.window_sq, stride=self.hop_length)  # (1, 1, ...)
+        # frames = the one-sided inverse DFT of each frame (a GEMM), then overlap-add
+        frames = F.linear(spec.reshape(b * c, 2 * n_freq, n_frames).transpose(1, 2),
+                          self.inverse_basis[:, 0, :].t())  # (B·C, N, n_fft)
+        y = overlap_add(frames, self.hop_length)  # (B·C, (N - 1) hop + n_fft)
+        env = overlap_add(self.window_sq[0].expand(n_frames, -1).unsqueeze(0),
+                          self.hop_length)  # (1, ...): a constant of the frame count
         pad = self.n_fft // 2
         if y.shape[-1] < pad + length:
             raise SeparationError(f"{n_frames} frames cover {y.shape[-1] - 2 * pad} samples, "

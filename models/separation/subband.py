@@ -26,8 +26,9 @@ stored: 88.6 / 90.8 / 94.1 dB reconstruction SNR on white noise, stopband below 
 
 Both directions are plain convolutions, so they export and lower like any conv layer:
 analysis is ``conv1d(stride=K)`` with the reversed analysis filters (that is, ``g_k``) and
-synthesis is ``conv_transpose1d(stride=K)`` with ``K g_k``. Channel layout follows eq. (6): a
-``(B, C, T)`` input becomes ``(B, C·K, L)`` with channel ``c·K + k`` holding subband ``k``
+synthesis is ``conv_transpose1d(stride=K)`` with ``K g_k`` (computed as a GEMM and an
+overlap-add). Channel layout follows eq. (6): a ``(B, C, T)`` input becomes ``(B, C·K, L)``
+with channel ``c·K + k`` holding subband ``k``
 (0 = lowest) of input channel ``c``.
 
 Alignment: the input is zero-padded by ``N - 1`` samples on the left and enough on the right
@@ -116,8 +117,13 @@ def _analysis(x: torch.Tensor, filters: torch.Tensor, k: int) -> torch.Tensor:
 
 def _synthesis(y: torch.Tensor, filters: torch.Tensor, k: int, length: int) -> torch.Tensor:
     """``(N, k, L) -> (N, 1, length)``, cropping the left padding of :func:`_analysis`."""
+    from models.separation.stft import overlap_add
+
     taps = filters.shape[-1]
-    x = F.conv_transpose1d(y, filters, stride=k)  # (N, 1, (L - 1) k + taps)
+    # conv_transpose1d(y, filters, stride=k) as each sample's filter response (a GEMM), then an
+    # overlap-add at hop k: XNNPACK runs the one-output-channel deconvolution very slowly
+    frames = F.linear(y.transpose(1, 2), filters[:, 0, :].t())  # (N, L, taps)
+    x = overlap_add(frames, k).unsqueeze(1)  # (N, 1, (L - 1) k + taps)
     return x[..., taps - 1 : taps - 1 + length]
 
 

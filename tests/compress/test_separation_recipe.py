@@ -88,6 +88,12 @@ def test_int8_groups_cover_the_net_and_keep_the_dsp_fp32():
     m = registry.build(NAME)
     groups = r.int8_groups(m)
     assert r.keep_fp32(m) == ("filterbank", "stft") and r.int8_modules(m) == ("net",)
+    # stems are gated on SQNR, not on a speech-intelligibility score; speech models keep STOI
+    from export.parity import stoi_sample_rate
+
+    assert stoi_sample_rate(m) is None
+    svc = registry.build("lhq-svc-vocoder-unittest")
+    assert stoi_sample_rate(svc, 16000) == 16000
     assert all(g.startswith("net.") for g in groups)
     assert groups[:10] == [f"net.{p}" for p, _, _ in m.net.dense_blocks()]
     assert {"net.body.stem", "net.body.transitions.0", "net.body.upsamplers.3",

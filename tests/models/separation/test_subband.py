@@ -206,3 +206,32 @@ def test_stft_exports_without_complex_or_stft_ops():
         if isinstance(val, torch.Tensor):
             assert not val.is_complex()
     torch.testing.assert_close(ep.module()(x), x, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("width", "hop", "frames"), [(128, 32, 50), (512, 88, 17), (64, 4, 300),
+                                                      (7, 3, 5), (4, 4, 1)])
+def test_overlap_add_is_the_strided_transposed_convolution(width, hop, frames):
+    """The iSTFT and the synthesis bank overlap-add with shifted adds (XNNPACK runs the one-channel
+    deconvolution slowly): the same sum as conv_transpose1d, to float64 rounding."""
+    import torch.nn.functional as F
+
+    from models.separation.stft import overlap_add
+
+    torch.manual_seed(0)
+    fr = torch.randn(3, frames, width, dtype=torch.float64)
+    eye = torch.eye(width, dtype=torch.float64)[:, None, :]
+    ref = F.conv_transpose1d(fr.transpose(1, 2), eye, stride=hop)[:, 0]
+    got = overlap_add(fr, hop)
+    assert got.shape == ref.shape == (3, (frames - 1) * hop + width)
+    assert torch.max(torch.abs(got - ref)).item() < 1e-12
+
+
+def test_exported_separator_has_no_one_channel_deconvolution():
+    """Only the network's own up-samplers remain transposed convolutions in the graph."""
+    from models import registry
+
+    m = registry.build("cws-mdensenet-unittest").eval()
+    ep = torch.export.export(m, registry.get("cws-mdensenet-unittest").example_inputs(m))
+    deconvs = [n for n in ep.graph.nodes if "conv_transpose" in str(n.target)
+               or ("convolution" in str(n.target) and n.args[6] is True)]
+    assert len(deconvs) == len(m.net.body.upsamplers)
