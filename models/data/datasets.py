@@ -121,7 +121,21 @@ def read_labels(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-class SingingCorpus:
+class SkipsBadFiles:
+    """A loader that skips unreadable files with a warning (kept in ``skipped``), or raises
+    :class:`DataError` on the first one when ``strict``."""
+
+    strict: bool
+    skipped: list[tuple[Path, str]]
+
+    def _bad(self, path: Path, why: str) -> None:
+        if self.strict:
+            raise DataError(why)
+        log.warning("skipping %s: %s", path, why)
+        self.skipped.append((path, why))
+
+
+class SingingCorpus(SkipsBadFiles):
     """Clips of ``dataset_raw/<singer>/*`` with F0 (+ phonemes when labelled)."""
 
     def __init__(
@@ -216,12 +230,6 @@ class SingingCorpus:
             )
         return clips
 
-    def _bad(self, path: Path, why: str) -> None:
-        if self.strict:
-            raise DataError(why)
-        log.warning("skipping %s: %s", path, why)
-        self.skipped.append((path, why))
-
     # --- access ---
     @property
     def singers(self) -> list[str]:
@@ -291,7 +299,7 @@ class MusdbTrack:
         return self.stems["accompaniment"]
 
 
-class MusdbDataset:
+class MusdbDataset(SkipsBadFiles):
     """MUSDB18-HQ-style tracks: ``root/{train,test}/<track>/{mixture,vocals,...}.wav``."""
 
     SUBSETS = ("train", "test")
@@ -334,12 +342,6 @@ class MusdbDataset:
                 f"{self.root}: no usable tracks (expected {{train,test}}/<track>/mixture.wav and "
                 f"vocals.wav; skipped {len(self.skipped)})"
             )
-
-    def _bad(self, path: Path, why: str) -> None:
-        if self.strict:
-            raise DataError(why)
-        log.warning("skipping %s: %s", path, why)
-        self.skipped.append((path, why))
 
     @staticmethod
     def _accompaniment_files(track: Path) -> list[Path]:
@@ -426,7 +428,7 @@ class NusPair:
     read_phones: list[tuple[float, float, str]]
 
 
-class NusDataset:
+class NusDataset(SkipsBadFiles):
     """NUS-48E-style paired sung / read clips with phone annotations."""
 
     def __init__(
@@ -474,12 +476,6 @@ class NusDataset:
                 f"{self.root}: no usable pairs (expected <singer>/sing/<name>.wav + .txt and "
                 f"<singer>/read/<name>.wav + .txt; skipped {len(self.skipped)})"
             )
-
-    def _bad(self, path: Path, why: str) -> None:
-        if self.strict:
-            raise DataError(why)
-        log.warning("skipping %s: %s", path, why)
-        self.skipped.append((path, why))
 
     def __len__(self) -> int:
         return len(self.pairs)

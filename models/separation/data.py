@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from models.audio import resample
-from models.data.datasets import MusdbDataset
+from models.data.datasets import MusdbDataset, SkipsBadFiles
 from models.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def load_test_tracks(root: str | os.PathLike[str], sample_rate: int, channels: i
     return _load_tracks(ds, channels, None, max_seconds, bad)
 
 
-class SeparationData:
+class SeparationData(SkipsBadFiles):
     """The splits of a MUSDB-layout corpus at `sample_rate` Hz and `channels` channels.
 
     `n_val`: validation tracks taken from ``train`` (see :func:`split_validation`); or
@@ -255,12 +255,6 @@ class SeparationData:
         self._val_cache: dict[float, list[SeparationTrack]] = {}
 
     # ---- bookkeeping ------------------------------------------------------------------------
-    def _bad(self, path: Path, why: str) -> None:
-        if self.strict:
-            raise DataError(why)
-        log.warning("skipping %s: %s", path, why)
-        self.skipped.append((path, why))
-
     @staticmethod
     def _index(track: Path, subset: str) -> TrackFiles:
         import soundfile as sf
