@@ -218,6 +218,11 @@ def load_model(
 def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "") -> None:
     """Load `state` into `model` strictly, with an error that lists what does not fit."""
     own = model.state_dict()
+    # buffers a module derives from its constructor (DerivedBuffers._derived) may be absent
+    # from checkpoints written before they existed: their values come from the model
+    derived = {f"{name}.{d}" if name else d for name, mod in model.named_modules()
+               for d in getattr(mod, "_derived", ())}
+    state = {**{k: own[k] for k in derived if k in own and k not in state}, **state}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     bad_shape = [

@@ -12,14 +12,17 @@ network input volume of Table 2's FLOP counts (:mod:`models.separation.flops`).
 
 No ``torch.stft`` and no complex dtype in the graph: the forward transform is a strided
 ``conv1d`` with the windowed cosine and minus-sine bases, real and imaginary parts as
-channels; the inverse is a GEMM with the windowed one-sided inverse DFT basis followed by
-an overlap-add (:func:`overlap_add`), divided by the overlap-added squared window (the
+channels; the inverse is the overlap-add of the windowed one-sided inverse DFT basis (a
+transposed convolution, computed in its polyphase form: :func:`transposed_conv1d`), divided by
+the overlap-added squared window (the
 least-squares iSTFT of Griffin & Lim 1984), so ``inverse(forward(x)) == x`` up to float
 rounding for any length.
 Frames are centred (``1 + L // hop`` frames, half an FFT of zeros on each side).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,24 +56,52 @@ def hann_window(win_length: int, n_fft: int) -> np.ndarray:
     return w
 
 
-def overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
-    """Overlap-add ``(B, N, W)`` frames at ``hop`` → ``(B, (N - 1)·hop + W)``.
+def polyphase_weight(weight: np.ndarray, stride: int) -> np.ndarray:
+    """The ``conv1d`` weight ``(stride, C_in, r)`` that computes ``conv_transpose1d`` with the
+    one-output-channel weight ``(C_in, 1, K)`` at ``stride`` (:func:`transposed_conv1d`);
+    ``r = ceil(K / stride)``.
 
-    The same sum as ``conv_transpose1d`` of one output channel with stride ``hop``, written as
-    ``ceil(W / hop)`` shifted adds of ``hop``-sample blocks (pads, adds, reshapes). XNNPACK runs a
-    one-output-channel strided deconvolution very slowly: in the exported demo MDenseNet the
-    iSTFT and the filter-bank synthesis as deconvolutions took 89 % of the program's time
-    (``compress bench --profile``, 2026-12-06).
+    Output sample ``t = j·stride + p`` is ``Σ_c Σ_m x[c, j − m] · W[c, m·stride + p]``: phase
+    ``p`` of the output is an ordinary convolution of the input with the taps ``p, p + stride,
+    ...`` of ``W`` (reversed, since ``conv1d`` correlates).
     """
-    b, n, w = frames.shape
-    r = -(-w // hop)
-    if r * hop != w:
-        frames = F.pad(frames, (0, r * hop - w))
-    blocks = frames.reshape(b, n, r, hop)
-    out = F.pad(blocks[:, :, 0, :], (0, 0, 0, r - 1))
-    for i in range(1, r):
-        out = out + F.pad(blocks[:, :, i, :], (0, 0, i, r - 1 - i))  # (B, N + r - 1, hop)
-    return out.reshape(b, (n + r - 1) * hop)[:, : (n - 1) * hop + w]
+    c_in, _, k = weight.shape
+    r = -(-k // stride)
+    w = np.zeros((c_in, r * stride))
+    w[:, :k] = weight[:, 0, :]
+    return w.reshape(c_in, r, stride).transpose(2, 0, 1)[:, :, ::-1].copy(order="C")
+
+
+class DerivedBuffers(nn.Module):
+    """A module with buffers computed from its constructor arguments (``_derived``): saved with
+    the other buffers, and filled in when a checkpoint written before they existed is loaded.
+    (XNNPACK needs a convolution's weight to be a constant of the program; a non-persistent
+    buffer is rejected by the ExecuTorch lowering, a weight computed in ``forward`` is not
+    delegated.)"""
+
+    _derived: tuple[str, ...] = ()
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        for name in self._derived:
+            state_dict.setdefault(prefix + name, getattr(self, name).detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def transposed_conv1d(x: torch.Tensor, poly: torch.Tensor, length: int) -> torch.Tensor:
+    """``conv_transpose1d(x, W, stride)[:, 0, :length]`` for ``x (N, C_in, L)`` from ``poly =
+    polyphase_weight(W, stride)``: one ``conv1d`` with ``stride`` output channels (the output's
+    phases) on the input padded by ``r − 1`` frames, then the phases interleaved →
+    ``(N, length)``, ``length <= (L + r − 1)·stride``.
+
+    XNNPACK runs a one-output-channel strided deconvolution very slowly: in the exported demo
+    MDenseNet the iSTFT and the filter-bank synthesis as deconvolutions took 89 % of the
+    program's time (``compress bench --profile``, 2026-12-06); this form is a plain convolution.
+    """
+    n, _, steps = x.shape
+    stride, _, r = poly.shape
+    y = F.conv1d(F.pad(x, (r - 1, r - 1)), poly)  # (N, stride, L + r - 1)
+    return y.transpose(1, 2).reshape(n, (steps + r - 1) * stride)[:, :length]
 
 
 def _buffer(arr: np.ndarray) -> torch.Tensor:
@@ -78,7 +109,7 @@ def _buffer(arr: np.ndarray) -> torch.Tensor:
     return torch.empty(src.shape, dtype=torch.float32).copy_(src)
 
 
-class ConvSTFT(nn.Module):
+class ConvSTFT(DerivedBuffers):
     """STFT ``(B, C, L) -> (B, C, 2, F, N)`` (real, imag) and its inverse, as convolutions.
 
     ``F = n_fft // 2 + 1`` bins, ``N = 1 + L // hop`` centred frames.
@@ -87,6 +118,9 @@ class ConvSTFT(nn.Module):
     forward_basis: torch.Tensor
     inverse_basis: torch.Tensor
     window_sq: torch.Tensor
+    inverse_poly: torch.Tensor
+    window_poly: torch.Tensor
+    _derived = ("inverse_poly", "window_poly")
 
     def __init__(self, sample_rate: float, frame_ms: float = FRAME_MS, hop_ms: float = HOP_MS):
         super().__init__()
@@ -106,6 +140,11 @@ class ConvSTFT(nn.Module):
         self.register_buffer("forward_basis", _buffer(fwd[:, None, :]))
         self.register_buffer("inverse_basis", _buffer(inv[:, None, :]))
         self.register_buffer("window_sq", _buffer((win**2)[None, None, :]))
+        # the inverse as a convolution (transposed_conv1d)
+        self.register_buffer("inverse_poly", _buffer(polyphase_weight(inv[:, None, :],
+                                                                      self.hop_length)))
+        self.register_buffer("window_poly", _buffer(polyphase_weight((win**2)[None, None, :],
+                                                                     self.hop_length)))
 
     def frames(self, length: int) -> int:
         """STFT frames of a ``length``-sample signal."""
@@ -124,12 +163,11 @@ class ConvSTFT(nn.Module):
         b, c, _, n_freq, n_frames = spec.shape
         if n_freq != self.n_freq:
             raise SeparationError(f"iSTFT expects {self.n_freq} bins, got {n_freq}")
-        # frames = the one-sided inverse DFT of each frame (a GEMM), then overlap-add
-        frames = F.linear(spec.reshape(b * c, 2 * n_freq, n_frames).transpose(1, 2),
-                          self.inverse_basis[:, 0, :].t())  # (B·C, N, n_fft)
-        y = overlap_add(frames, self.hop_length)  # (B·C, (N - 1) hop + n_fft)
-        env = overlap_add(self.window_sq[0].expand(n_frames, -1).unsqueeze(0),
-                          self.hop_length)  # (1, ...): a constant of the frame count
+        full = (n_frames - 1) * self.hop_length + self.n_fft
+        y = transposed_conv1d(spec.reshape(b * c, 2 * n_freq, n_frames), self.inverse_poly,
+                              full)  # (B·C, (N - 1) hop + n_fft)
+        ones = torch.ones(1, 1, n_frames, dtype=spec.dtype, device=spec.device)
+        env = transposed_conv1d(ones, self.window_poly, full)  # a constant of the frame count
         pad = self.n_fft // 2
         if y.shape[-1] < pad + length:
             raise SeparationError(f"{n_frames} frames cover {y.shape[-1] - 2 * pad} samples, "

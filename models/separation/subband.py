@@ -50,9 +50,9 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize
 from scipy.signal.windows import kaiser
-from torch import nn
 
 from models.separation import SeparationError
+from models.separation.stft import DerivedBuffers, polyphase_weight, transposed_conv1d
 
 log = logging.getLogger(__name__)
 
@@ -115,16 +115,13 @@ def _analysis(x: torch.Tensor, filters: torch.Tensor, k: int) -> torch.Tensor:
     return F.conv1d(F.pad(x, (taps - 1, right)), filters, stride=k)
 
 
-def _synthesis(y: torch.Tensor, filters: torch.Tensor, k: int, length: int) -> torch.Tensor:
-    """``(N, k, L) -> (N, 1, length)``, cropping the left padding of :func:`_analysis`."""
-    from models.separation.stft import overlap_add
-
-    taps = filters.shape[-1]
-    # conv_transpose1d(y, filters, stride=k) as each sample's filter response (a GEMM), then an
-    # overlap-add at hop k: XNNPACK runs the one-output-channel deconvolution very slowly
-    frames = F.linear(y.transpose(1, 2), filters[:, 0, :].t())  # (N, L, taps)
-    x = overlap_add(frames, k).unsqueeze(1)  # (N, 1, (L - 1) k + taps)
-    return x[..., taps - 1 : taps - 1 + length]
+def _synthesis(y: torch.Tensor, poly: torch.Tensor, taps: int, length: int) -> torch.Tensor:
+    """``(N, k, L) -> (N, 1, length)``, cropping the left padding of :func:`_analysis`:
+    ``conv_transpose1d(y, filters, stride=k)`` in its polyphase form (``poly``, see
+    :func:`models.separation.stft.transposed_conv1d`; XNNPACK runs the one-output-channel
+    deconvolution very slowly)."""
+    x = transposed_conv1d(y, poly, taps - 1 + length)  # (N, taps - 1 + length)
+    return x[:, None, taps - 1 :]
 
 
 def reconstruction_snr(prototype: np.ndarray, k: int) -> float:
@@ -261,7 +258,7 @@ def _buffer(arr: np.ndarray) -> torch.Tensor:
     return torch.empty(src.shape, dtype=torch.float32).copy_(src)
 
 
-class PQMF(nn.Module):
+class PQMF(DerivedBuffers):
     """K-band PQMF analysis / synthesis as ``conv1d`` / ``conv_transpose1d`` (CWS §2.3).
 
     ``analysis``: ``(B, C, T) -> (B, C·K, L)``, channel ``c·K + k`` (eq. 6);
@@ -271,6 +268,8 @@ class PQMF(nn.Module):
 
     analysis_filters: torch.Tensor
     synthesis_filters: torch.Tensor
+    synthesis_poly: torch.Tensor
+    _derived = ("synthesis_poly",)
 
     def __init__(self, k: int = 4, taps: int | None = None):
         super().__init__()
@@ -285,6 +284,8 @@ class PQMF(nn.Module):
             filters = h[:, None, ::-1]  # (K, 1, taps): conv1d correlates, so reverse h_k
         self.register_buffer("analysis_filters", _buffer(filters))
         self.register_buffer("synthesis_filters", _buffer(filters * k))
+        # synthesis as a convolution (transposed_conv1d)
+        self.register_buffer("synthesis_poly", _buffer(polyphase_weight(filters * k, k)))
 
     def subband_length(self, length: int) -> int:
         """Samples per subband for an input of ``length`` samples."""
@@ -304,7 +305,7 @@ class PQMF(nn.Module):
             return y[..., :length]
         b, ck, n = y.shape
         c = ck // self.k
-        x = _synthesis(y.reshape(b * c, self.k, n), self.synthesis_filters, self.k, length)
+        x = _synthesis(y.reshape(b * c, self.k, n), self.synthesis_poly, self.taps, length)
         return x.reshape(b, c, length)  # (B, C, T)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
