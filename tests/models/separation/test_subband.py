@@ -238,3 +238,23 @@ def test_exported_separator_has_no_one_channel_deconvolution():
     deconvs = [n for n in ep.graph.nodes if "conv_transpose" in str(n.target)
                or ("convolution" in str(n.target) and n.args[6] is True)]
     assert len(deconvs) == len(m.net.body.upsamplers)
+
+
+def test_a_checkpoint_without_the_derived_buffers_loads():
+    """Checkpoints written before the polyphase buffers existed still load: the model fills
+    them in (they follow from its constructor); any other missing key is still an error."""
+    from models import registry
+    from models.checkpoint import load_into
+    from models.errors import CheckpointError
+
+    m = registry.build("cws-mdensenet-unittest").eval()
+    old = {k: v for k, v in m.state_dict().items() if not k.endswith("_poly")}
+    assert len(old) == len(m.state_dict()) - 3
+    fresh = registry.build("cws-mdensenet-unittest").eval()
+    load_into(fresh, old)
+    x = registry.get("cws-mdensenet-unittest").example_inputs(m)
+    with torch.no_grad():
+        assert torch.equal(fresh(*x), m(*x))
+    del old["stft.forward_basis"]
+    with pytest.raises(CheckpointError, match="forward_basis"):
+        load_into(fresh, old)
