@@ -240,3 +240,19 @@ def test_gflops_follow_table2(arch):
               f"ratio to K=1 {ratio:.3f} vs {paper_ratio:.3f}")
         assert abs(ratio / paper_ratio - 1) <= 0.15
         assert abs(ours[k] / paper[k] - 1) <= 0.05  # MACs, not 2 x MACs
+
+
+@pytest.mark.parametrize(("dh", "dw"), [(0, 0), (1, 0), (0, 1), (1, 2), (-1, 1), (2, -2)])
+def test_match_pads_with_zeros_or_crops_like_f_pad(dh, dw):
+    """The skip alignment pads by concatenating zeros (an int8-safe op in XNNPACK, unlike a pad
+    between an int8 producer and a float consumer); the values are F.pad's."""
+    import torch.nn.functional as F
+
+    from models.separation.nets import _match
+
+    x = torch.randn(2, 3, 5, 6)
+    ref = torch.zeros(1, 1, 5 + dh, 6 + dw)
+    want = F.pad(x, (0, dw, 0, dh))
+    got = _match(x, ref)
+    assert got.shape == want.shape == (2, 3, 5 + dh, 6 + dw)
+    assert torch.equal(got, want)
