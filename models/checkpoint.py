@@ -218,7 +218,7 @@ def load_model(
 def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "") -> None:
     """Load `state` into `model` strictly, with an error that lists what does not fit."""
     own = model.state_dict()
-    # buffers a module derives from its constructor (DerivedBuffers._derived) may be absent
+    # buffers a module derives from its constructor (its `_derived` names) may be absent
     # from checkpoints written before they existed: their values come from the model
     derived = {f"{name}.{d}" if name else d for name, mod in model.named_modules()
                for d in getattr(mod, "_derived", ())}

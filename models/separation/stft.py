@@ -22,8 +22,6 @@ Frames are centred (``1 + L // hop`` frames, half an FFT of zeros on each side).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -72,22 +70,6 @@ def polyphase_weight(weight: np.ndarray, stride: int) -> np.ndarray:
     return w.reshape(c_in, r, stride).transpose(2, 0, 1)[:, :, ::-1].copy(order="C")
 
 
-class DerivedBuffers(nn.Module):
-    """A module with buffers computed from its constructor arguments (``_derived``): saved with
-    the other buffers, and filled in when a checkpoint written before they existed is loaded.
-    (XNNPACK needs a convolution's weight to be a constant of the program; a non-persistent
-    buffer is rejected by the ExecuTorch lowering, a weight computed in ``forward`` is not
-    delegated.)"""
-
-    _derived: tuple[str, ...] = ()
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any,
-                              **kwargs: Any) -> None:
-        for name in self._derived:
-            state_dict.setdefault(prefix + name, getattr(self, name).detach().clone())
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
 def transposed_conv1d(x: torch.Tensor, poly: torch.Tensor, length: int) -> torch.Tensor:
     """``conv_transpose1d(x, W, stride)[:, 0, :length]`` for ``x (N, C_in, L)`` from ``poly =
     polyphase_weight(W, stride)``: one ``conv1d`` with ``stride`` output channels (the output's
@@ -109,7 +91,7 @@ def _buffer(arr: np.ndarray) -> torch.Tensor:
     return torch.empty(src.shape, dtype=torch.float32).copy_(src)
 
 
-class ConvSTFT(DerivedBuffers):
+class ConvSTFT(nn.Module):
     """STFT ``(B, C, L) -> (B, C, 2, F, N)`` (real, imag) and its inverse, as convolutions.
 
     ``F = n_fft // 2 + 1`` bins, ``N = 1 + L // hop`` centred frames.
@@ -120,6 +102,8 @@ class ConvSTFT(DerivedBuffers):
     window_sq: torch.Tensor
     inverse_poly: torch.Tensor
     window_poly: torch.Tensor
+    #: buffers that follow from the constructor: checkpoints written before they existed
+    #: still load (:func:`models.checkpoint.load_into` takes them from the model)
     _derived = ("inverse_poly", "window_poly")
 
     def __init__(self, sample_rate: float, frame_ms: float = FRAME_MS, hop_ms: float = HOP_MS):

@@ -50,9 +50,10 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize
 from scipy.signal.windows import kaiser
+from torch import nn
 
 from models.separation import SeparationError
-from models.separation.stft import DerivedBuffers, polyphase_weight, transposed_conv1d
+from models.separation.stft import polyphase_weight, transposed_conv1d
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ def _buffer(arr: np.ndarray) -> torch.Tensor:
     return torch.empty(src.shape, dtype=torch.float32).copy_(src)
 
 
-class PQMF(DerivedBuffers):
+class PQMF(nn.Module):
     """K-band PQMF analysis / synthesis as ``conv1d`` / ``conv_transpose1d`` (CWS §2.3).
 
     ``analysis``: ``(B, C, T) -> (B, C·K, L)``, channel ``c·K + k`` (eq. 6);
@@ -269,7 +270,7 @@ class PQMF(DerivedBuffers):
     analysis_filters: torch.Tensor
     synthesis_filters: torch.Tensor
     synthesis_poly: torch.Tensor
-    _derived = ("synthesis_poly",)
+    _derived = ("synthesis_poly",)  # see ConvSTFT._derived
 
     def __init__(self, k: int = 4, taps: int | None = None):
         super().__init__()
