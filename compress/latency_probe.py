@@ -295,8 +295,11 @@ def plan_probes(
         got = capture(prog, m, paths, [inputs, *calibration])
         for (comp, kind), u in first.items():
             assert u.module is not None
-            shapes = [list(t.shape) for t in Bound(m.get_submodule(u.module),
-                                                   *got[u.module][0]).inputs()]
+            # what a narrowing changes in the layer: its inputs, or its own weights (a dense
+            # layer's output width follows the growth rate while its first input may not)
+            mod = m.get_submodule(u.module)
+            shapes = ([list(t.shape) for t in Bound(mod, *got[u.module][0]).inputs()]
+                      + [list(p.shape) for p in mod.parameters()])
             gk = f"{comp}/{kind}"
             if axis is None:
                 first_shapes[gk] = shapes

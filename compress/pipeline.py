@@ -524,7 +524,8 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
 
 def stage_distill(st: RunState, out: Path) -> ModelResult:
     model = st.recipe.load(st.need("evolve").checkpoint)
-    rec = st.recipe.distill(model, st.splits, st.cfg, out, st.say)
+    full = st.recipe.load(st.need("robust").checkpoint)  # the full model evolution started from
+    rec = st.recipe.distill(model, st.splits, st.cfg, out, st.say, teacher=full)
     path = st.recipe.save(model, out / MODEL_FILE, {"event": "distill", **rec})
     return _model_result(st, model, path, rec)
 

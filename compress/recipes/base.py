@@ -279,9 +279,9 @@ class Recipe(ABC):
 
     # ---- distillation -------------------------------------------------------------------------
     def distill(self, model: nn.Module, data: DataSplits, cfg: RunConfig, out: Path,
-                say: Say) -> dict[str, Any]:
-        """Distil `model` in place to what ships (e.g. fewer sampler steps); the default
-        does nothing (a family without a sampler has nothing to distil)."""
+                say: Say, teacher: nn.Module | None = None) -> dict[str, Any]:
+        """Distil `model` (the evolved student) in place to what ships: fewer sampler steps,
+        or `teacher`'s (the full model's) outputs as targets; the default does nothing."""
         return {"skipped": "this family has no sampler to distil"}
 
     # ---- speed --------------------------------------------------------------------------------

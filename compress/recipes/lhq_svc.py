@@ -447,7 +447,8 @@ class LHQSVCRecipe(Recipe):
 
     # ---- distillation ---------------------------------------------------------------------
     def distill(self, model: nn.Module, data: DataSplits, cfg: Any, out: Path,
-                say: Say) -> dict[str, Any]:
+                say: Say, teacher: nn.Module | None = None) -> dict[str, Any]:
+        # the sampler's own teacher: the student at more steps (progressive distillation)
         from compress.distill import distill_progressive
 
         dc = cfg.distill

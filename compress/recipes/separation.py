@@ -9,16 +9,23 @@ What the family tells the pipeline (:class:`~compress.recipes.base.Recipe`):
 * **units** — every layer of every dense block of MDenseNet / MMDenseNet
   (:func:`models.separation.nets.remove_dense_layer`: removal keeps the block's shapes; a block
   keeps one layer). Kind ``dense_<band>s<depth>``: layers at the same spectrogram size share a
-  latency probe. The UNets have no unit yet and are refused; channel narrowing is not offered
-  (the dense nets' growth rates feed transitions, skips and up-samplers whose slicing is not
-  written yet).
+  latency probe. And one width unit, ``net.growth`` (kind ``width``): narrowing multiplies
+  every dense block's growth rate by ``evolve.narrow_factor`` (at least
+  :data:`~models.separation.nets.MIN_GROWTH`), keeping each layer's channels of largest filter
+  norm and slicing every reader (:meth:`Separator.narrow`); one axis for the whole network, so
+  the latency table measures the network at each narrowed width and every layer kind's cost at
+  it. The UNets have no unit yet and are refused.
 * **device program** — the whole separator: ``(1, C, T)`` mixture chunk → ``(1, 2, C, T)``
   stems, filter banks and STFT / iSTFT inside as convolutions, kept fp32; only the mask network
   (``net``) may go int8, one group per dense block and per remaining conv stage.
 * **robust / fine-tunes** — short training with the model's own loss (L1 + conservation on the
   subband spectra, eqs. 7–8) against the references of augmented training remixes. No skip
   probability: a skipped dense layer is not an identity, so robust training is plain training.
-* **distillation** — none (no sampler): the stage records that it was skipped.
+* **distillation** — from the full model (the robust-trained teacher evolution started from):
+  ``distill.steps_per_stage`` steps at ``distill.lr`` of the student's loss half against the
+  references and half against the teacher's stems on the same training remixes
+  (:data:`DISTILL_WEIGHT`); with ``distill.guard`` the student is scored on val before and
+  after, and the undistilled one is kept when distillation did not raise the score.
 * **scores** — on held-out excerpts (non-overlapping ``seconds``-long pieces of the split's
   tracks with audible vocals, round robin over songs), separated chunk by chunk at the shipped
   chunk length: ``si_sdr`` (vocal SI-SDR, dB; the decision score: it needs no 512-tap BSSEval
@@ -48,6 +55,9 @@ log = logging.getLogger(__name__)
 
 HEADER_ATTR = "_checkpoint_header"
 SCORES = ("si_sdr", "si_sdri", "sdr")
+GROWTH_UNIT = "net.growth"  # the width unit: every dense block's growth rate
+#: distillation: weight of the loss against the teacher's stems (the rest: the references)
+DISTILL_WEIGHT = 0.5
 _SILENT = 1e-6  # mean square of the vocals below which an excerpt is not scored
 
 
@@ -191,20 +201,23 @@ class SeparationRecipe(Recipe):
                                show_progress=False, device=self.device)
 
     def load(self, path: str | Path) -> nn.Module:
-        """A separator checkpoint; its dense-layer counts (``extra.dense_layers``, written by
-        :meth:`save`) rebuild an evolved network."""
+        """A separator checkpoint. An evolved network's dense-layer counts and growth rates
+        are in its config (:attr:`Separator.config`); checkpoints of the first separation runs
+        kept the counts in ``extra.dense_layers``, which is read when the config has none."""
         from models import registry
         from models.checkpoint import load_into, load_state
 
         header, state = load_state(path)
         spec = registry.get(header.model)
         cfg = spec.config(**{k: v for k, v in header.config.items() if k in spec.defaults})
-        layers = header.extra.get("dense_layers")
+        if cfg.get("layers") is None and header.extra.get("dense_layers") is not None:
+            cfg["layers"] = header.extra["dense_layers"]
         try:
-            model = spec.factory(**cfg, layers=layers)
+            model = spec.factory(**cfg)
         except (TypeError, ValueError) as exc:
             raise CompressError(f"{path}: cannot rebuild {header.model!r} with dense layers "
-                                f"{layers}: {exc}") from exc
+                                f"{cfg.get('layers')} and growth rates {cfg.get('growths')}: "
+                                f"{exc}") from exc
         load_into(model, state, source=str(path))
         model.eval()
         object.__setattr__(model, HEADER_ATTR, header)
@@ -220,7 +233,7 @@ class SeparationRecipe(Recipe):
         name = header.model if header is not None else self.cfg.model.name
         history = [*(header.history if header is not None else []), event]
         extra = dict(header.extra) if header is not None else {}
-        extra["dense_layers"] = list(_sep(model).dense_layers)
+        extra.pop("dense_layers", None)  # the config holds them (see load)
         return save_checkpoint(path, model, model_name=name, config=dict(_sep(model).config),
                                history=history, extra=extra)
 
@@ -234,20 +247,40 @@ class SeparationRecipe(Recipe):
 
     # ---- architecture -------------------------------------------------------------------
     def units(self, model: nn.Module) -> list[Unit]:
+        from models.separation.nets import MIN_GROWTH
+
         out = []
         for path, block, tag in _sep(model).net.dense_blocks():
             n = len(block.layers)
+            # the latency probe of every layer of a block is its last layer: removing any
+            # layer leaves the structure of the block with one layer fewer (later layers lose
+            # the removed one's input channels), so a removal saves what the last, widest-input
+            # layer costs. Probing the first layer instead left that out, and the table
+            # overestimated the demo run's student by 70 % (2026-12-06).
+            last = f"net.{path}.layers.{n - 1}"
             for j in range(n):
-                name = f"net.{path}.layers.{j}"
-                out.append(Unit(name, f"dense_{tag}", "net", j,
-                                ("remove",) if n > 1 else (), int(block.growth), name))
+                out.append(Unit(f"net.{path}.layers.{j}", f"dense_{tag}", "net", j,
+                                ("remove",) if n > 1 else (), int(block.growth), last))
+        growths = _sep(model).dense_growths
+        if growths:
+            out.append(Unit(GROWTH_UNIT, "width", "net", 0,
+                            ("narrow",) if max(growths) > MIN_GROWTH else (), sum(growths),
+                            None))
         return out
 
     def apply(self, model: nn.Module, action: Action) -> None:
-        from models.separation.nets import remove_dense_layer
+        from models.separation.nets import narrow_growths, remove_dense_layer
 
+        if action.kind == "narrow":
+            if action.unit != GROWTH_UNIT:
+                raise CompressError(f"unit {action.unit!r} cannot be narrowed; the separator's "
+                                    f"width unit is {GROWTH_UNIT!r}")
+            sep = _sep(model)
+            sep.narrow(narrow_growths(sep.dense_growths, action.factor))
+            return
         if action.kind != "remove":
-            raise CompressError(f"separation units support remove, not {action.kind!r}")
+            raise CompressError(f"separation units support remove and narrow, not "
+                                f"{action.kind!r}")
         head, sep, idx = action.unit.rpartition(".layers.")
         if not sep or not head.startswith("net.") or not idx.isdigit():
             raise CompressError(f"unit {action.unit!r} is not a dense layer "
@@ -261,16 +294,19 @@ class SeparationRecipe(Recipe):
     def architecture(self, model: nn.Module) -> dict[str, Any]:
         return {"arch": model.arch, "k": model.k, "width": model.width,
                 "sample_rate": model.sample_rate, "channels": model.channels,
-                "net": list(_sep(model).dense_layers)}
+                "net": list(_sep(model).dense_layers),
+                "growths": list(_sep(model).dense_growths)}
 
     def components(self, model: nn.Module) -> dict[str, str]:
         return {"net": "net"}
 
     # ---- training -----------------------------------------------------------------------
-    def _train(self, model: nn.Module, data: DataSplits, steps: int, lr: float, seed: int
-               ) -> dict[str, Any]:
+    def _train(self, model: nn.Module, data: DataSplits, steps: int, lr: float, seed: int,
+               teacher: nn.Module | None = None) -> dict[str, Any]:
         """`steps` Adam steps of the model's loss (L1 + conservation) on augmented training
-        remixes at the shipped chunk length; the model ends in eval mode."""
+        remixes at the shipped chunk length; the model ends in eval mode. With `teacher`, the
+        loss is ``(1 - w) · L(references) + w · L(teacher's stems)``, w =
+        :data:`DISTILL_WEIGHT`."""
         if steps <= 0:
             return {"steps": 0}
         sep = _sep(model)
@@ -287,6 +323,11 @@ class SeparationRecipe(Recipe):
             for _ in range(steps):
                 mix, voc, acc = (torch.from_numpy(a) for a in sd.sample(rng, batch, chunk))
                 loss, _ = sep.loss(mix, voc, acc)
+                if teacher is not None:
+                    with torch.no_grad():
+                        stems = teacher(mix)  # (B, 2, C, T)
+                    kd, _ = sep.loss(mix, stems[:, 0].contiguous(), stems[:, 1].contiguous())
+                    loss = (1.0 - DISTILL_WEIGHT) * loss + DISTILL_WEIGHT * kd
                 if not torch.isfinite(loss):
                     raise CompressError(f"separator fine-tune: loss {float(loss)}; lower lr "
                                         f"({lr})")
@@ -295,8 +336,11 @@ class SeparationRecipe(Recipe):
                 opt.step()
                 losses.append(float(loss.detach()))
         model.eval()
-        return {"steps": steps, "loss_start": losses[0], "loss_end": losses[-1],
-                "loss": "L1 + conservation (eqs. 7-8) on training remixes"}
+        what = "L1 + conservation (eqs. 7-8) on training remixes"
+        if teacher is not None:
+            what += (f", {1 - DISTILL_WEIGHT:g} x against the references + {DISTILL_WEIGHT:g} x "
+                     "against the teacher's stems")
+        return {"steps": steps, "loss_start": losses[0], "loss_end": losses[-1], "loss": what}
 
     def robust(self, model: nn.Module, data: DataSplits, cfg: Any, seed: int
                ) -> dict[str, Any]:
@@ -314,6 +358,37 @@ class SeparationRecipe(Recipe):
     def finetune_scope(self, model: nn.Module, action: Action
                        ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
         return (("net",), ("net",))
+
+    def distill(self, model: nn.Module, data: DataSplits, cfg: Any, out: Path, say: Say,
+                teacher: nn.Module | None = None) -> dict[str, Any]:
+        """Distil the evolved student from the full model (module docstring)."""
+        if teacher is None:
+            return {"skipped": "no teacher given"}
+        dc, ec = cfg.distill, cfg.evolve
+        teacher.eval()
+        score = None
+        if dc.guard:
+            score = self.scorer(model, data, "val", items=ec.val_clips, seconds=ec.val_seconds,
+                                chunk_seconds=cfg.export.chunk_seconds, score=ec.score)
+        before = score(model, "undistilled") if score else None
+        undistilled = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        say(f"distill: {dc.steps_per_stage} steps from the full model (lr {dc.lr})")
+        rec = self._train(model, data, dc.steps_per_stage, dc.lr, cfg.seed + 5101, teacher)
+        rec["teacher"] = "the full model (robust stage)"
+        if score is not None and before is not None:
+            after = score(model, "distilled")
+            rec["guard"] = {"score": ec.score, "undistilled": before.to_json(),
+                            "distilled": after.to_json(),
+                            "paired_noise": after.paired_noise(before)}
+            if after.value <= before.value:
+                model.load_state_dict(undistilled)
+                rec["kept"] = "undistilled"
+                say(f"distill: val {ec.score} {before.value:.3f} -> {after.value:.3f}: kept "
+                    "the undistilled student")
+            else:
+                rec["kept"] = "distilled"
+                say(f"distill: val {ec.score} {before.value:.3f} -> {after.value:.3f}")
+        return rec
 
     # ---- what ships ---------------------------------------------------------------------
     def device_program(self, model: nn.Module) -> nn.Module:
@@ -367,6 +442,7 @@ class SeparationRecipe(Recipe):
     def export_metadata(self, model: nn.Module, cfg: Any) -> dict[str, Any]:
         return {"arch": model.arch, "k": model.k,
                 "dense_layers": json.dumps(list(_sep(model).dense_layers)),
+                "dense_growths": json.dumps(list(_sep(model).dense_growths)),
                 "outputs": "stems (1, 2, C, T): vocals, accompaniment"}
 
     # ---- scores -------------------------------------------------------------------------

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.separation import SeparationError
+from models.units import ChannelGroup, Slot
 
 ARCHS = ("unet5", "unet6", "mdensenet", "mmdensenet")
 
@@ -106,6 +107,16 @@ class MaskNet(nn.Module, ABC):
     def dense_layers(self) -> list[int]:
         """Layers per dense block, in the order of :meth:`dense_blocks`."""
         return [len(b.layers) for _, b, _ in self.dense_blocks()]
+
+    @property
+    def dense_growths(self) -> list[int]:
+        """Growth rate (channels each layer adds) per dense block, in the same order."""
+        return [int(b.growth) for _, b, _ in self.dense_blocks()]
+
+    def growth_groups(self, growths: Sequence[int]) -> list[ChannelGroup]:
+        """The channel groups (:mod:`models.units`) that narrow this net's dense blocks to
+        `growths` (one per block): keys relative to the net. None for a UNet."""
+        raise SeparationError(f"{type(self).__name__} has no dense blocks to narrow")
 
 
 # --------------------------------------------------------------------------------------- UNet
@@ -254,6 +265,62 @@ def remove_dense_layer(block: DenseBlock, index: int) -> None:
     block.layers = nn.ModuleList(kept)
 
 
+# ---- narrowing: the dense blocks' growth rates (compress run's width unit) -------------------
+#: narrowing never takes a dense block below this many channels per layer
+MIN_GROWTH = 2
+_BN = ("weight", "bias", "running_mean", "running_var")
+
+
+def narrow_growths(growths: Sequence[int], factor: float, minimum: int = MIN_GROWTH
+                   ) -> list[int]:
+    """Every growth rate times `factor`, rounded down, at least `minimum` (rates already at or
+    below it stay); SeparationError when nothing would shrink."""
+    if not 0.0 < factor < 1.0:
+        raise SeparationError(f"narrow factor {factor!r}; expected 0 < factor < 1")
+    new = [max(minimum, int(g * factor)) if g > minimum else int(g) for g in growths]
+    if new == [int(g) for g in growths]:
+        raise SeparationError(f"cannot narrow growth rates {list(growths)} by {factor}: each "
+                              f"is at its minimum ({minimum})")
+    return new
+
+
+def _input_slots(path: str, block: DenseBlock, offset: int) -> list[Slot]:
+    """Readers of channels entering `block` at `offset` of its input: every layer's BN and
+    conv (each layer sees the block input first, then the earlier layers' maps)."""
+    out = []
+    for m in range(len(block.layers)):
+        out += [Slot(f"{path}.layers.{m}.0.{k}", 0, offset) for k in _BN]
+        out.append(Slot(f"{path}.layers.{m}.2.weight", 1, offset))
+    return out
+
+
+def _block_groups(path: str, block: DenseBlock, target: int
+                  ) -> tuple[list[ChannelGroup], list[Slot]]:
+    """Groups of `block`'s layers but its last (each layer's `growth` maps, read by every later
+    layer at ``in + j·growth``), narrowed to `target`; and the producer slot of the last
+    layer, the block's output, whose readers are outside the block."""
+    g, base, n = int(block.growth), int(block.in_channels), len(block.layers)
+    groups = []
+    for j in range(n - 1):
+        slots = [Slot(f"{path}.layers.{j}.2.weight", 0, 0, producer=True)]
+        for m in range(j + 1, n):
+            slots += [Slot(f"{path}.layers.{m}.0.{k}", 0, base + j * g) for k in _BN]
+            slots.append(Slot(f"{path}.layers.{m}.2.weight", 1, base + j * g))
+        groups.append(ChannelGroup(f"{path}.layers.{j}", g, target, tuple(slots)))
+    return groups, [Slot(f"{path}.layers.{n - 1}.2.weight", 0, 0, producer=True)]
+
+
+def _head_groups(head: MaskHead, growth: int) -> list[ChannelGroup]:
+    """The mask head's dense block (its input handled by the caller) and its output, read by
+    the 1×1 mask conv."""
+    block = head[0]
+    assert isinstance(block, DenseBlock)
+    groups, out = _block_groups("head.0", block, growth)
+    groups.append(ChannelGroup("head.0.out", int(block.growth), growth,
+                               (*out, Slot("head.1.weight", 1))))
+    return groups
+
+
 def _with_layers(blocks: Sequence[tuple[int, int]], layers: Sequence[int] | None
                  ) -> list[tuple[int, int]]:
     if layers is None:
@@ -264,6 +331,21 @@ def _with_layers(blocks: Sequence[tuple[int, int]], layers: Sequence[int] | None
     return [(k, int(n)) for (k, _), n in zip(blocks, layers)]
 
 
+def _split(values: Sequence[int] | None, sizes: Sequence[int], what: str, total: str
+           ) -> list[list[int] | None]:
+    """`values` (one per dense block of the whole net) cut into runs of `sizes`."""
+    if values is None:
+        return [None] * len(sizes)
+    if len(values) != sum(sizes):
+        raise SeparationError(f"{what}={list(values)}: expected {sum(sizes)} values ({total})")
+    out: list[list[int] | None] = []
+    a = 0
+    for n in sizes:
+        out.append([int(v) for v in values[a : a + n]])
+        a += n
+    return out
+
+
 class MDenseNetBody(nn.Module):
     """Multi-scale DenseNet without its out block (Table 1, one column).
 
@@ -271,11 +353,12 @@ class MDenseNetBody(nn.Module):
     up-path blocks; a 1×1 conv + 2×2 max-pool precedes each down-path block after the first,
     a 2×2 stride-2 transposed conv each up-path block (whose input also takes the skip).
     ``stem_kernel`` is the first conv's (f, t) size, zero-padded to keep F and N.
+    ``growths`` (one per block) replaces the blocks' scaled growth rates (a narrowed net).
     """
 
     def __init__(self, in_channels: int, blocks: Sequence[tuple[int, int]], pools: int,
                  stem_kernel: tuple[int, int] = (3, 3), width: float = 1.0,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, growths: Sequence[int] | None = None):
         super().__init__()
         if len(blocks) != 2 * pools + 1:
             raise SeparationError(f"{pools} pools need {2 * pools + 1} dense blocks, "
@@ -287,6 +370,11 @@ class MDenseNetBody(nn.Module):
         self.stem = nn.Conv2d(in_channels, stem, (kf, kt))
         self.pools = pools
         grow = [(scaled(k, width), n) for k, n in blocks]
+        if growths is not None:
+            if len(growths) != len(blocks) or min(growths) < 1:
+                raise SeparationError(f"growths={list(growths)}: expected {len(blocks)} "
+                                      "growth rates >= 1")
+            grow = [(int(g), n) for g, (_, n) in zip(growths, grow)]
         self.transitions = nn.ModuleList()
         self.down_blocks = nn.ModuleList()
         chans = stem
@@ -323,6 +411,57 @@ class MDenseNetBody(nn.Module):
             out.append((f"{prefix}.up_blocks.{i}", b, f"{band}s{self.pools - 1 - i}"))
         return out
 
+    def growth_groups(self, prefix: str, growths: Sequence[int]
+                      ) -> tuple[list[ChannelGroup], list[Slot]]:
+        """Channel groups narrowing the body's blocks to `growths` (down path then up path),
+        keys under `prefix`; and the producer slot of the body's output (its readers are the
+        caller's). A transition (1×1, k → k) and an up-sampler (k → k) follow the block
+        before them: their outputs are groups of their own with the same target."""
+        downs = [b for b in self.down_blocks if isinstance(b, DenseBlock)]
+        ups = [b for b in self.up_blocks if isinstance(b, DenseBlock)]
+        if len(growths) != len(downs) + len(ups):
+            raise SeparationError(f"growths={list(growths)}: expected "
+                                  f"{len(downs) + len(ups)} values for {prefix}")
+        down_new, up_new = list(growths[: len(downs)]), list(growths[len(downs):])
+        groups: list[ChannelGroup] = []
+        outs: list[list[Slot]] = []
+        for i, b in enumerate(downs):
+            gs, out = _block_groups(f"{prefix}.down_blocks.{i}", b, down_new[i])
+            groups += gs
+            outs.append(out)
+        for u, b in enumerate(ups):
+            gs, out = _block_groups(f"{prefix}.up_blocks.{u}", b, up_new[u])
+            groups += gs
+            outs.append(out)
+        for i, b in enumerate(downs):
+            path, g, t = f"{prefix}.down_blocks.{i}", int(b.growth), down_new[i]
+            readers: list[Slot]
+            if i < self.pools:  # the transition before the next block, and the skip
+                tr = f"{prefix}.transitions.{i}"
+                u = self.pools - 1 - i
+                readers = [Slot(f"{tr}.weight", 1),
+                           *_input_slots(f"{prefix}.up_blocks.{u}", ups[u],
+                                         int(ups[u].in_channels) - g)]
+                groups.append(ChannelGroup(tr, g, t, (
+                    Slot(f"{tr}.weight", 0, 0, producer=True), Slot(f"{tr}.bias", 0),
+                    *_input_slots(f"{prefix}.down_blocks.{i + 1}", downs[i + 1], 0))))
+            else:  # the bottom block feeds the first up-sampler
+                readers = [Slot(f"{prefix}.upsamplers.0.weight", 0)]
+            groups.append(ChannelGroup(f"{path}.out", g, t, (*outs[i], *readers)))
+        for u, b in enumerate(ups):
+            before = downs[-1] if u == 0 else ups[u - 1]
+            t_before = down_new[-1] if u == 0 else up_new[u - 1]
+            up = f"{prefix}.upsamplers.{u}"
+            groups.append(ChannelGroup(up, int(before.growth), t_before, (
+                Slot(f"{up}.weight", 1, 0, producer=True), Slot(f"{up}.bias", 0),
+                *_input_slots(f"{prefix}.up_blocks.{u}", b, 0))))
+            if u < len(ups) - 1:
+                groups.append(ChannelGroup(f"{prefix}.up_blocks.{u}.out", int(b.growth),
+                                           up_new[u], (*outs[len(downs) + u],
+                                                       Slot(f"{prefix}.upsamplers.{u + 1}"
+                                                            ".weight", 0))))
+        return groups, outs[-1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(F.pad(x, self.stem_pad))  # (B, 32, F, N)
         skips = []
@@ -342,8 +481,10 @@ class MaskHead(nn.Sequential):
     """Table 1's out rows: DenseBlock(k = 32, L = 2), Conv2d(32 → masks), sigmoid."""
 
     def __init__(self, in_channels: int, out_channels: int, width: float, dropout: float,
-                 layers: int = 2):
-        growth = scaled(OUT_GROWTH, width)
+                 layers: int = 2, growth: int | None = None):
+        growth = scaled(OUT_GROWTH, width) if growth is None else int(growth)
+        if growth < 1:
+            raise SeparationError(f"head growth {growth}: expected >= 1")
         super().__init__(DenseBlock(in_channels, growth, layers, dropout),
                          nn.Conv2d(growth, out_channels, 1), nn.Sigmoid())
 
@@ -352,16 +493,17 @@ class MDenseNet(MaskNet):
     """MDenseNet of scale 5 (Table 1, right column): ``(B, in, F, N) -> (B, out, F, N)``."""
 
     def __init__(self, in_channels: int, out_channels: int, width: float = 1.0,
-                 dropout: float = 0.1, layers: Sequence[int] | None = None):
+                 dropout: float = 0.1, layers: Sequence[int] | None = None,
+                 growths: Sequence[int] | None = None):
         super().__init__()
         n = len(MDN_BLOCKS)
-        if layers is not None and len(layers) != n + 1:
-            raise SeparationError(f"layers={list(layers)}: MDenseNet has {n + 1} dense blocks "
-                                  f"({n} in the body, 1 in the head)")
-        self.body = MDenseNetBody(in_channels, _with_layers(MDN_BLOCKS, layers and layers[:n]),
-                                  pools=4, width=width, dropout=dropout)
+        total = f"MDenseNet has {n + 1} dense blocks, {n} in the body, 1 in the head"
+        lay = _split(layers, (n, 1), "layers", total)
+        grow = _split(growths, (n, 1), "growths", total)
+        self.body = MDenseNetBody(in_channels, _with_layers(MDN_BLOCKS, lay[0]), pools=4,
+                                  width=width, dropout=dropout, growths=grow[0])
         self.head = MaskHead(self.body.out_channels, out_channels, width, dropout,
-                             layers[n] if layers else 2)
+                             lay[1][0] if lay[1] else 2, grow[1][0] if grow[1] else None)
 
     @property
     def min_size(self) -> tuple[int, int]:
@@ -372,6 +514,17 @@ class MDenseNet(MaskNet):
         assert isinstance(head, DenseBlock)
         return [*self.body.dense_blocks("body"), ("head.0", head, "s0")]
 
+    def growth_groups(self, growths: Sequence[int]) -> list[ChannelGroup]:
+        n = len(self.dense_blocks()) - 1
+        if len(growths) != n + 1:
+            raise SeparationError(f"growths={list(growths)}: MDenseNet has {n + 1} dense blocks")
+        groups, out = self.body.growth_groups("body", growths[:n])
+        head = self.head[0]
+        assert isinstance(head, DenseBlock) and isinstance(self.head, MaskHead)
+        groups.append(ChannelGroup("body.out", int(self.body.out_channels), int(growths[n - 1]),
+                                   (*out, *_input_slots("head.0", head, 0))))
+        return groups + _head_groups(self.head, int(growths[n]))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
 
@@ -381,29 +534,29 @@ class MMDenseNet(MaskNet):
     the full band; low ⊕ high along frequency, ⊕ full along channels, then the mask head."""
 
     def __init__(self, in_channels: int, out_channels: int, width: float = 1.0,
-                 dropout: float = 0.1, layers: Sequence[int] | None = None):
+                 dropout: float = 0.1, layers: Sequence[int] | None = None,
+                 growths: Sequence[int] | None = None):
         super().__init__()
         tables = (MMDN_LOW_BLOCKS, MMDN_HIGH_BLOCKS, MMDN_FULL_BLOCKS)
-        total = sum(map(len, tables)) + 1
-        if layers is not None and len(layers) != total:
-            raise SeparationError(f"layers={list(layers)}: MMDenseNet has {total} dense blocks "
-                                  "(7 low, 7 high, 7 full band, 1 in the head)")
-        parts: list[Sequence[int] | None] = [None, None, None]
-        if layers is not None:
-            a = 0
-            for i, t in enumerate(tables):
-                parts[i] = layers[a : a + len(t)]
-                a += len(t)
-        self.low = MDenseNetBody(in_channels, _with_layers(MMDN_LOW_BLOCKS, parts[0]), pools=3,
-                                 stem_kernel=(4, 3), width=width, dropout=dropout)
-        self.high = MDenseNetBody(in_channels, _with_layers(MMDN_HIGH_BLOCKS, parts[1]),
-                                  pools=3, width=width, dropout=dropout)
-        self.full = MDenseNetBody(in_channels, _with_layers(MMDN_FULL_BLOCKS, parts[2]),
-                                  pools=3, width=width, dropout=dropout)
+        sizes = (*map(len, tables), 1)
+        total = (f"MMDenseNet has {sum(sizes)} dense blocks: 7 low, 7 high, 7 full band, 1 in "
+                 "the head")
+        lay = _split(layers, sizes, "layers", total)
+        grow = _split(growths, sizes, "growths", total)
+        self.low = MDenseNetBody(in_channels, _with_layers(MMDN_LOW_BLOCKS, lay[0]), pools=3,
+                                 stem_kernel=(4, 3), width=width, dropout=dropout,
+                                 growths=grow[0])
+        self.high = MDenseNetBody(in_channels, _with_layers(MMDN_HIGH_BLOCKS, lay[1]),
+                                  pools=3, width=width, dropout=dropout, growths=grow[1])
+        self.full = MDenseNetBody(in_channels, _with_layers(MMDN_FULL_BLOCKS, lay[2]),
+                                  pools=3, width=width, dropout=dropout, growths=grow[2])
         if self.low.out_channels != self.high.out_channels:
-            raise SeparationError("the low and high band nets must end with the same width")
+            raise SeparationError("the low and high band nets must end with the same width "
+                                  f"(growths {self.low.out_channels} and "
+                                  f"{self.high.out_channels})")
         self.head = MaskHead(self.low.out_channels + self.full.out_channels, out_channels,
-                             width, dropout, layers[-1] if layers else 2)
+                             width, dropout, lay[3][0] if lay[3] else 2,
+                             grow[3][0] if grow[3] else None)
 
     def dense_blocks(self) -> list[tuple[str, DenseBlock, str]]:
         head = self.head[0]
@@ -416,25 +569,67 @@ class MMDenseNet(MaskNet):
         f, n = self.full.min_size
         return 2 * f, n  # each band net sees half of the bins
 
+    def growth_groups(self, growths: Sequence[int]) -> list[ChannelGroup]:
+        if len(growths) != len(self.dense_blocks()):
+            raise SeparationError(f"growths={list(growths)}: MMDenseNet has "
+                                  f"{len(self.dense_blocks())} dense blocks")
+        groups: list[ChannelGroup] = []
+        outs = []
+        a = 0
+        for name in ("low", "high", "full"):
+            body = getattr(self, name)
+            n = len(body.down_blocks) + len(body.up_blocks)
+            gs, out = body.growth_groups(name, growths[a : a + n])
+            groups += gs
+            outs.append((out, int(growths[a + n - 1]), int(body.out_channels)))
+            a += n
+        (low, t_low, c_low), (high, t_high, _), (full, t_full, c_full) = outs
+        if t_low != t_high:
+            raise SeparationError(f"growths={list(growths)}: the low and high band nets must "
+                                  f"end with the same width ({t_low} vs {t_high})")
+        head = self.head[0]
+        assert isinstance(head, DenseBlock) and isinstance(self.head, MaskHead)
+        # low and high are stacked along frequency: one set of channels, read once by the head
+        groups.append(ChannelGroup("low_high.out", c_low, t_low,
+                                   (*low, *high, *_input_slots("head.0", head, 0))))
+        groups.append(ChannelGroup("full.out", c_full, t_full,
+                                   (*full, *_input_slots("head.0", head, c_low))))
+        return groups + _head_groups(self.head, int(growths[a]))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         half = x.shape[-2] // 2
         sub = torch.cat([self.low(x[:, :, :half]), self.high(x[:, :, half:])], dim=2)
         return self.head(torch.cat([sub, self.full(x)], dim=1))  # (B, out, F, N)
 
 
+def paper_blocks(arch: str, width: float = 1.0) -> tuple[list[int], list[int]]:
+    """``(layers, growths)`` per dense block of ``arch`` at `width` as Table 1 builds it (empty
+    lists for the UNets): what :attr:`MaskNet.dense_layers` / ``dense_growths`` read before
+    any removal or narrowing."""
+    tables = {"mdensenet": (MDN_BLOCKS,),
+              "mmdensenet": (MMDN_LOW_BLOCKS, MMDN_HIGH_BLOCKS, MMDN_FULL_BLOCKS)}.get(arch, ())
+    if not tables:
+        return [], []
+    rows = [r for t in tables for r in t] + [(OUT_GROWTH, 2)]
+    return [n for _, n in rows], [scaled(k, width) for k, _ in rows]
+
+
 def build_net(arch: str, in_channels: int, out_channels: int, width: float = 1.0,
-              dropout: float = 0.1, layers: Sequence[int] | None = None) -> MaskNet:
-    """The mask network ``arch`` (one of :data:`ARCHS`); `layers` (dense nets only) gives the
-    layer count of each dense block (:attr:`MaskNet.dense_layers`), None the paper's."""
-    if layers is not None and arch not in ("mdensenet", "mmdensenet"):
-        raise SeparationError(f"layers={list(layers)}: only the dense nets have dense blocks, "
-                              f"not {arch!r}")
+              dropout: float = 0.1, layers: Sequence[int] | None = None,
+              growths: Sequence[int] | None = None) -> MaskNet:
+    """The mask network ``arch`` (one of :data:`ARCHS`); `layers` and `growths` (dense nets
+    only) give the layer count and growth rate of each dense block
+    (:attr:`MaskNet.dense_layers`, :attr:`MaskNet.dense_growths`), None the paper's."""
+    for what, v in (("layers", layers), ("growths", growths)):
+        if v is not None and arch not in ("mdensenet", "mmdensenet"):
+            raise SeparationError(f"{what}={list(v)}: only the dense nets have dense blocks, "
+                                  f"not {arch!r}")
     if arch == "unet5":
         return UNet(in_channels, out_channels, 5, width, dropout)
     if arch == "unet6":
         return UNet(in_channels, out_channels, 6, width, dropout)
     if arch == "mdensenet":
-        return MDenseNet(in_channels, out_channels, width, dropout, layers)
+        return MDenseNet(in_channels, out_channels, width, dropout, layers, growths)
     if arch == "mmdensenet":
-        return MMDenseNet(in_channels, out_channels, width, dropout, layers)
+        return MMDenseNet(in_channels, out_channels, width, dropout, layers, growths)
     raise SeparationError(f"unknown separator architecture {arch!r}; valid: {', '.join(ARCHS)}")

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from compress.config import RunConfig
 from compress.config_io import from_dict
 from compress.errors import CompressError, ConfigError
 from compress.recipes import recipe_for
-from compress.recipes.base import Action
+from compress.recipes.base import Action, Unit
 from compress.recipes.separation import SeparationRecipe
 from models import registry
 
@@ -34,6 +35,7 @@ latency: {warmup: 1, iterations: 5, repeats: 2, width_steps: 0, validate: false}
 evolve: {budget_fraction: 0.99, params_fraction: null, score: si_sdr, max_rounds: 3,
          finetune_steps: 2, duplicate_candidates: 0, swap_candidates: 0, val_clips: 3,
          val_seconds: 1.0, screen_clips: 1, screen_keep: 2}
+distill: {steps_per_stage: 4}
 quantize: {calibration_clips: 2, sensitivity_threshold: 1.0}
 export: {chunk_seconds: 0.5, precision: fp32}
 bench: {iterations: 5, warmup: 1, repeats: 2, teacher_steps: 1, eval_clips: 3, eval_seconds: 1.0}
@@ -59,25 +61,39 @@ def test_units_actions_and_checkpoint_rebuild(tmp_path):
     r.configure(from_dict(RunConfig, {"model": {"name": NAME}, "evolve": {"score": "si_sdr"}}))
     m = registry.build(NAME).eval()
     units = r.units(m)
+    width = units.pop()
+    assert width == Unit("net.growth", "width", "net", 0, ("narrow",), sum(m.dense_growths),
+                         None)
     assert len(units) == sum(m.dense_layers) == 38
     assert {u.component for u in units} == {"net"}
     assert {u.kind for u in units} == {f"dense_s{i}" for i in range(5)}
-    assert all(u.actions == ("remove",) and u.module == u.name for u in units)
+    assert all(u.actions == ("remove",) for u in units)
+    # each layer's latency probe is its block's last layer (what a removal saves)
+    for u in units:
+        layers = u.name.rsplit(".", 1)[0]  # net.<block>.layers
+        assert u.module == f"{layers}.{len(m.get_submodule(layers)) - 1}", u
     m.get_submodule(units[0].module)  # module paths resolve from the separator
     x = registry.get(NAME).example_inputs(m)[0]
     r.apply(m, Action("remove", "net.body.up_blocks.1.layers.2"))
     r.apply(m, Action("remove", "net.head.0.layers.0"))
     assert r.architecture(m)["net"] == [4, 4, 4, 4, 4, 4, 3, 4, 4, 1]
     assert all(u.actions == () for u in r.units(m) if u.name.startswith("net.head.0."))
-    with pytest.raises(CompressError, match="remove, not 'narrow'"):
+    with pytest.raises(CompressError, match="cannot be narrowed"):
         r.apply(m, Action("narrow", "net.body.stem", 0.5))
+    with pytest.raises(CompressError, match="remove and narrow, not 'duplicate'"):
+        r.apply(m, Action("duplicate", "net.head.0.layers.0"))
+    r.apply(m, Action("narrow", "net.growth", 0.75))
+    assert r.architecture(m)["growths"] == [3] * 9 + [6]
     with pytest.raises(CompressError, match="no dense block"):
         r.apply(m, Action("remove", "net.body.down_blocks.9.layers.0"))
     with torch.no_grad():
         y = m(x)
     p = r.save(m, tmp_path / "m.safetensors", {"event": "test"})
     back = r.load(p)
-    assert back.dense_layers == m.dense_layers
+    assert back.dense_layers == m.dense_layers and back.dense_growths == m.dense_growths
+    from models.checkpoint import load_model
+
+    assert load_model(p)[0].dense_growths == m.dense_growths  # compress export's loader
     with torch.no_grad():
         assert torch.equal(back(x), y)
     assert r.params(back) == r.params(m) < r.params(registry.build(NAME))
@@ -156,8 +172,118 @@ def test_compress_run_end_to_end(tmp_path):
     assert set(rep["student"]["scores"]) == {"si_sdr", "si_sdri", "sdr"}
     pte = next(iter(rep["artifacts"].values()))
     assert Path(pte).is_file() and pte.endswith(".pte")
-    distill = json.loads((run / "05_distill" / "done.json").read_text())
-    assert "no sampler" in json.dumps(distill)
+    distill = json.loads((run / "05_distill" / "done.json").read_text())["record"]
+    assert distill["steps"] == 4 and distill["kept"] in ("distilled", "undistilled")
+    assert "teacher's stems" in distill["loss"]
     evo = rep["evolution"]
     assert all(h["action"] in ("remove", "start", "applied") for h in evo), evo
     assert rep["student"]["params"] <= rep["teacher"]["params"]
+
+
+def test_latency_plan_measures_the_narrowed_network_and_its_layers():
+    """The width unit reaches the latency table: one segment probe of the whole network per
+    narrowed width, and every layer kind probed again at it (the growth rate sets both a
+    layer's input and its output channels), so the search can value narrowing."""
+    from compress.latency_probe import plan_probes
+
+    r = SeparationRecipe()
+    m = registry.build(NAME).eval()
+    x = registry.get(NAME).example_inputs(m)
+    pm, probes = plan_probes(r, m, x, [], precision={"net": "fp32"}, width_steps=2,
+                             narrow_factor=0.75, tag="t")
+    keys = {p.key for p in probes}
+    narrowed = sum(narrow_growths_twice(m.dense_growths))
+    assert {"seg:net@t", f"seg:net:net.growth={sum([3] * 9 + [6])}@t",
+            f"seg:net:net.growth={narrowed}@t"} <= keys
+    assert pm.teacher_widths == {"net": {"net.growth": sum(m.dense_growths)}}
+    kinds = {f"dense_s{i}" for i in range(5)}
+    assert {k.split("/", 1)[0] for k in pm.governs} == {"net"}
+    assert {k.split("/", 1)[1] for k, v in pm.governs.items() if v == "net.growth"} == kinds
+    for kind in kinds:
+        for w in (sum(m.dense_growths), sum([3] * 9 + [6]), narrowed):
+            key = f"layer:net/{kind}={w}@t"
+            assert key in keys and f"null:{key}" in keys, key
+    by_key = {p.key: p for p in probes}
+    seg = by_key[f"seg:net:net.growth={narrowed}@t"]
+    assert sum(p.numel() for p in seg.module.parameters()) < sum(
+        p.numel() for p in m.net.parameters())
+
+
+def narrow_growths_twice(growths):
+    from models.separation.nets import narrow_growths
+
+    return narrow_growths(narrow_growths(growths, 0.75), 0.75)
+
+
+def _musdb(root: Path, sr: int = 8000) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    for split, names in (("train", ["a", "b"]), ("test", ["c", "d"])):
+        for i, name in enumerate(names):
+            d = root / split / name
+            d.mkdir(parents=True)
+            rng = np.random.default_rng(len(name) + i + (split == "test") * 10)
+            t = np.arange(3 * sr) / sr
+            voc = 0.3 * np.sin(2 * np.pi * (220 + 50 * i) * t) * (t % 1.0 < 0.7)
+            acc = 0.1 * rng.standard_normal(t.size)
+            st = lambda x: np.stack([x, 0.7 * x], 1).astype("f4")  # noqa: E731
+            for stem, x in (("vocals", voc), ("accompaniment", acc), ("mixture", voc + acc)):
+                sf.write(d / f"{stem}.wav", st(x), sr)
+    return root
+
+
+def test_distillation_pulls_the_student_to_the_teacher_and_the_guard_keeps_the_better(
+        tmp_path, monkeypatch):
+    import compress.recipes.separation as sep_recipe
+    from compress.recipes.base import DataSplits
+
+    root = _musdb(tmp_path / "musdb")
+    cfg = from_dict(RunConfig, {
+        "model": {"name": NAME}, "export": {"chunk_seconds": 0.5},
+        "train": {"batch_size": 2},
+        "evolve": {"score": "si_sdr", "val_clips": 2, "val_seconds": 1.0, "screen_clips": 0},
+        "distill": {"steps_per_stage": 25, "lr": 0.01, "guard": False}})
+    data = DataSplits(str(root), ("a", "b"), ("c",), ("d",))
+    r = SeparationRecipe()
+    r.configure(cfg)
+    torch.manual_seed(0)
+    teacher, student = registry.build(NAME).eval(), registry.build(NAME).eval()
+    mix = r.example_inputs(student, data, "train", 2, 0.5)
+    monkeypatch.setattr(sep_recipe, "DISTILL_WEIGHT", 1.0)  # the teacher's stems alone
+
+    def gap() -> float:
+        with torch.no_grad():
+            return sum(float((student(*x) - teacher(*x)).abs().mean()) for x in mix)
+
+    g0 = gap()
+    rec = r.distill(student, data, cfg, tmp_path, lambda s: None, teacher=teacher)
+    assert rec["steps"] == 25 and "teacher's stems" in rec["loss"] and "guard" not in rec
+    assert gap() < 0.5 * g0
+    # the guard scores val before and after and keeps the better weights
+    guarded = replace(cfg, distill=replace(cfg.distill, guard=True, steps_per_stage=5))
+    rec = r.distill(student, data, guarded, tmp_path, lambda s: None, teacher=teacher)
+    g = rec["guard"]
+    assert len(g["undistilled"]["items"]) == 2 and g["score"] == "si_sdr"
+    better = g["distilled"]["value"] > g["undistilled"]["value"]
+    assert rec["kept"] == ("distilled" if better else "undistilled")
+    # a distillation the val score says is worse (the real scorer's drop by 100 dB on the
+    # second call) leaves the undistilled weights exactly
+    real = r.scorer
+
+    def worse_after(*a, **k):
+        run, calls = real(*a, **k), []
+
+        def scored(subject, tag, first=None):
+            res = run(subject, tag, first)
+            calls.append(tag)
+            return replace(res, value=res.value - 100.0 * (len(calls) > 1))
+        return scored
+
+    monkeypatch.setattr(r, "scorer", worse_after)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    rec = r.distill(student, data, guarded, tmp_path, lambda s: None, teacher=teacher)
+    assert rec["kept"] == "undistilled"
+    assert all(torch.equal(v, student.state_dict()[k]) for k, v in before.items())
+    assert r.distill(student, data, cfg, tmp_path, lambda s: None) == {
+        "skipped": "no teacher given"}

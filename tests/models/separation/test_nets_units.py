@@ -1,4 +1,5 @@
-"""Dense-layer removal in the CWS dense nets: shapes kept, the result rebuilt from its layers."""
+"""Dense-layer removal and growth narrowing in the CWS dense nets: shapes kept, exactness where
+it is exact, the result rebuilt from its config."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import torch
 
 from models import registry
 from models.separation import SeparationError, Separator
-from models.separation.nets import remove_dense_layer
+from models.separation.nets import (
+    MIN_GROWTH,
+    narrow_growths,
+    paper_blocks,
+    remove_dense_layer,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -37,7 +43,8 @@ def test_removed_layers_keep_shapes_and_rebuild_from_layers(name):
         y1 = m(x)
     assert y1.shape == y0.shape == (1, 2, 2, x.shape[-1])
     assert torch.isfinite(y1).all() and (y1 - y0).abs().max() > 0
-    rebuilt = Separator(**m.config, layers=after).eval()
+    assert m.config["layers"] == after and "growths" not in m.config
+    rebuilt = Separator(**m.config).eval()
     rebuilt.load_state_dict(m.state_dict())  # strict: every tensor has the same shape
     with torch.no_grad():
         assert torch.equal(rebuilt(x), y1)
@@ -82,3 +89,71 @@ def test_invalid_removals_and_layers_are_clear_errors():
     with pytest.raises(SeparationError, match="only the dense nets"):
         Separator("unet5", sample_rate=8000, width=0.0625, layers=[2])
     assert Separator("unet5", sample_rate=8000, width=0.0625).dense_layers == []
+
+
+def _dead_channel_zero(m: Separator, growths: list[int]) -> None:
+    """Make channel 0 of every group that `growths` narrows contribute nothing: its producing
+    filters zero, and every bias / BN mean that reads it zero, so BN → ReLU gives 0 there."""
+    state = m.net.state_dict()
+    with torch.no_grad():
+        for g in m.net.growth_groups(growths):
+            if g.target == g.size:
+                continue
+            for s in g.slots:
+                if s.producer or s.key.endswith((".bias", ".running_mean")):
+                    state[s.key].narrow(s.axis, s.offset, 1).zero_()
+
+
+@pytest.mark.parametrize("name", ["cws-mdensenet-unittest", "cws-mmdensenet-unittest"])
+def test_narrowing_drops_the_weakest_channels_exactly(name):
+    """A channel whose filters and readers' offsets are zero adds nothing, so narrowing every
+    block by one channel drops exactly those (smallest filter norm) and leaves the stems as
+    they were; the narrowed net rebuilds from its config."""
+    torch.manual_seed(0)
+    m = registry.build(name).eval()
+    x = registry.get(name).example_inputs(m)[0]
+    before = list(m.dense_growths)
+    assert (m.dense_layers, before) == paper_blocks(m.arch, m.width)
+    growths = [g - 1 if g > MIN_GROWTH else g for g in before]
+    _dead_channel_zero(m, growths)
+    with torch.no_grad():
+        y0 = m(x)
+    n0 = sum(p.numel() for p in m.parameters())
+    m.narrow(growths)
+    assert m.dense_growths == growths and m.config["growths"] == growths
+    assert "layers" not in m.config
+    with torch.no_grad():
+        y1 = m(x)
+    assert y1.shape == y0.shape
+    assert float((y1 - y0).abs().max()) < 1e-5
+    assert sum(p.numel() for p in m.parameters()) < n0
+    rebuilt = Separator(**m.config).eval()
+    rebuilt.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), y1)
+
+
+def test_narrowing_after_removals_and_its_limits():
+    torch.manual_seed(2)
+    m = registry.build("cws-mdensenet-unittest").eval()
+    x = registry.get("cws-mdensenet-unittest").example_inputs(m)[0]
+    blocks = m.net.dense_blocks()
+    remove_dense_layer(blocks[3][1], 1)
+    m.narrow(m.dense_growths)  # every target = its size: the identity
+    with torch.no_grad():
+        y = m(x)
+    g = narrow_growths(m.dense_growths, 0.5)
+    assert g == [max(MIN_GROWTH, v // 2) for v in m.dense_growths]
+    m.narrow(g)
+    with torch.no_grad():
+        y2 = m(x)
+    assert y2.shape == y.shape and torch.isfinite(y2).all()
+    assert Separator(**m.config).dense_layers == m.dense_layers
+    while max(m.dense_growths) > MIN_GROWTH:
+        m.narrow(narrow_growths(m.dense_growths, 0.5))
+    with pytest.raises(SeparationError, match="at its minimum"):
+        narrow_growths(m.dense_growths, 0.5)
+    with pytest.raises(SeparationError, match="expected 10 values"):
+        Separator("mdensenet", sample_rate=8000, width=0.25, growths=[2, 2])
+    with pytest.raises(SeparationError, match="only the dense nets"):
+        Separator("unet5", sample_rate=8000, width=0.0625, growths=[2])
