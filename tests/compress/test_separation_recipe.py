@@ -172,7 +172,7 @@ def test_compress_run_end_to_end(tmp_path):
     assert set(rep["student"]["scores"]) == {"si_sdr", "si_sdri", "sdr"}
     pte = next(iter(rep["artifacts"].values()))
     assert Path(pte).is_file() and pte.endswith(".pte")
-    distill = json.loads((run / "05_distill" / "done.json").read_text())["record"]
+    distill = json.loads((run / "05_distill" / "done.json").read_text())["result"]["record"]
     assert distill["steps"] == 4 and distill["kept"] in ("distilled", "undistilled")
     assert "teacher's stems" in distill["loss"]
     evo = rep["evolution"]
