@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -145,55 +146,86 @@ def _riff_declared_frames(p: Path) -> int | None:
     return None
 
 
-def _read_readable(p: Path) -> tuple[np.ndarray, int]:
-    """Read every decodable frame of ``p`` as ``(T, C)`` float32; warn when it is short.
+class AudioReader:
+    """Every decodable frame of an audio file, block by block, as ``(n, C)`` float32.
 
-    A file cut off or damaged part-way (a decoder that loses sync, a data chunk shorter than
-    its header) gives what could be decoded before the damage, with a warning that states the
-    duration read and the duration the header declares. Nothing decodable -> AudioError.
+    What :func:`load_audio` reads, without holding the whole file: opening checks the file
+    (exists, not empty, readable, rate in range); :meth:`blocks` yields the frames and, at the
+    end, raises when nothing was decodable or warns when the file is short. A file cut off or
+    damaged part-way (a decoder that loses sync, a data chunk shorter than its header) gives
+    what could be decoded before the damage, with a warning that states the duration read and
+    the duration the header declares.
     """
-    import soundfile as sf
 
-    errors = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
-    try:
-        f = sf.SoundFile(str(p))
-    except errors as exc:
-        raise AudioError(f"{p}: not a readable audio file ({exc})") from exc
-    with f:
-        sr, declared = int(f.samplerate), int(f.frames)
-        if not MIN_RATE <= sr <= MAX_RATE:
-            raise AudioError(f"{p}: sample rate {sr} Hz is outside [{MIN_RATE}, {MAX_RATE}] Hz")
-        blocks: list[np.ndarray] = []
+    def __init__(self, path: str | os.PathLike[str]):
+        import soundfile as sf
+
+        p = Path(path)
+        if not p.is_file():
+            raise AudioError(f"{p}: no such audio file")
+        if p.stat().st_size == 0:
+            raise AudioError(f"{p}: file is empty (0 bytes)")
+        self.path = p
+        self._errors = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
+        try:
+            with sf.SoundFile(str(p)) as f:
+                self.sample_rate, self.declared = int(f.samplerate), int(f.frames)
+                self.channels = int(f.channels)
+        except self._errors as exc:
+            raise AudioError(f"{p}: not a readable audio file ({exc})") from exc
+        if not MIN_RATE <= self.sample_rate <= MAX_RATE:
+            raise AudioError(f"{p}: sample rate {self.sample_rate} Hz is outside "
+                             f"[{MIN_RATE}, {MAX_RATE}] Hz")
+        #: frames read so far
+        self.frames = 0
+
+    def blocks(self, block: int = 4096) -> Iterator[np.ndarray]:
+        """``(n, C)`` float32 blocks of at most `block` frames (small blocks: a decoder that
+        loses sync drops at most one)."""
+        import soundfile as sf
+
+        p, sr = self.path, self.sample_rate
         damage = ""
-        block = 4096  # small: a decoder that loses sync drops at most one block
-        while True:
-            try:
-                b = f.read(block, dtype="float32", always_2d=True)
-            except errors as exc:
-                damage = str(exc).replace("Error : ", "").strip().rstrip(".")
-                break
-            if b.shape[0] == 0:
-                break
-            blocks.append(b)
-            if b.shape[0] < block:
-                break
-    data = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)
-    n = data.shape[0]
-    if n == 0:
-        if damage:
-            raise AudioError(f"{p}: no readable frames ({damage})")
-        raise AudioError(f"{p}: audio has no frames")
-    riff = _riff_declared_frames(p)
-    if riff is not None and riff > declared:
-        declared = riff
-    if damage or n < declared - 1:
-        why = f": {damage}" if damage else ""
-        log.warning(
-            "%s: truncated or damaged%s; read %.2f s of the %.2f s its header declares "
-            "(%d of %d frames); using the readable part",
-            p, why, n / sr, max(declared, n) / sr, n, max(declared, n),
-        )
-    return data, sr
+        self.frames = 0
+        try:
+            f = sf.SoundFile(str(p))
+        except self._errors as exc:
+            raise AudioError(f"{p}: not a readable audio file ({exc})") from exc
+        with f:
+            while True:
+                try:
+                    b = f.read(block, dtype="float32", always_2d=True)
+                except self._errors as exc:
+                    damage = str(exc).replace("Error : ", "").strip().rstrip(".")
+                    break
+                if b.shape[0] == 0:
+                    break
+                self.frames += b.shape[0]
+                yield b
+                if b.shape[0] < block:
+                    break
+        n, declared = self.frames, self.declared
+        if n == 0:
+            if damage:
+                raise AudioError(f"{p}: no readable frames ({damage})")
+            raise AudioError(f"{p}: audio has no frames")
+        riff = _riff_declared_frames(p)
+        if riff is not None and riff > declared:
+            declared = riff
+        if damage or n < declared - 1:
+            why = f": {damage}" if damage else ""
+            log.warning(
+                "%s: truncated or damaged%s; read %.2f s of the %.2f s its header declares "
+                "(%d of %d frames); using the readable part",
+                p, why, n / sr, max(declared, n) / sr, n, max(declared, n),
+            )
+
+
+def _read_readable(p: Path) -> tuple[np.ndarray, int]:
+    """Read every decodable frame of ``p`` as ``(T, C)`` float32 (:class:`AudioReader`)."""
+    reader = AudioReader(p)
+    data = np.concatenate(list(reader.blocks()))
+    return data, reader.sample_rate
 
 
 def load_audio(

@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         run=run,
         description="Separate a recording into its singing voice and its accompaniment: the "
         "step before `compress train` on your own songs (LHQ-SVC §IV.A trains on separated "
-        "vocals). Long songs go through in overlapping, crossfaded chunks, so memory is "
-        "bounded by the chunk; the stems are written at the input's sample rate and channel "
+        "vocals). Long songs stream through in overlapping, crossfaded chunks: the file is "
+        "read, resampled, separated and written block by block, so memory does not grow "
+        "with the song's length; the stems are written at the input's sample rate and channel "
         "count. A .pte runs in the ExecuTorch runtime chunk by chunk, as the phone does.",
     )
     p.add_argument("--model", required=True, metavar="CKPT|X.pte",
@@ -86,12 +87,9 @@ def load_separator(path: str) -> tuple[Any, float | None, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from compress.cli_util import resolve_device
     from compress.errors import CompressError
-    from models.audio import load_audio, resample, write_wav
-    from models.separation.infer import separate_long
+    from models.separation.infer import separate_file
 
     model, pte_chunk, what = load_separator(args.model)
     if pte_chunk is None:
@@ -101,21 +99,12 @@ def run(args: argparse.Namespace) -> int:
                             f"chunks of {pte_chunk:g} s exactly")
     chunk = pte_chunk or args.chunk_seconds or 6.0
     overlap = args.overlap_seconds if args.overlap_seconds is not None else min(0.5, chunk / 4)
-    wav, sr_in = load_audio(args.input, channels=None)
-    x = wav if wav.ndim == 2 else wav[None]
-    sr = int(model.sample_rate)
     t0 = time.perf_counter()
-    stems = separate_long(model, resample(x, sr_in, sr) if sr_in != sr else x, chunk, overlap,
-                          progress=None if sys.stderr.isatty() else False)
     out = Path(args.out)
-    for name, stem in zip(("vocals", "accompaniment"), stems):
-        y = resample(stem, sr, sr_in) if sr_in != sr else stem
-        if y.shape[-1] < x.shape[-1]:  # the rate round trip can lose a sample
-            y = np.pad(y, ((0, 0), (0, x.shape[-1] - y.shape[-1])))
-        y = y[..., : x.shape[-1]]
-        write_wav(out / f"{name}.wav", y[0] if wav.ndim == 1 else y, sr_in)
-    secs = x.shape[-1] / sr_in
-    print(f"wrote {out / 'vocals.wav'} and {out / 'accompaniment.wav'}: {secs:.1f} s of audio "
-          f"({x.shape[0]} channel(s), {sr_in} Hz) in {time.perf_counter() - t0:.1f} s with "
-          f"the {what} ({sr} Hz, {chunk:g} s chunks)")
+    info = separate_file(model, args.input, out, chunk, overlap,
+                         progress=None if sys.stderr.isatty() else False)
+    print(f"wrote {out / 'vocals.wav'} and {out / 'accompaniment.wav'}: "
+          f"{info['seconds']:.1f} s of audio ({info['channels']} channel(s), "
+          f"{info['sample_rate']} Hz) in {time.perf_counter() - t0:.1f} s with the {what} "
+          f"({model.sample_rate} Hz, {chunk:g} s chunks, read and written as a stream)")
     return 0
