@@ -9,12 +9,13 @@ What the family tells the pipeline (:class:`~compress.recipes.base.Recipe`):
 * **units** — every layer of every dense block of MDenseNet / MMDenseNet
   (:func:`models.separation.nets.remove_dense_layer`: removal keeps the block's shapes; a block
   keeps one layer). Kind ``dense_<band>s<depth>``: layers at the same spectrogram size share a
-  latency probe. And one width unit, ``net.growth`` (kind ``width``): narrowing multiplies
-  every dense block's growth rate by ``evolve.narrow_factor`` (at least
-  :data:`~models.separation.nets.MIN_GROWTH`), keeping each layer's channels of largest filter
-  norm and slicing every reader (:meth:`Separator.narrow`); one axis for the whole network, so
-  the latency table measures the network at each narrowed width and every layer kind's cost at
-  it. The UNets have no unit yet and are refused.
+  latency probe. And one width unit, ``net.width`` (kind ``width``), for every architecture:
+  narrowing multiplies every block's width — a dense block's growth rate, a UNet conv block's
+  channels — by ``evolve.narrow_factor`` (at least :data:`~models.separation.nets.MIN_GROWTH`),
+  keeping each block's channels of largest filter norm and slicing every reader
+  (:meth:`Separator.narrow`); one axis for the whole network, so the latency table measures the
+  network at each narrowed width and every layer kind's cost at it. A UNet's only unit is that
+  width (dropping a level is not shape-preserving).
 * **device program** — the whole separator: ``(1, C, T)`` mixture chunk → ``(1, 2, C, T)``
   stems, filter banks and STFT / iSTFT inside as convolutions, kept fp32; only the mask network
   (``net``) may go int8, one group per dense block and per remaining conv stage.
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 HEADER_ATTR = "_checkpoint_header"
 SCORES = ("si_sdr", "si_sdri", "sdr")
-GROWTH_UNIT = "net.growth"  # the width unit: every dense block's growth rate
+WIDTH_UNIT = "net.width"  # the width unit: every block's width (growth rate, channels)
 #: distillation: weight of the loss against the teacher's stems (the rest: the references)
 DISTILL_WEIGHT = 0.5
 _SILENT = 1e-6  # mean square of the vocals below which an excerpt is not scored
@@ -201,7 +202,7 @@ class SeparationRecipe(Recipe):
                                show_progress=False, device=self.device)
 
     def load(self, path: str | Path) -> nn.Module:
-        """A separator checkpoint. An evolved network's dense-layer counts and growth rates
+        """A separator checkpoint. An evolved network's dense-layer counts and block widths
         are in its config (:attr:`Separator.config`); checkpoints of the first separation runs
         kept the counts in ``extra.dense_layers``, which is read when the config has none."""
         from models import registry
@@ -216,7 +217,8 @@ class SeparationRecipe(Recipe):
             model = spec.factory(**cfg)
         except (TypeError, ValueError) as exc:
             raise CompressError(f"{path}: cannot rebuild {header.model!r} with dense layers "
-                                f"{cfg.get('layers')} and growth rates {cfg.get('growths')}: "
+                                f"{cfg.get('layers')} and block widths "
+                                f"{cfg.get('block_widths')}: "
                                 f"{exc}") from exc
         load_into(model, state, source=str(path))
         model.eval()
@@ -238,12 +240,8 @@ class SeparationRecipe(Recipe):
                                history=history, extra=extra)
 
     def check_teacher(self, model: nn.Module, path: Path) -> None:
-        if not hasattr(model, "dense_layers") or not hasattr(model, "net"):
-            raise CompressError(f"{path}: not a CWS separator")
-        if not model.dense_layers:
-            raise CompressError(f"{path}: {model.arch} has no evolvable unit yet (only the "
-                                "dense-block layers of mdensenet / mmdensenet are); use a "
-                                "cws-mdensenet* or cws-mmdensenet* preset")
+        if not isinstance(model, Separator):
+            raise CompressError(f"{path}: not a CWS separator ({type(model).__name__})")
 
     # ---- architecture -------------------------------------------------------------------
     def units(self, model: nn.Module) -> list[Unit]:
@@ -261,22 +259,20 @@ class SeparationRecipe(Recipe):
             for j in range(n):
                 out.append(Unit(f"net.{path}.layers.{j}", f"dense_{tag}", "net", j,
                                 ("remove",) if n > 1 else (), int(block.growth), last))
-        growths = _sep(model).dense_growths
-        if growths:
-            out.append(Unit(GROWTH_UNIT, "width", "net", 0,
-                            ("narrow",) if max(growths) > MIN_GROWTH else (), sum(growths),
-                            None))
+        widths = _sep(model).block_widths
+        out.append(Unit(WIDTH_UNIT, "width", "net", 0,
+                        ("narrow",) if max(widths) > MIN_GROWTH else (), sum(widths), None))
         return out
 
     def apply(self, model: nn.Module, action: Action) -> None:
         from models.separation.nets import narrow_growths, remove_dense_layer
 
         if action.kind == "narrow":
-            if action.unit != GROWTH_UNIT:
+            if action.unit != WIDTH_UNIT:
                 raise CompressError(f"unit {action.unit!r} cannot be narrowed; the separator's "
-                                    f"width unit is {GROWTH_UNIT!r}")
+                                    f"width unit is {WIDTH_UNIT!r}")
             sep = _sep(model)
-            sep.narrow(narrow_growths(sep.dense_growths, action.factor))
+            sep.narrow(narrow_growths(sep.block_widths, action.factor))
             return
         if action.kind != "remove":
             raise CompressError(f"separation units support remove and narrow, not "
@@ -295,7 +291,7 @@ class SeparationRecipe(Recipe):
         return {"arch": model.arch, "k": model.k, "width": model.width,
                 "sample_rate": model.sample_rate, "channels": model.channels,
                 "net": list(_sep(model).dense_layers),
-                "growths": list(_sep(model).dense_growths)}
+                "block_widths": list(_sep(model).block_widths)}
 
     def components(self, model: nn.Module) -> dict[str, str]:
         return {"net": "net"}
@@ -442,7 +438,7 @@ class SeparationRecipe(Recipe):
     def export_metadata(self, model: nn.Module, cfg: Any) -> dict[str, Any]:
         return {"arch": model.arch, "k": model.k,
                 "dense_layers": json.dumps(list(_sep(model).dense_layers)),
-                "dense_growths": json.dumps(list(_sep(model).dense_growths)),
+                "block_widths": json.dumps(list(_sep(model).block_widths)),
                 "outputs": "stems (1, 2, C, T): vocals, accompaniment"}
 
     # ---- scores -------------------------------------------------------------------------

@@ -35,7 +35,9 @@ shapes around it stay what they were (:func:`remove_dense_layer`: a block output
 layer's k maps, and a later layer only loses the input channels the removed one wrote, whose
 weights are sliced out). ``layers`` (one count per dense block, :attr:`MaskNet.dense_layers`,
 in the order of :meth:`MaskNet.dense_blocks`) rebuilds such a network. The UNets have no
-removable unit yet (a level is not shape-preserving to drop) and no width narrowing.
+removable unit (a level is not shape-preserving to drop). Every net narrows: ``widths`` (one per
+block, :attr:`MaskNet.block_widths`: dense growth rates, UNet conv-block channels) rebuilds it
+and :meth:`MaskNet.width_groups` says which weights each kept channel lives in.
 """
 
 from __future__ import annotations
@@ -113,9 +115,18 @@ class MaskNet(nn.Module, ABC):
         """Growth rate (channels each layer adds) per dense block, in the same order."""
         return [int(b.growth) for _, b, _ in self.dense_blocks()]
 
+    @property
+    def block_widths(self) -> list[int]:
+        """The widths a narrowing sets, one per block: a dense net's growth rates, a UNet's
+        conv-block output channels (what ``build_net(..., widths=)`` takes)."""
+        return self.dense_growths
+
+    def width_groups(self, widths: Sequence[int]) -> list[ChannelGroup]:
+        """The channel groups (:mod:`models.units`) that narrow this net to `widths` (one per
+        block, :attr:`block_widths`): keys relative to the net."""
+        return self.growth_groups(widths)
+
     def growth_groups(self, growths: Sequence[int]) -> list[ChannelGroup]:
-        """The channel groups (:mod:`models.units`) that narrow this net's dense blocks to
-        `growths` (one per block): keys relative to the net. None for a UNet."""
         raise SeparationError(f"{type(self).__name__} has no dense blocks to narrow")
 
 
@@ -140,25 +151,70 @@ class UNet(MaskNet):
     """UNet of ``scales`` resolutions (§2.1, Fig. 2): ``(B, in, F, N)`` → ``(B, out, F, N)``."""
 
     def __init__(self, in_channels: int, out_channels: int, scales: int = 5, width: float = 1.0,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, channels: Sequence[int] | None = None):
         super().__init__()
         if scales < 2:
             raise SeparationError(f"a UNet needs at least 2 scales, got {scales}")
-        base = scaled(UNET_BASE, width)
-        enc = [base * 2**i for i in range(scales - 1)] + [base * 2 ** (scales - 2)]
+        ch = unet_channels(scales, width) if channels is None else [int(c) for c in channels]
+        if len(ch) != 2 * scales - 1 or min(ch) < 1:
+            raise SeparationError(f"channels={list(ch)}: a {scales}-scale UNet has "
+                                  f"{2 * scales - 1} conv blocks (in, {scales - 1} down, "
+                                  f"{scales - 1} up), each >= 1 channel")
+        enc = ch[:scales]  # in-conv, then each down block: the levels' widths
         self.scales = scales
         self.encoder_widths = tuple(enc)
         self.inc = ConvBlock(in_channels, enc[0])  # in-conv: expands to 64 channels
         self.down = nn.ModuleList(ConvBlock(enc[i - 1], enc[i]) for i in range(1, scales))
         ups = []
         below = enc[-1]
-        for i in range(scales - 2, -1, -1):
-            out = enc[i - 1] if i > 0 else enc[0]
-            ups.append(ConvBlock(enc[i] + below, out))
+        for j, i in enumerate(range(scales - 2, -1, -1)):
+            out = ch[scales + j]
+            ups.append(ConvBlock(enc[i] + below, out))  # skip of level i ⊕ upsampled
             below = out
         self.up = nn.ModuleList(ups)
         self.drop = nn.Dropout(dropout)
-        self.outc = nn.Conv2d(enc[0], out_channels, 1)
+        self.outc = nn.Conv2d(below, out_channels, 1)
+
+    @property
+    def block_widths(self) -> list[int]:
+        return [int(b[0].out_channels) for b in (self.inc, *self.down, *self.up)]
+
+    def width_groups(self, widths: Sequence[int]) -> list[ChannelGroup]:
+        """Each conv block's two convs narrowed to its width in `widths` (in, down, up order):
+        the first conv's output is read by the second; the block's output by the next level
+        (after pooling or upsampling), by the skip into the up block of its level (first in
+        that block's input) and, for the last up block, by the 1×1 out conv."""
+        names = ["inc", *[f"down.{i}" for i in range(len(self.down))],
+                 *[f"up.{j}" for j in range(len(self.up))]]
+        blocks = [self.inc, *self.down, *self.up]
+        if len(widths) != len(blocks):
+            raise SeparationError(f"widths={list(widths)}: this UNet has {len(blocks)} blocks")
+        s = self.scales
+        readers: dict[int, list[Slot]] = {b: [] for b in range(len(blocks))}
+        # level l's output (l = 0: inc, l >= 1: down l-1) goes down to the next level ...
+        for lvl in range(s - 1):
+            readers[lvl].append(Slot(f"down.{lvl}.0.weight", 1))
+        # ... and, but for the bottom, as the skip into up block j = s - 2 - lvl (offset 0)
+        for lvl in range(s - 1):
+            readers[lvl].append(Slot(f"up.{s - 2 - lvl}.0.weight", 1, 0))
+        # the bottom and every up block but the last feed the next up block after its skip
+        for j in range(len(self.up)):
+            below = s - 1 if j == 0 else s + j - 1
+            skip = int(blocks[s - 2 - j][0].out_channels)
+            readers[below].append(Slot(f"up.{j}.0.weight", 1, skip))
+        readers[len(blocks) - 1].append(Slot("outc.weight", 1))
+        groups = []
+        for b, (name, block) in enumerate(zip(names, blocks)):
+            c, t = int(block[0].out_channels), int(widths[b])
+            bn1 = [Slot(f"{name}.1.{k}", 0) for k in _BN]
+            bn2 = [Slot(f"{name}.4.{k}", 0) for k in _BN]
+            groups.append(ChannelGroup(f"{name}.0", c, t, (
+                Slot(f"{name}.0.weight", 0, 0, producer=True), Slot(f"{name}.0.bias", 0),
+                *bn1, Slot(f"{name}.3.weight", 1))))
+            groups.append(ChannelGroup(f"{name}.3", c, t, (
+                Slot(f"{name}.3.weight", 0, 0, producer=True), Slot(f"{name}.3.bias", 0),
+                *bn2, *readers[b])))
+        return groups
 
     @property
     def min_size(self) -> tuple[int, int]:
@@ -273,8 +329,9 @@ _BN = ("weight", "bias", "running_mean", "running_var")
 
 def narrow_growths(growths: Sequence[int], factor: float, minimum: int = MIN_GROWTH
                    ) -> list[int]:
-    """Every growth rate times `factor`, rounded down, at least `minimum` (rates already at or
-    below it stay); SeparationError when nothing would shrink."""
+    """Every width (growth rate, block channels) times `factor`, rounded down, at least
+    `minimum` (widths already at or below it stay); SeparationError when nothing would
+    shrink."""
     if not 0.0 < factor < 1.0:
         raise SeparationError(f"narrow factor {factor!r}; expected 0 < factor < 1")
     new = [max(minimum, int(g * factor)) if g > minimum else int(g) for g in growths]
@@ -602,34 +659,42 @@ class MMDenseNet(MaskNet):
         return self.head(torch.cat([sub, self.full(x)], dim=1))  # (B, out, F, N)
 
 
+def unet_channels(scales: int, width: float = 1.0) -> list[int]:
+    """Output channels of a UNet's conv blocks (in, down, up) at `width` (§2.1): levels
+    ``64 · 2^i`` (the bottom keeps the width of the one above), each up block the width of
+    the level it returns to (the last one 64)."""
+    base = scaled(UNET_BASE, width)
+    enc = [base * 2**i for i in range(scales - 1)] + [base * 2 ** (scales - 2)]
+    return enc + [enc[i - 1] if i > 0 else enc[0] for i in range(scales - 2, -1, -1)]
+
+
 def paper_blocks(arch: str, width: float = 1.0) -> tuple[list[int], list[int]]:
-    """``(layers, growths)`` per dense block of ``arch`` at `width` as Table 1 builds it (empty
-    lists for the UNets): what :attr:`MaskNet.dense_layers` / ``dense_growths`` read before
-    any removal or narrowing."""
+    """``(layers, widths)`` of ``arch`` at `width` as Table 1 builds it: layers per dense block
+    (none for the UNets) and :attr:`MaskNet.block_widths`, before any removal or narrowing."""
+    if arch in ("unet5", "unet6"):
+        return [], unet_channels(5 if arch == "unet5" else 6, width)
     tables = {"mdensenet": (MDN_BLOCKS,),
-              "mmdensenet": (MMDN_LOW_BLOCKS, MMDN_HIGH_BLOCKS, MMDN_FULL_BLOCKS)}.get(arch, ())
-    if not tables:
-        return [], []
+              "mmdensenet": (MMDN_LOW_BLOCKS, MMDN_HIGH_BLOCKS, MMDN_FULL_BLOCKS)}[arch]
     rows = [r for t in tables for r in t] + [(OUT_GROWTH, 2)]
     return [n for _, n in rows], [scaled(k, width) for k, _ in rows]
 
 
 def build_net(arch: str, in_channels: int, out_channels: int, width: float = 1.0,
               dropout: float = 0.1, layers: Sequence[int] | None = None,
-              growths: Sequence[int] | None = None) -> MaskNet:
-    """The mask network ``arch`` (one of :data:`ARCHS`); `layers` and `growths` (dense nets
-    only) give the layer count and growth rate of each dense block
-    (:attr:`MaskNet.dense_layers`, :attr:`MaskNet.dense_growths`), None the paper's."""
-    for what, v in (("layers", layers), ("growths", growths)):
-        if v is not None and arch not in ("mdensenet", "mmdensenet"):
-            raise SeparationError(f"{what}={list(v)}: only the dense nets have dense blocks, "
-                                  f"not {arch!r}")
+              widths: Sequence[int] | None = None) -> MaskNet:
+    """The mask network ``arch`` (one of :data:`ARCHS`); `layers` (dense nets only) gives the
+    layer count of each dense block (:attr:`MaskNet.dense_layers`), `widths` the width of
+    each block (:attr:`MaskNet.block_widths`: growth rates, or a UNet's conv-block channels);
+    None the paper's."""
+    if layers is not None and arch not in ("mdensenet", "mmdensenet"):
+        raise SeparationError(f"layers={list(layers)}: only the dense nets have dense blocks, "
+                              f"not {arch!r}")
     if arch == "unet5":
-        return UNet(in_channels, out_channels, 5, width, dropout)
+        return UNet(in_channels, out_channels, 5, width, dropout, widths)
     if arch == "unet6":
-        return UNet(in_channels, out_channels, 6, width, dropout)
+        return UNet(in_channels, out_channels, 6, width, dropout, widths)
     if arch == "mdensenet":
-        return MDenseNet(in_channels, out_channels, width, dropout, layers, growths)
+        return MDenseNet(in_channels, out_channels, width, dropout, layers, widths)
     if arch == "mmdensenet":
-        return MMDenseNet(in_channels, out_channels, width, dropout, layers, growths)
+        return MMDenseNet(in_channels, out_channels, width, dropout, layers, widths)
     raise SeparationError(f"unknown separator architecture {arch!r}; valid: {', '.join(ARCHS)}")

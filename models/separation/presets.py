@@ -84,7 +84,7 @@ def preset_config(arch: str, suffix: str) -> dict[str, Any]:
         if suf == suffix:
             return {"arch": arch, "k": 4, "channels": 2, "sample_rate": sr,
                     "width": widths[arch], "dropout": 0.1, "taps": None,
-                    "loss_domain": "magnitude", "layers": None, "growths": None}
+                    "loss_domain": "magnitude", "layers": None, "block_widths": None}
     raise KeyError(suffix)
 
 

@@ -71,10 +71,11 @@ class Separator(nn.Module):
         loss_domain: ``"magnitude"`` (default) or ``"complex"``, see :meth:`loss`.
         layers: dense nets only: layers per dense block (:attr:`dense_layers`; None: the
             paper's).
-        growths: dense nets only: growth rate per dense block (:attr:`dense_growths`; None:
-            the paper's at `width`). :attr:`config` holds `layers` and `growths` only when
-            they differ from the paper's, so an evolved separator (``compress run`` removes
-            layers and narrows growth rates) rebuilds from its checkpoint's config alone.
+        block_widths: the width of each block of the network (:attr:`block_widths`: the
+            growth rate of each dense block, or the output channels of each UNet conv block;
+            None: the paper's at `width`). :attr:`config` holds `layers` and `block_widths`
+            only when they differ from the paper's, so an evolved separator (``compress run``
+            removes layers and narrows widths) rebuilds from its checkpoint's config alone.
     """
 
     #: int8 export: only the mask network is quantized. The filter banks and the STFT run as
@@ -89,7 +90,7 @@ class Separator(nn.Module):
     def __init__(self, arch: str = "mdensenet", k: int = 4, channels: int = 2,
                  sample_rate: int = 44100, width: float = 1.0, dropout: float = 0.1,
                  taps: int | None = None, loss_domain: str = "magnitude",
-                 layers: list[int] | None = None, growths: list[int] | None = None):
+                 layers: list[int] | None = None, block_widths: list[int] | None = None):
         super().__init__()
         problems = []
         if arch not in ARCHS:
@@ -115,7 +116,7 @@ class Separator(nn.Module):
         self.taps = self.filterbank.taps
         self.stft = ConvSTFT(sample_rate / k)
         n_in = 2 * channels * k
-        self.net = build_net(arch, n_in, n_in, width, dropout, layers, growths)
+        self.net = build_net(arch, n_in, n_in, width, dropout, layers, block_widths)
         min_f, self._min_frames = self.net.min_size
         if self.stft.n_freq < min_f:
             raise SeparationError(
@@ -129,11 +130,11 @@ class Separator(nn.Module):
             "arch": self.arch, "k": self.k, "channels": self.channels,
             "sample_rate": self.sample_rate, "width": self.width, "dropout": self.dropout,
             "taps": self.taps if self.k > 1 else None, "loss_domain": self.loss_domain}
-        layers, growths = paper_blocks(self.arch, self.width)
+        layers, widths = paper_blocks(self.arch, self.width)
         if self.dense_layers != layers:
             cfg["layers"] = self.dense_layers
-        if self.dense_growths != growths:
-            cfg["growths"] = self.dense_growths
+        if self.block_widths != widths:
+            cfg["block_widths"] = self.block_widths
         return cfg
 
     @property
@@ -142,28 +143,29 @@ class Separator(nn.Module):
         return self.net.dense_layers
 
     @property
-    def dense_growths(self) -> list[int]:
-        """Growth rate per dense block of the network (empty for the UNets)."""
-        return self.net.dense_growths
+    def block_widths(self) -> list[int]:
+        """The network's width per block (dense growth rates, or UNet conv-block channels)."""
+        return self.net.block_widths
 
-    def narrow(self, growths: list[int]) -> None:
-        """Narrow the mask network's dense blocks to `growths` (one per block) in place.
+    def narrow(self, widths: list[int]) -> None:
+        """Narrow the mask network to `widths` (one per block, :attr:`block_widths`) in place.
 
-        Each layer keeps the output channels whose producing conv filters have the largest L2
+        Each block keeps the output channels whose producing conv filters have the largest L2
         norm (:func:`models.units.channel_importance`, Torch-Pruning's magnitude criterion);
-        every reader of those channels — later layers' BN and conv, transitions, up-samplers,
-        skips, the mask head — is sliced with them (:meth:`MaskNet.growth_groups`), and the
-        network is rebuilt at the new growth rates with the sliced weights.
+        every reader of those channels — later dense layers' BN and conv, transitions,
+        up-samplers, skips, the mask head or out conv — is sliced with them
+        (:meth:`MaskNet.width_groups`), and the network is rebuilt at the new widths with the
+        sliced weights.
         """
         from models.units import channel_importance, select_channels, slice_state
 
-        growths = [int(g) for g in growths]
-        groups = self.net.growth_groups(growths)
+        widths = [int(w) for w in widths]
+        groups = self.net.width_groups(widths)
         state = self.net.state_dict()
         plan = [(g, select_channels(channel_importance(state, g), g.target)) for g in groups]
         n_in = 2 * self.channels * self.k
-        net = build_net(self.arch, n_in, n_in, self.width, self.dropout, self.dense_layers,
-                        growths)
+        net = build_net(self.arch, n_in, n_in, self.width, self.dropout,
+                        self.dense_layers or None, widths)
         net.load_state_dict(slice_state(state, plan), strict=True)
         net.train(self.net.training)
         self.net = net

@@ -62,7 +62,7 @@ def test_units_actions_and_checkpoint_rebuild(tmp_path):
     m = registry.build(NAME).eval()
     units = r.units(m)
     width = units.pop()
-    assert width == Unit("net.growth", "width", "net", 0, ("narrow",), sum(m.dense_growths),
+    assert width == Unit("net.width", "width", "net", 0, ("narrow",), sum(m.block_widths),
                          None)
     assert len(units) == sum(m.dense_layers) == 38
     assert {u.component for u in units} == {"net"}
@@ -82,18 +82,18 @@ def test_units_actions_and_checkpoint_rebuild(tmp_path):
         r.apply(m, Action("narrow", "net.body.stem", 0.5))
     with pytest.raises(CompressError, match="remove and narrow, not 'duplicate'"):
         r.apply(m, Action("duplicate", "net.head.0.layers.0"))
-    r.apply(m, Action("narrow", "net.growth", 0.75))
-    assert r.architecture(m)["growths"] == [3] * 9 + [6]
+    r.apply(m, Action("narrow", "net.width", 0.75))
+    assert r.architecture(m)["block_widths"] == [3] * 9 + [6]
     with pytest.raises(CompressError, match="no dense block"):
         r.apply(m, Action("remove", "net.body.down_blocks.9.layers.0"))
     with torch.no_grad():
         y = m(x)
     p = r.save(m, tmp_path / "m.safetensors", {"event": "test"})
     back = r.load(p)
-    assert back.dense_layers == m.dense_layers and back.dense_growths == m.dense_growths
+    assert back.dense_layers == m.dense_layers and back.block_widths == m.block_widths
     from models.checkpoint import load_model
 
-    assert load_model(p)[0].dense_growths == m.dense_growths  # compress export's loader
+    assert load_model(p)[0].block_widths == m.block_widths  # compress export's loader
     with torch.no_grad():
         assert torch.equal(back(x), y)
     assert r.params(back) == r.params(m) < r.params(registry.build(NAME))
@@ -124,9 +124,20 @@ def test_int8_groups_cover_the_net_and_keep_the_dsp_fp32():
                     *[f"net.up.{i}" for i in range(4)], "net.outc"]
 
 
-def test_unet_teacher_is_refused_with_a_clear_error(tmp_path):
-    with pytest.raises(CompressError, match="no evolvable unit yet"):
-        SeparationRecipe().check_teacher(registry.build("cws-unet5-unittest"), tmp_path)
+def test_a_unet_evolves_by_its_width():
+    """A UNet has no removable level; its unit is the width of every conv block."""
+    r = SeparationRecipe()
+    m = registry.build("cws-unet5-unittest").eval()
+    r.check_teacher(m, Path("unet"))
+    (u,) = r.units(m)
+    assert (u.name, u.kind, u.actions, u.module) == ("net.width", "width", ("narrow",), None)
+    x = registry.get("cws-unet5-unittest").example_inputs(m)
+    r.apply(m, Action("narrow", "net.width", 0.5))
+    assert r.architecture(m)["block_widths"] == [2, 4, 8, 16, 16, 8, 4, 2, 2]
+    with torch.no_grad():
+        assert m(*x).shape == (1, 2, 2, x[0].shape[-1])
+    with pytest.raises(CompressError, match="not a CWS separator"):
+        r.check_teacher(torch.nn.Linear(2, 2), Path("x"))
 
 
 def test_config_scores_are_the_family_s():
@@ -192,19 +203,19 @@ def test_latency_plan_measures_the_narrowed_network_and_its_layers():
     pm, probes = plan_probes(r, m, x, [], precision={"net": "fp32"}, width_steps=2,
                              narrow_factor=0.75, tag="t")
     keys = {p.key for p in probes}
-    narrowed = sum(narrow_growths_twice(m.dense_growths))
-    assert {"seg:net@t", f"seg:net:net.growth={sum([3] * 9 + [6])}@t",
-            f"seg:net:net.growth={narrowed}@t"} <= keys
-    assert pm.teacher_widths == {"net": {"net.growth": sum(m.dense_growths)}}
+    narrowed = sum(narrow_growths_twice(m.block_widths))
+    assert {"seg:net@t", f"seg:net:net.width={sum([3] * 9 + [6])}@t",
+            f"seg:net:net.width={narrowed}@t"} <= keys
+    assert pm.teacher_widths == {"net": {"net.width": sum(m.block_widths)}}
     kinds = {f"dense_s{i}" for i in range(5)}
     assert {k.split("/", 1)[0] for k in pm.governs} == {"net"}
-    assert {k.split("/", 1)[1] for k, v in pm.governs.items() if v == "net.growth"} == kinds
+    assert {k.split("/", 1)[1] for k, v in pm.governs.items() if v == "net.width"} == kinds
     for kind in kinds:
-        for w in (sum(m.dense_growths), sum([3] * 9 + [6]), narrowed):
+        for w in (sum(m.block_widths), sum([3] * 9 + [6]), narrowed):
             key = f"layer:net/{kind}={w}@t"
             assert key in keys and f"null:{key}" in keys, key
     by_key = {p.key: p for p in probes}
-    seg = by_key[f"seg:net:net.growth={narrowed}@t"]
+    seg = by_key[f"seg:net:net.width={narrowed}@t"]
     assert sum(p.numel() for p in seg.module.parameters()) < sum(
         p.numel() for p in m.net.parameters())
 

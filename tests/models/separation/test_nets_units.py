@@ -1,5 +1,5 @@
-"""Dense-layer removal and growth narrowing in the CWS dense nets: shapes kept, exactness where
-it is exact, the result rebuilt from its config."""
+"""Dense-layer removal in the CWS dense nets and width narrowing in every separator net: shapes
+kept, exactness where it is exact, the result rebuilt from its config."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_removed_layers_keep_shapes_and_rebuild_from_layers(name):
         y1 = m(x)
     assert y1.shape == y0.shape == (1, 2, 2, x.shape[-1])
     assert torch.isfinite(y1).all() and (y1 - y0).abs().max() > 0
-    assert m.config["layers"] == after and "growths" not in m.config
+    assert m.config["layers"] == after and "block_widths" not in m.config
     rebuilt = Separator(**m.config).eval()
     rebuilt.load_state_dict(m.state_dict())  # strict: every tensor has the same shape
     with torch.no_grad():
@@ -96,7 +96,7 @@ def _dead_channel_zero(m: Separator, growths: list[int]) -> None:
     filters zero, and every bias / BN mean that reads it zero, so BN → ReLU gives 0 there."""
     state = m.net.state_dict()
     with torch.no_grad():
-        for g in m.net.growth_groups(growths):
+        for g in m.net.width_groups(growths):
             if g.target == g.size:
                 continue
             for s in g.slots:
@@ -104,7 +104,8 @@ def _dead_channel_zero(m: Separator, growths: list[int]) -> None:
                     state[s.key].narrow(s.axis, s.offset, 1).zero_()
 
 
-@pytest.mark.parametrize("name", ["cws-mdensenet-unittest", "cws-mmdensenet-unittest"])
+@pytest.mark.parametrize("name", ["cws-mdensenet-unittest", "cws-mmdensenet-unittest",
+                                  "cws-unet5-unittest"])
 def test_narrowing_drops_the_weakest_channels_exactly(name):
     """A channel whose filters and readers' offsets are zero adds nothing, so narrowing every
     block by one channel drops exactly those (smallest filter norm) and leaves the stems as
@@ -112,7 +113,7 @@ def test_narrowing_drops_the_weakest_channels_exactly(name):
     torch.manual_seed(0)
     m = registry.build(name).eval()
     x = registry.get(name).example_inputs(m)[0]
-    before = list(m.dense_growths)
+    before = list(m.block_widths)
     assert (m.dense_layers, before) == paper_blocks(m.arch, m.width)
     growths = [g - 1 if g > MIN_GROWTH else g for g in before]
     _dead_channel_zero(m, growths)
@@ -120,7 +121,7 @@ def test_narrowing_drops_the_weakest_channels_exactly(name):
         y0 = m(x)
     n0 = sum(p.numel() for p in m.parameters())
     m.narrow(growths)
-    assert m.dense_growths == growths and m.config["growths"] == growths
+    assert m.block_widths == growths and m.config["block_widths"] == growths
     assert "layers" not in m.config
     with torch.no_grad():
         y1 = m(x)
@@ -139,21 +140,21 @@ def test_narrowing_after_removals_and_its_limits():
     x = registry.get("cws-mdensenet-unittest").example_inputs(m)[0]
     blocks = m.net.dense_blocks()
     remove_dense_layer(blocks[3][1], 1)
-    m.narrow(m.dense_growths)  # every target = its size: the identity
+    m.narrow(m.block_widths)  # every target = its size: the identity
     with torch.no_grad():
         y = m(x)
-    g = narrow_growths(m.dense_growths, 0.5)
-    assert g == [max(MIN_GROWTH, v // 2) for v in m.dense_growths]
+    g = narrow_growths(m.block_widths, 0.5)
+    assert g == [max(MIN_GROWTH, v // 2) for v in m.block_widths]
     m.narrow(g)
     with torch.no_grad():
         y2 = m(x)
     assert y2.shape == y.shape and torch.isfinite(y2).all()
     assert Separator(**m.config).dense_layers == m.dense_layers
-    while max(m.dense_growths) > MIN_GROWTH:
-        m.narrow(narrow_growths(m.dense_growths, 0.5))
+    while max(m.block_widths) > MIN_GROWTH:
+        m.narrow(narrow_growths(m.block_widths, 0.5))
     with pytest.raises(SeparationError, match="at its minimum"):
-        narrow_growths(m.dense_growths, 0.5)
+        narrow_growths(m.block_widths, 0.5)
     with pytest.raises(SeparationError, match="expected 10 values"):
-        Separator("mdensenet", sample_rate=8000, width=0.25, growths=[2, 2])
-    with pytest.raises(SeparationError, match="only the dense nets"):
-        Separator("unet5", sample_rate=8000, width=0.0625, growths=[2])
+        Separator("mdensenet", sample_rate=8000, width=0.25, block_widths=[2, 2])
+    with pytest.raises(SeparationError, match="has 9 conv blocks"):
+        Separator("unet5", sample_rate=8000, width=0.0625, block_widths=[2])
