@@ -117,10 +117,14 @@ def test_run_resumes_after_a_kill_and_writes_the_report(tmp_path: Path) -> None:
     assert sum(p["chosen"] for p in rep["pareto"]) == 1
     ptes = [Path(v) for v in rep["artifacts"].values() if str(v).endswith(".pte")]
     assert ptes and all(p.is_file() and p.stat().st_size > 1000 for p in ptes)
-    sidecar = json.loads(ptes[-1].with_suffix(".json").read_text())
+    # the whole pipeline's program (beside it: the decoder alone, at its component's precision)
+    (main,) = [Path(v) for k, v in rep["artifacts"].items() if k.startswith("pte_")]
+    sidecar = json.loads(main.with_suffix(".json").read_text())
     assert sidecar["parity"]["passed"] is True
     assert sidecar["parity"]["sqnr_db"] >= 20.0
-    # the suite's int8 export of the whole pipeline (test_registry_export leaves it to this test)
+    # the suite's int8 export of the whole pipeline (test_registry_export leaves it to this
+    # test): at the plan's precision, int8 when any component is, with no hot fallback
+    assert rep["precision_plan"]["whole"] == "int8"
     assert sidecar["precision"] == "int8" and sidecar["delegation"]["hot_fallbacks"] == {}
     assert rep["quant_sensitivity"] and all("kept_fp32" in r for r in rep["quant_sensitivity"])
     assert (run / "report.html").read_text().count("<audio") >= 3

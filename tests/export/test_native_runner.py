@@ -12,8 +12,8 @@ from export.api import export_model
 @pytest.mark.parametrize(
     "name,precision",
     [
+        # int8 programs run in this runner in test_run (the bench stage times the student's)
         ("lhq-svc-decoder-unittest", "fp32"),
-        ("lhq-svc-decoder-unittest", "int8"),
         ("lhq-svc-vocoder-unittest", "fp32"),
     ],
 )
