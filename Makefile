@@ -52,9 +52,13 @@ demo: setup runner
 	$(VENV)/bin/compress run $(DEMO_CONFIG) --out $(DEMO_DIR)
 	@echo "demo report: $(abspath $(DEMO_DIR))/report.html"
 
-test: setup app-test
+# Two pytest workers for everything but the tests that time programs, which then run alone on
+# a quiet machine (their latency assertions would feel the other worker). The runner is built
+# first so that no two workers build it at once.
+test: setup runner app-test
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 -m "not timing"
+	$(PY) -m pytest -q -m timing
 
 test-tflite: setup
 	$(PY) -m pytest -q tests/export/test_tflite.py

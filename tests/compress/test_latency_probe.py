@@ -132,6 +132,7 @@ def test_plan_covers_widths_and_kinds_once() -> None:
     assert pm.teacher_counts == {"enc": {"res": 3}, "dec": {"res": 3}}
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_table_predicts_a_whole_other_architecture_within_15_percent(tmp_path: Path) -> None:
     """Probes timed on the host's ExecuTorch runtime predict a program they never saw."""

@@ -48,6 +48,7 @@ def _compress(*args: str, cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_run_resumes_after_a_kill_and_writes_the_report(tmp_path: Path) -> None:
     cfg = tmp_path / "ut.yaml"

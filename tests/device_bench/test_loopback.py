@@ -50,6 +50,7 @@ def test_adbd_shell_sync_roundtrip(make_device, adb_server, tmp_path):
     assert (dev.sandbox / "data/local/tmp/y/copy.bin").read_bytes() == payload
 
 
+@pytest.mark.timing
 def test_acceptance_devices_and_bench_match_host(make_device, adb_server, runner_root,
                                                  pte_fp32, tmp_path, capsys):
     dev = make_device()

@@ -23,6 +23,7 @@ def _check_rows(prof: OperatorProfile) -> None:
     assert sum(r.total_ms for r in prof.rows) == pytest.approx(prof.operators_ms, rel=1e-9)
 
 
+@pytest.mark.timing
 def test_host_profile_accounts_for_the_measured_latency(runner_root, pte_fp32, tmp_path):
     warmup, iterations = 2, 30
     prof = profile(pte_fp32, "host", BenchConfig(warmup=warmup, iterations=iterations),
