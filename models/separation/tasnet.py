@@ -1,0 +1,152 @@
+"""Conv-TasNet's temporal convolutional network (TCN), the separator of Vox-TasNet (issue 25).
+
+Luo & Mesgarani, "Conv-TasNet: surpassing ideal time-frequency magnitude masking for speech
+separation" (2019), the model Vox-TasNet (Borrelli et al., 2024, arXiv 2401.12068) adapts to
+stereo. Hyper-parameters keep Conv-TasNet's names: ``N`` encoder filters, ``B`` bottleneck and
+residual channels, ``Sc`` skip channels, ``H`` channels inside a block, ``P`` kernel size, ``X``
+blocks per repeat (dilations 1, 2, …, 2^(X−1)), ``R`` repeats.
+
+* :class:`GlobalLayerNorm` (gLN) normalises each example over channels *and all frames*: the
+  offline model.
+* :class:`CumulativeLayerNorm` (cLN) normalises frame t over channels and frames ≤ t: nothing
+  after t enters, so a network of cLN and causal convolutions is causal.
+* :class:`TemporalBlock`: 1×1 conv B → H, PReLU, norm, depthwise conv (kernel P, dilation d),
+  PReLU, norm, then a 1×1 residual H → B and a 1×1 skip H → Sc.
+* :class:`TCN`: norm + 1×1 bottleneck N → B, X·R blocks, PReLU on the sum of skips, 1×1 to
+  ``masks · N`` channels, sigmoid. ``lookahead`` bounds the frames of future the output may see:
+  ``None`` pads every depthwise conv symmetrically (offline); an integer ``a`` gives the first
+  blocks their future context, each at most its own span ``(P − 1)·d``, until ``a`` frames are
+  spent, and pads the rest causally, so output frame t depends on input frames ≤ t + a exactly
+  (:attr:`TCN.lookahead_frames`). With cLN that is the near-causal model.
+
+The stereo encoder / decoder and the Vox-TasNet module itself come next (issue 25, item 1).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.separation import SeparationError
+
+NORMS = ("gln", "cln")
+_EPS = 1e-8
+
+
+class GlobalLayerNorm(nn.Module):
+    """gLN: ``(x − mean) / sqrt(var + eps) · γ + β`` with mean and variance over (C, T)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(1, channels, 1))
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
+        mean = x.mean(dim=(1, 2), keepdim=True)
+        var = (x - mean).pow(2).mean(dim=(1, 2), keepdim=True)
+        return (x - mean) / torch.sqrt(var + _EPS) * self.gamma + self.beta
+
+
+class CumulativeLayerNorm(nn.Module):
+    """cLN: frame t normalised by the mean and variance of channels × frames 0..t."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(1, channels, 1))
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
+        c, t = x.shape[1], x.shape[2]
+        count = c * torch.arange(1, t + 1, device=x.device, dtype=x.dtype).view(1, 1, t)
+        s1 = torch.cumsum(x.sum(dim=1, keepdim=True), dim=2)
+        s2 = torch.cumsum(x.pow(2).sum(dim=1, keepdim=True), dim=2)
+        mean = s1 / count
+        var = (s2 / count - mean.pow(2)).clamp_min(0.0)
+        return (x - mean) / torch.sqrt(var + _EPS) * self.gamma + self.beta
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    if kind == "gln":
+        return GlobalLayerNorm(channels)
+    if kind == "cln":
+        return CumulativeLayerNorm(channels)
+    raise SeparationError(f"norm={kind!r}; valid: {', '.join(NORMS)}")
+
+
+class TemporalBlock(nn.Module):
+    """One 1-D conv block of the TCN (module docstring); ``pad = (left, right)`` frames."""
+
+    def __init__(self, b: int, h: int, sc: int, p: int, dilation: int, norm: str,
+                 pad: tuple[int, int]):
+        super().__init__()
+        if sum(pad) != (p - 1) * dilation or min(pad) < 0:
+            raise SeparationError(f"padding {pad} must add up to (P - 1) * d = "
+                                  f"{(p - 1) * dilation}")
+        self.pad = pad
+        self.inp = nn.Conv1d(b, h, 1)
+        self.act1 = nn.PReLU()
+        self.norm1 = make_norm(norm, h)
+        self.depthwise = nn.Conv1d(h, h, p, dilation=dilation, groups=h)
+        self.act2 = nn.PReLU()
+        self.norm2 = make_norm(norm, h)
+        self.res = nn.Conv1d(h, b, 1)
+        self.skip = nn.Conv1d(h, sc, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (B, b, T)
+        y = self.norm1(self.act1(self.inp(x)))
+        y = nn.functional.pad(y, self.pad)
+        y = self.norm2(self.act2(self.depthwise(y)))
+        return x + self.res(y), self.skip(y)
+
+
+class TCN(nn.Module):
+    """Conv-TasNet's separator: ``(batch, N, T)`` encoder frames → ``(batch, masks, N, T)``."""
+
+    def __init__(self, n: int, b: int, h: int, p: int, x: int, r: int, sc: int | None = None,
+                 masks: int = 1, norm: str = "gln", lookahead: int | None = None):
+        super().__init__()
+        if min(n, b, h, p, x, r, masks) < 1:
+            raise SeparationError(f"TCN sizes must be >= 1: N={n} B={b} H={h} P={p} X={x} R={r} "
+                                  f"masks={masks}")
+        if lookahead is not None and lookahead < 0:
+            raise SeparationError(f"lookahead={lookahead}; expected None (offline) or >= 0")
+        sc = b if sc is None else sc
+        self.n, self.masks = n, masks
+        self.in_norm = make_norm(norm, n)
+        self.bottleneck = nn.Conv1d(n, b, 1)
+        blocks = []
+        left_ahead = lookahead
+        for _ in range(r):
+            for i in range(x):
+                d = 2**i
+                span = (p - 1) * d
+                if left_ahead is None:
+                    pad = (span - span // 2, span // 2)
+                else:
+                    ahead = min(left_ahead, span)
+                    left_ahead -= ahead
+                    pad = (span - ahead, ahead)
+                blocks.append(TemporalBlock(b, h, sc, p, d, norm, pad))
+        self.blocks = nn.ModuleList(blocks)
+        self.out_act = nn.PReLU()
+        self.out = nn.Conv1d(sc, masks * n, 1)
+        self.lookahead_frames = sum(blk.pad[1] for blk in self.blocks)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:  # (batch, N, T)
+        y = self.bottleneck(self.in_norm(w))
+        skips = torch.zeros((), dtype=w.dtype, device=w.device)
+        for blk in self.blocks:
+            y, s = blk(y)
+            skips = skips + s
+        m = torch.sigmoid(self.out(self.out_act(skips)))  # (batch, masks·N, T)
+        return m.view(w.shape[0], self.masks, self.n, w.shape[-1])
+
+
+def tcn_parameters(n: int, b: int, h: int, p: int, x: int, r: int, sc: int | None = None,
+                   masks: int = 1) -> int:
+    """Parameters of :class:`TCN` counted from its hyper-parameters (the count the module has;
+    a test checks them against each other)."""
+    sc = b if sc is None else sc
+    norm = 2 * n
+    block = (b * h + h) + 1 + 2 * h + (h * p + h) + 1 + 2 * h + (h * b + b) + (h * sc + sc)
+    return norm + (n * b + b) + x * r * block + 1 + (sc * masks * n + masks * n)

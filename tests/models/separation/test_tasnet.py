@@ -1,0 +1,65 @@
+"""Conv-TasNet's TCN: gLN / cLN, the bounded look-ahead, the parameter count."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.separation import SeparationError
+from models.separation.tasnet import (
+    TCN,
+    CumulativeLayerNorm,
+    GlobalLayerNorm,
+    tcn_parameters,
+)
+
+
+def test_norms_normalise_over_what_they_say():
+    g = torch.Generator().manual_seed(0)
+    x = 3.0 + 2.0 * torch.randn(2, 5, 40, generator=g, dtype=torch.float64)
+    y = GlobalLayerNorm(5).double()(x)
+    assert torch.allclose(y.mean(dim=(1, 2)), torch.zeros(2, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(y.var(dim=(1, 2), unbiased=False), torch.ones(2, dtype=torch.float64),
+                          atol=1e-6)
+    cln = CumulativeLayerNorm(5).double()
+    c = cln(x)
+    for t in (0, 7, 39):  # frame t is normalised by frames 0..t only
+        seg = x[:, :, : t + 1]
+        m = seg.mean(dim=(1, 2), keepdim=True)
+        v = seg.var(dim=(1, 2), unbiased=False, keepdim=True)
+        want = (x[:, :, t : t + 1] - m) / torch.sqrt(v + 1e-8)
+        assert torch.allclose(c[:, :, t : t + 1], want, atol=1e-9)
+    x2 = x.clone()
+    x2[:, :, 20:] += 5.0
+    assert torch.equal(cln(x2)[:, :, :20], c[:, :, :20])  # the future does not enter
+
+
+@pytest.mark.parametrize("lookahead", [0, 5, 11])
+def test_output_sees_exactly_lookahead_frames_of_future(lookahead):
+    torch.manual_seed(0)
+    net = TCN(n=8, b=6, h=10, p=3, x=3, r=2, norm="cln", lookahead=lookahead).eval()
+    assert net.lookahead_frames == lookahead
+    w = torch.randn(1, 8, 60)
+    t = 30
+    with torch.no_grad():
+        y = net(w)
+        after = w.clone()
+        after[:, :, t + lookahead + 1 :] = torch.randn(1, 8, 60 - t - lookahead - 1)
+        assert torch.equal(net(after)[..., : t + 1], y[..., : t + 1])
+        at = w.clone()
+        at[:, :, t + lookahead] += 3.0
+        assert float((net(at)[..., t] - y[..., t]).abs().max()) > 1e-6
+
+
+def test_offline_tcn_shapes_and_parameter_count():
+    net = TCN(n=16, b=8, h=12, p=3, x=4, r=2, sc=6, masks=2, norm="gln")
+    with torch.no_grad():
+        m = net(torch.randn(3, 16, 25))
+    assert m.shape == (3, 2, 16, 25) and float(m.min()) >= 0 and float(m.max()) <= 1
+    assert sum(p.numel() for p in net.parameters()) == tcn_parameters(16, 8, 12, 3, 4, 2, 6, 2)
+    # the offline net looks both ways: half of each span ahead
+    assert net.lookahead_frames == sum((3 - 1) * 2**i // 2 for i in range(4)) * 2
+    with pytest.raises(SeparationError, match="norm"):
+        TCN(n=4, b=4, h=4, p=3, x=1, r=1, norm="bn")
+    with pytest.raises(SeparationError, match="lookahead"):
+        TCN(n=4, b=4, h=4, p=3, x=1, r=1, lookahead=-1)
