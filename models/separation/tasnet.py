@@ -19,7 +19,15 @@ blocks per repeat (dilations 1, 2, …, 2^(X−1)), ``R`` repeats.
   spent, and pads the rest causally, so output frame t depends on input frames ≤ t + a exactly
   (:attr:`TCN.lookahead_frames`). With cLN that is the near-causal model.
 
-The stereo encoder / decoder and the Vox-TasNet module itself come next (issue 25, item 1).
+* :class:`VoxTasNet`: the stereo model (§2 of the Vox-TasNet paper as its summary describes it):
+  a 2-D conv encoder (kernel ``(1, L)``, stride ``(1, L/2)``: one learned filterbank applied to
+  each channel, so left and right get their own ``N``-dimensional embeddings), the embeddings
+  stacked to ``2N`` channels for the TCN (which sees both channels at once), one mask per
+  channel's embedding for the **accompaniment** (singing voice cancellation), the 2-D transposed
+  conv decoder, and the vocals as the residual ``mix − accompaniment``. Loss: negative SI-SDR of
+  the accompaniment over both channels (Conv-TasNet trains on SI-SNR). Our reading of "2-D conv
+  encoder": the kernel spans one channel; that the TCN mixes the channels is what makes the
+  model stereo. Presets, training and export come next.
 """
 
 from __future__ import annotations
@@ -140,6 +148,79 @@ class TCN(nn.Module):
             skips = skips + s
         m = torch.sigmoid(self.out(self.out_act(skips)))  # (batch, masks·N, T)
         return m.view(w.shape[0], self.masks, self.n, w.shape[-1])
+
+
+class VoxTasNet(nn.Module):
+    """Stereo Conv-TasNet for singing voice cancellation: ``(batch, C, T)`` mixture →
+    ``(batch, 2, C, T)`` stems ``[vocals, accompaniment]`` (module docstring).
+
+    ``lookahead_ms`` None: the offline model (gLN unless ``norm`` says otherwise); a number:
+    the near-causal model (cLN), the TCN seeing that many milliseconds of future frames (the
+    encoder's own window adds ``L`` samples).
+    """
+
+    def __init__(self, sample_rate: int = 44100, channels: int = 2, n: int = 512, l: int = 16,
+                 b: int = 128, h: int = 512, p: int = 3, x: int = 8, r: int = 3,
+                 norm: str | None = None, lookahead_ms: float | None = None):
+        super().__init__()
+        if l < 2 or l % 2:
+            raise SeparationError(f"L={l}: the encoder window must be even (stride L/2)")
+        if channels < 1:
+            raise SeparationError(f"channels={channels}; expected >= 1")
+        norm = norm or ("gln" if lookahead_ms is None else "cln")
+        self.sample_rate, self.channels = int(sample_rate), int(channels)
+        self.n, self.l, self.stride = n, l, l // 2
+        self.hyper = {"N": n, "L": l, "B": b, "H": h, "P": p, "X": x, "R": r}
+        self.norm, self.lookahead_ms = norm, lookahead_ms
+        ahead = None if lookahead_ms is None else int(lookahead_ms * 1e-3 * sample_rate
+                                                      // self.stride)
+        self.encoder = nn.Conv2d(1, n, (1, l), stride=(1, self.stride), bias=False)
+        self.tcn = TCN(channels * n, b, h, p, x, r, masks=1, norm=norm, lookahead=ahead)
+        self.decoder = nn.ConvTranspose2d(n, 1, (1, l), stride=(1, self.stride), bias=False)
+
+    @property
+    def config(self) -> dict[str, object]:
+        return {"sample_rate": self.sample_rate, "channels": self.channels,
+                **{k.lower(): v for k, v in self.hyper.items()}, "norm": self.norm,
+                "lookahead_ms": self.lookahead_ms}
+
+    @property
+    def min_samples(self) -> int:
+        return self.l
+
+    def forward(self, mix: torch.Tensor) -> torch.Tensor:
+        if mix.dim() != 3 or mix.shape[1] != self.channels or mix.shape[-1] < self.l:
+            raise SeparationError(f"mix must be (batch, {self.channels}, >= {self.l} samples), "
+                                  f"got {tuple(mix.shape)}")
+        bsz, c, t = mix.shape
+        frames = -(-(t - self.l) // self.stride) + 1
+        pad = (frames - 1) * self.stride + self.l - t
+        x = nn.functional.pad(mix, (0, pad)).unsqueeze(1)  # (batch, 1, C, T')
+        w = torch.relu(self.encoder(x))  # (batch, N, C, frames)
+        stacked = w.permute(0, 2, 1, 3).reshape(bsz, c * self.n, frames)  # (batch, C·N, frames)
+        m = self.tcn(stacked)[:, 0].reshape(bsz, c, self.n, frames).permute(0, 2, 1, 3)
+        acc = self.decoder(w * m)[:, 0, :, :t]  # (batch, C, T)
+        return torch.stack([mix - acc, acc], dim=1)  # (batch, 2, C, T)
+
+    def loss(self, mix: torch.Tensor, vocals: torch.Tensor, accompaniment: torch.Tensor
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Negative SI-SDR (dB) of the accompaniment estimate, both channels as one signal,
+        averaged over the batch; ``vocals`` is what the residual should be (reported)."""
+        est = self(mix)
+        val = -si_sdr_torch(accompaniment, est[:, 1]).mean()
+        with torch.no_grad():
+            voc = si_sdr_torch(vocals, est[:, 0]).mean()
+        return val, {"si_sdr_accompaniment": float(-val.detach()), "si_sdr_vocals": float(voc)}
+
+
+def si_sdr_torch(ref: torch.Tensor, est: torch.Tensor) -> torch.Tensor:
+    """SI-SDR (dB) per example of ``(batch, C, T)`` signals, channels concatenated; differentiable
+    (the numpy :func:`models.separation.metrics.si_sdr` is the reported metric)."""
+    r = (ref - ref.mean(dim=-1, keepdim=True)).reshape(ref.shape[0], -1)  # each channel
+    e = (est - est.mean(dim=-1, keepdim=True)).reshape(est.shape[0], -1)  # centred, as metrics
+    target = (e * r).sum(-1, keepdim=True) / (r.pow(2).sum(-1, keepdim=True) + _EPS) * r
+    noise = e - target
+    return 10 * torch.log10((target.pow(2).sum(-1) + _EPS) / (noise.pow(2).sum(-1) + _EPS))
 
 
 def tcn_parameters(n: int, b: int, h: int, p: int, x: int, r: int, sc: int | None = None,

@@ -63,3 +63,50 @@ def test_offline_tcn_shapes_and_parameter_count():
         TCN(n=4, b=4, h=4, p=3, x=1, r=1, norm="bn")
     with pytest.raises(SeparationError, match="lookahead"):
         TCN(n=4, b=4, h=4, p=3, x=1, r=1, lookahead=-1)
+
+
+def test_vox_tasnet_paper_size_stems_and_residual_vocals():
+    from models.separation.metrics import si_sdr
+    from models.separation.tasnet import VoxTasNet, si_sdr_torch
+
+    with torch.device("meta"):
+        big = VoxTasNet()  # N=512, L=16, B=128, H=512, P=3, X=8, R=3 on stereo
+    n_params = sum(p.numel() for p in big.parameters())
+    assert n_params == tcn_parameters(2 * 512, 128, 512, 3, 8, 3) + 2 * 512 * 16
+    assert 4.5e6 < n_params < 5.5e6  # the paper's "about 5 M"
+    torch.manual_seed(0)
+    m = VoxTasNet(sample_rate=8000, n=16, l=8, b=8, h=16, x=2, r=1).eval()
+    mix = torch.randn(2, 2, 1003)
+    with torch.no_grad():
+        stems = m(mix)
+    assert stems.shape == (2, 2, 2, 1003)
+    assert torch.allclose(stems.sum(dim=1), mix, atol=1e-6)  # vocals are the residual
+    g = torch.Generator().manual_seed(1)
+    ref, est = torch.randn(2, 2, 500, generator=g), torch.randn(2, 2, 500, generator=g)
+    mixed = ref + 0.3 * est
+    for i in range(2):
+        assert float(si_sdr_torch(ref, mixed)[i]) == pytest.approx(
+            si_sdr(ref[i].numpy(), mixed[i].numpy()), abs=1e-3)
+    loss, info = m.loss(mix, mix * 0.5, mix * 0.5)
+    loss.backward()
+    assert torch.isfinite(loss) and "si_sdr_vocals" in info
+    # every weight learns but the last block's residual conv, whose output nothing reads
+    last = len(m.tcn.blocks) - 1
+    assert {n for n, p in m.named_parameters() if p.grad is None} == {
+        f"tcn.blocks.{last}.res.weight", f"tcn.blocks.{last}.res.bias"}
+
+
+def test_near_causal_vox_tasnet_sees_a_bounded_future():
+    from models.separation.tasnet import VoxTasNet
+
+    torch.manual_seed(0)
+    m = VoxTasNet(sample_rate=8000, n=8, l=8, b=8, h=8, x=3, r=1, lookahead_ms=2.0).eval()
+    assert m.norm == "cln" and m.tcn.lookahead_frames == 4  # 16 samples at stride 4
+    mix = torch.randn(1, 2, 400)
+    later = mix.clone()
+    later[..., 300:] = torch.randn(1, 2, 100)
+    with torch.no_grad():
+        a, b = m(mix), m(later)
+    # samples up to 300 - (look-ahead 16 + window 8) are untouched by what comes after 300
+    assert torch.equal(a[..., : 300 - 24], b[..., : 300 - 24])
+    assert float((a - b)[..., 280:300].abs().max()) > 0
