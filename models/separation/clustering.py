@@ -118,3 +118,47 @@ def kmeans_masks(v: torch.Tensor, k: int = 2, iterations: int = 50, seed: int = 
             if members.shape[0]:
                 c[j] = members.mean(dim=0)
     return torch.nn.functional.one_hot(assign, k).T.to(v.dtype)
+
+
+class ChimeraNet(torch.nn.Module):
+    """The Chimera network (§2.2, Fig. 1): a BLSTM body, a linear layer giving ``Z`` — a
+    ``D``-dimensional vector per time-frequency bin — and two heads:
+
+    * deep clustering: ``V = normalise(tanh(Z))`` per bin (unit length), for :func:`dc_loss`
+      and, at test time, :func:`kmeans_masks`;
+    * mask inference: ``F`` fully-connected ``D × C`` layers, one per frequency, then a softmax
+      over the ``C`` sources: the masks ``M^(c)`` for :func:`msa_loss` / :func:`mmsa_loss`.
+
+    Input: features ``(batch, T, features)`` (the paper: a 150-band mel spectrogram and its
+    deltas); output bins ``F = bins``. Paper size: 4 BLSTM layers of 500 units per direction,
+    ``D = 20``, ``C = 2``.
+    """
+
+    def __init__(self, features: int, bins: int, hidden: int = 500, layers: int = 4,
+                 embedding: int = 20, sources: int = 2, dropout: float = 0.0):
+        super().__init__()
+        if min(features, bins, hidden, layers, embedding, sources) < 1:
+            raise SeparationError("ChimeraNet sizes must be >= 1")
+        self.bins, self.embedding, self.sources = bins, embedding, sources
+        self.body = torch.nn.LSTM(features, hidden, layers, batch_first=True,
+                                  bidirectional=True, dropout=dropout if layers > 1 else 0.0)
+        self.to_z = torch.nn.Linear(2 * hidden, bins * embedding)
+        g = torch.Generator().manual_seed(0)
+        bound = 1.0 / embedding**0.5
+        self.mi_weight = torch.nn.Parameter(
+            (torch.rand(bins, embedding, sources, generator=g) * 2 - 1) * bound)
+        self.mi_bias = torch.nn.Parameter(torch.zeros(bins, sources))
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(embeddings V (batch, T·F, D), masks (batch, C, T·F))``, bins in (t, f) order."""
+        if feats.dim() != 3:
+            raise SeparationError(f"features must be (batch, T, features), got "
+                                  f"{tuple(feats.shape)}")
+        b, t, _ = feats.shape
+        h, _ = self.body(feats)  # (batch, T, 2·hidden)
+        z = self.to_z(h).view(b, t, self.bins, self.embedding)  # (batch, T, F, D)
+        v = torch.nn.functional.normalize(torch.tanh(z), dim=-1)
+        logits = torch.einsum("btfd,fdc->btfc", z, self.mi_weight) + self.mi_bias
+        masks = torch.softmax(logits, dim=-1)  # (batch, T, F, C)
+        return (v.reshape(b, t * self.bins, self.embedding),
+                masks.permute(0, 3, 1, 2).reshape(b, self.sources, t * self.bins))
