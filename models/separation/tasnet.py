@@ -21,7 +21,8 @@ blocks per repeat (dilations 1, 2, …, 2^(X−1)), ``R`` repeats.
 
 * :class:`VoxTasNet`: the stereo model (§2 of the Vox-TasNet paper as its summary describes it):
   a 2-D conv encoder (kernel ``(1, L)``, stride ``(1, L/2)``: one learned filterbank applied to
-  each channel, so left and right get their own ``N``-dimensional embeddings), the embeddings
+  each channel, so left and right get their own ``N``-dimensional embeddings; run as a 1-D conv
+  per channel), the embeddings
   stacked to ``2N`` channels for the TCN (which sees both channels at once), one mask per
   channel's embedding for the **accompaniment** (singing voice cancellation), the 2-D transposed
   conv decoder, and the vocals as the residual ``mix − accompaniment``. Loss: negative SI-SDR of
@@ -73,6 +74,19 @@ class CumulativeLayerNorm(nn.Module):
         return (x - mean) / torch.sqrt(var + _EPS) * self.gamma + self.beta
 
 
+class PReLU(nn.Module):
+    """``max(0, x) − a · max(0, −x)`` with one learned slope ``a`` (0.25 at first):
+    :class:`torch.nn.PReLU`'s function and parameter, in elementwise ops. ExecuTorch's XNNPACK
+    lowering failed on ``nn.PReLU`` after a ``Conv1d`` (its channels-last pass, 2026-12-06)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((1,), 0.25))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) - self.weight * torch.relu(-x)
+
+
 def make_norm(kind: str, channels: int) -> nn.Module:
     if kind == "gln":
         return GlobalLayerNorm(channels)
@@ -92,10 +106,10 @@ class TemporalBlock(nn.Module):
                                   f"{(p - 1) * dilation}")
         self.pad = pad
         self.inp = nn.Conv1d(b, h, 1)
-        self.act1 = nn.PReLU()
+        self.act1 = PReLU()
         self.norm1 = make_norm(norm, h)
         self.depthwise = nn.Conv1d(h, h, p, dilation=dilation, groups=h)
-        self.act2 = nn.PReLU()
+        self.act2 = PReLU()
         self.norm2 = make_norm(norm, h)
         self.res = nn.Conv1d(h, b, 1)
         self.skip = nn.Conv1d(h, sc, 1)
@@ -136,7 +150,7 @@ class TCN(nn.Module):
                     pad = (span - ahead, ahead)
                 blocks.append(TemporalBlock(b, h, sc, p, d, norm, pad))
         self.blocks = nn.ModuleList(blocks)
-        self.out_act = nn.PReLU()
+        self.out_act = PReLU()
         self.out = nn.Conv1d(sc, masks * n, 1)
         self.lookahead_frames = sum(blk.pad[1] for blk in self.blocks)
 
@@ -174,9 +188,12 @@ class VoxTasNet(nn.Module):
         self.norm, self.lookahead_ms = norm, lookahead_ms
         ahead = None if lookahead_ms is None else int(lookahead_ms * 1e-3 * sample_rate
                                                       // self.stride)
-        self.encoder = nn.Conv2d(1, n, (1, l), stride=(1, self.stride), bias=False)
+        # the 2-D conv of kernel (1, L) over (channel, time), run as a 1-D conv on each channel
+        # folded into the batch: the same weights and sums, and a graph XNNPACK lowers (the
+        # Conv2d form failed its channels-last pass, 2026-12-06)
+        self.encoder = nn.Conv1d(1, n, l, stride=self.stride, bias=False)
         self.tcn = TCN(channels * n, b, h, p, x, r, masks=1, norm=norm, lookahead=ahead)
-        self.decoder = nn.ConvTranspose2d(n, 1, (1, l), stride=(1, self.stride), bias=False)
+        self.decoder = nn.ConvTranspose1d(n, 1, l, stride=self.stride, bias=False)
 
     @property
     def config(self) -> dict[str, object]:
@@ -195,11 +212,11 @@ class VoxTasNet(nn.Module):
         bsz, c, t = mix.shape
         frames = -(-(t - self.l) // self.stride) + 1
         pad = (frames - 1) * self.stride + self.l - t
-        x = nn.functional.pad(mix, (0, pad)).unsqueeze(1)  # (batch, 1, C, T')
-        w = torch.relu(self.encoder(x))  # (batch, N, C, frames)
-        stacked = w.permute(0, 2, 1, 3).reshape(bsz, c * self.n, frames)  # (batch, C·N, frames)
-        m = self.tcn(stacked)[:, 0].reshape(bsz, c, self.n, frames).permute(0, 2, 1, 3)
-        acc = self.decoder(w * m)[:, 0, :, :t]  # (batch, C, T)
+        x = nn.functional.pad(mix, (0, pad)).reshape(bsz * c, 1, t + pad)
+        w = torch.relu(self.encoder(x))  # (batch·C, N, frames): each channel's embedding
+        stacked = w.reshape(bsz, c * self.n, frames)  # (batch, C·N, frames): stacked
+        m = self.tcn(stacked)[:, 0].reshape(bsz * c, self.n, frames)
+        acc = self.decoder(w * m).reshape(bsz, c, -1)[..., :t]  # (batch, C, T)
         return torch.stack([mix - acc, acc], dim=1)  # (batch, 2, C, T)
 
     def loss(self, mix: torch.Tensor, vocals: torch.Tensor, accompaniment: torch.Tensor

@@ -110,3 +110,13 @@ def test_near_causal_vox_tasnet_sees_a_bounded_future():
     # samples up to 300 - (look-ahead 16 + window 8) are untouched by what comes after 300
     assert torch.equal(a[..., : 300 - 24], b[..., : 300 - 24])
     assert float((a - b)[..., 280:300].abs().max()) > 0
+
+
+def test_prelu_is_torch_prelu():
+    from models.separation.tasnet import PReLU
+
+    act = PReLU()
+    with torch.no_grad():
+        act.weight.fill_(0.3)
+    x = torch.randn(2, 5, 17)
+    assert torch.allclose(act(x), torch.nn.functional.prelu(x, act.weight), atol=1e-7)
