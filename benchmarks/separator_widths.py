@@ -29,7 +29,7 @@ from compress.latency_probe import PROBE_GATE, bench_samples_fn, measure_rounds
 from compress.recipes.separation import SeparationRecipe
 from export.calibration import CalibrationSet
 from export.pte import export_pte
-from models.separation.nets import MIN_GROWTH
+from models.separation.nets import narrow_widths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,8 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     x = (0.1 * torch.randn(1, model.channels, n),)
     widths = {"1.0": list(model.block_widths)}
     for f in args.factors:
-        widths[f"{f:g}"] = [max(MIN_GROWTH, int(w * f)) if w > MIN_GROWTH else w
-                            for w in model.block_widths]
+        widths[f"{f:g}"] = narrow_widths(model.block_widths, f)  # what compress run narrows to
     jobs, params = {}, {}
     with tempfile.TemporaryDirectory(prefix="sepwidths_") as tmp:
         out = Path(tmp)

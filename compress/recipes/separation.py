@@ -11,7 +11,7 @@ What the family tells the pipeline (:class:`~compress.recipes.base.Recipe`):
   keeps one layer). Kind ``dense_<band>s<depth>``: layers at the same spectrogram size share a
   latency probe. And one width unit, ``net.width`` (kind ``width``), for every architecture:
   narrowing multiplies every block's width — a dense block's growth rate, a UNet conv block's
-  channels — by ``evolve.narrow_factor`` (at least :data:`~models.separation.nets.MIN_GROWTH`),
+  channels — by ``evolve.narrow_factor`` (at least :data:`~models.separation.nets.MIN_WIDTH`),
   keeping each block's channels of largest filter norm and slicing every reader
   (:meth:`Separator.narrow`); one axis for the whole network, so the latency table measures the
   network at each narrowed width and every layer kind's cost at it. A UNet's only unit is that
@@ -245,7 +245,7 @@ class SeparationRecipe(Recipe):
 
     # ---- architecture -------------------------------------------------------------------
     def units(self, model: nn.Module) -> list[Unit]:
-        from models.separation.nets import MIN_GROWTH
+        from models.separation.nets import MIN_WIDTH
 
         out = []
         for path, block, tag in _sep(model).net.dense_blocks():
@@ -261,18 +261,18 @@ class SeparationRecipe(Recipe):
                                 ("remove",) if n > 1 else (), int(block.growth), last))
         widths = _sep(model).block_widths
         out.append(Unit(WIDTH_UNIT, "width", "net", 0,
-                        ("narrow",) if max(widths) > MIN_GROWTH else (), sum(widths), None))
+                        ("narrow",) if max(widths) > MIN_WIDTH else (), sum(widths), None))
         return out
 
     def apply(self, model: nn.Module, action: Action) -> None:
-        from models.separation.nets import narrow_growths, remove_dense_layer
+        from models.separation.nets import narrow_widths, remove_dense_layer
 
         if action.kind == "narrow":
             if action.unit != WIDTH_UNIT:
                 raise CompressError(f"unit {action.unit!r} cannot be narrowed; the separator's "
                                     f"width unit is {WIDTH_UNIT!r}")
             sep = _sep(model)
-            sep.narrow(narrow_growths(sep.block_widths, action.factor))
+            sep.narrow(narrow_widths(sep.block_widths, action.factor))
             return
         if action.kind != "remove":
             raise CompressError(f"separation units support remove and narrow, not "

@@ -121,13 +121,10 @@ class MaskNet(nn.Module, ABC):
         conv-block output channels (what ``build_net(..., widths=)`` takes)."""
         return self.dense_growths
 
+    @abstractmethod
     def width_groups(self, widths: Sequence[int]) -> list[ChannelGroup]:
         """The channel groups (:mod:`models.units`) that narrow this net to `widths` (one per
         block, :attr:`block_widths`): keys relative to the net."""
-        return self.growth_groups(widths)
-
-    def growth_groups(self, growths: Sequence[int]) -> list[ChannelGroup]:
-        raise SeparationError(f"{type(self).__name__} has no dense blocks to narrow")
 
 
 # --------------------------------------------------------------------------------------- UNet
@@ -321,13 +318,13 @@ def remove_dense_layer(block: DenseBlock, index: int) -> None:
     block.layers = nn.ModuleList(kept)
 
 
-# ---- narrowing: the dense blocks' growth rates (compress run's width unit) -------------------
-#: narrowing never takes a dense block below this many channels per layer
-MIN_GROWTH = 2
+# ---- narrowing: block widths, dense growth rates or UNet channels (compress run's width unit) --
+#: narrowing never takes a block below this many channels
+MIN_WIDTH = 2
 _BN = ("weight", "bias", "running_mean", "running_var")
 
 
-def narrow_growths(growths: Sequence[int], factor: float, minimum: int = MIN_GROWTH
+def narrow_widths(growths: Sequence[int], factor: float, minimum: int = MIN_WIDTH
                    ) -> list[int]:
     """Every width (growth rate, block channels) times `factor`, rounded down, at least
     `minimum` (widths already at or below it stay); SeparationError when nothing would
@@ -571,7 +568,7 @@ class MDenseNet(MaskNet):
         assert isinstance(head, DenseBlock)
         return [*self.body.dense_blocks("body"), ("head.0", head, "s0")]
 
-    def growth_groups(self, growths: Sequence[int]) -> list[ChannelGroup]:
+    def width_groups(self, growths: Sequence[int]) -> list[ChannelGroup]:
         n = len(self.dense_blocks()) - 1
         if len(growths) != n + 1:
             raise SeparationError(f"growths={list(growths)}: MDenseNet has {n + 1} dense blocks")
@@ -626,7 +623,7 @@ class MMDenseNet(MaskNet):
         f, n = self.full.min_size
         return 2 * f, n  # each band net sees half of the bins
 
-    def growth_groups(self, growths: Sequence[int]) -> list[ChannelGroup]:
+    def width_groups(self, growths: Sequence[int]) -> list[ChannelGroup]:
         if len(growths) != len(self.dense_blocks()):
             raise SeparationError(f"growths={list(growths)}: MMDenseNet has "
                                   f"{len(self.dense_blocks())} dense blocks")

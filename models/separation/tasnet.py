@@ -42,13 +42,17 @@ NORMS = ("gln", "cln")
 _EPS = 1e-8
 
 
-class GlobalLayerNorm(nn.Module):
-    """gLN: ``(x − mean) / sqrt(var + eps) · γ + β`` with mean and variance over (C, T)."""
+class _ChannelAffine(nn.Module):
+    """A per-channel gain γ (1) and bias β (0), the affine part of gLN and cLN."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.gamma = nn.Parameter(torch.ones(1, channels, 1))
         self.beta = nn.Parameter(torch.zeros(1, channels, 1))
+
+
+class GlobalLayerNorm(_ChannelAffine):
+    """gLN: ``(x − mean) / sqrt(var + eps) · γ + β`` with mean and variance over (C, T)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
         mean = x.mean(dim=(1, 2), keepdim=True)
@@ -56,13 +60,8 @@ class GlobalLayerNorm(nn.Module):
         return (x - mean) / torch.sqrt(var + _EPS) * self.gamma + self.beta
 
 
-class CumulativeLayerNorm(nn.Module):
+class CumulativeLayerNorm(_ChannelAffine):
     """cLN: frame t normalised by the mean and variance of channels × frames 0..t."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.ones(1, channels, 1))
-        self.beta = nn.Parameter(torch.zeros(1, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
         c, t = x.shape[1], x.shape[2]

@@ -203,7 +203,7 @@ def test_latency_plan_measures_the_narrowed_network_and_its_layers():
     pm, probes = plan_probes(r, m, x, [], precision={"net": "fp32"}, width_steps=2,
                              narrow_factor=0.75, tag="t")
     keys = {p.key for p in probes}
-    narrowed = sum(narrow_growths_twice(m.block_widths))
+    narrowed = sum(narrow_widths_twice(m.block_widths))
     assert {"seg:net@t", f"seg:net:net.width={sum([3] * 9 + [6])}@t",
             f"seg:net:net.width={narrowed}@t"} <= keys
     assert pm.teacher_widths == {"net": {"net.width": sum(m.block_widths)}}
@@ -220,10 +220,10 @@ def test_latency_plan_measures_the_narrowed_network_and_its_layers():
         p.numel() for p in m.net.parameters())
 
 
-def narrow_growths_twice(growths):
-    from models.separation.nets import narrow_growths
+def narrow_widths_twice(growths):
+    from models.separation.nets import narrow_widths
 
-    return narrow_growths(narrow_growths(growths, 0.75), 0.75)
+    return narrow_widths(narrow_widths(growths, 0.75), 0.75)
 
 
 def _musdb(root: Path, sr: int = 8000) -> Path:

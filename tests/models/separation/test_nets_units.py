@@ -9,8 +9,8 @@ import torch
 from models import registry
 from models.separation import SeparationError, Separator
 from models.separation.nets import (
-    MIN_GROWTH,
-    narrow_growths,
+    MIN_WIDTH,
+    narrow_widths,
     paper_blocks,
     remove_dense_layer,
 )
@@ -115,7 +115,7 @@ def test_narrowing_drops_the_weakest_channels_exactly(name):
     x = registry.get(name).example_inputs(m)[0]
     before = list(m.block_widths)
     assert (m.dense_layers, before) == paper_blocks(m.arch, m.width)
-    growths = [g - 1 if g > MIN_GROWTH else g for g in before]
+    growths = [g - 1 if g > MIN_WIDTH else g for g in before]
     _dead_channel_zero(m, growths)
     with torch.no_grad():
         y0 = m(x)
@@ -143,17 +143,17 @@ def test_narrowing_after_removals_and_its_limits():
     m.narrow(m.block_widths)  # every target = its size: the identity
     with torch.no_grad():
         y = m(x)
-    g = narrow_growths(m.block_widths, 0.5)
-    assert g == [max(MIN_GROWTH, v // 2) for v in m.block_widths]
+    g = narrow_widths(m.block_widths, 0.5)
+    assert g == [max(MIN_WIDTH, v // 2) for v in m.block_widths]
     m.narrow(g)
     with torch.no_grad():
         y2 = m(x)
     assert y2.shape == y.shape and torch.isfinite(y2).all()
     assert Separator(**m.config).dense_layers == m.dense_layers
-    while max(m.block_widths) > MIN_GROWTH:
-        m.narrow(narrow_growths(m.block_widths, 0.5))
+    while max(m.block_widths) > MIN_WIDTH:
+        m.narrow(narrow_widths(m.block_widths, 0.5))
     with pytest.raises(SeparationError, match="at its minimum"):
-        narrow_growths(m.block_widths, 0.5)
+        narrow_widths(m.block_widths, 0.5)
     with pytest.raises(SeparationError, match="expected 10 values"):
         Separator("mdensenet", sample_rate=8000, width=0.25, block_widths=[2, 2])
     with pytest.raises(SeparationError, match="has 9 conv blocks"):
