@@ -67,12 +67,18 @@ def _song(track: str) -> str:
     return track.split("__")[0]
 
 
-def _sep(model: nn.Module) -> Separator:
-    """`model` as a :class:`Separator` (CompressError for anything else)."""
-    if not isinstance(model, Separator):
-        raise CompressError(f"the separation recipe needs a Separator, got "
-                            f"{type(model).__name__}")
+def _sep(model: nn.Module) -> nn.Module:
+    """`model` if it is a separator the recipe knows (:data:`_ARCHS`), else CompressError."""
+    _arch(model)
     return model
+
+
+def _arch(model: nn.Module) -> _SeparatorArch:
+    for cls, arch in _ARCHS:
+        if isinstance(model, cls):
+            return arch
+    raise CompressError(f"the separation recipe knows {', '.join(c.__name__ for c, _ in _ARCHS)}"
+                        f"; got {type(model).__name__}")
 
 
 def _first(out: Any) -> torch.Tensor:
@@ -240,66 +246,28 @@ class SeparationRecipe(Recipe):
                                history=history, extra=extra)
 
     def check_teacher(self, model: nn.Module, path: Path) -> None:
-        if not isinstance(model, Separator):
-            raise CompressError(f"{path}: not a CWS separator ({type(model).__name__})")
+        try:
+            _arch(model)
+        except CompressError as exc:
+            raise CompressError(f"{path}: {exc}") from None
 
-    # ---- architecture -------------------------------------------------------------------
+    # ---- architecture (per network: _ARCHS) ----------------------------------------------
     def units(self, model: nn.Module) -> list[Unit]:
-        from models.separation.nets import MIN_WIDTH
-
-        out = []
-        for path, block, tag in _sep(model).net.dense_blocks():
-            n = len(block.layers)
-            # the latency probe of every layer of a block is its last layer: removing any
-            # layer leaves the structure of the block with one layer fewer (later layers lose
-            # the removed one's input channels), so a removal saves what the last, widest-input
-            # layer costs. Probing the first layer instead left that out, and the table
-            # overestimated the demo run's student by 70 % (2026-12-06).
-            last = f"net.{path}.layers.{n - 1}"
-            for j in range(n):
-                out.append(Unit(f"net.{path}.layers.{j}", f"dense_{tag}", "net", j,
-                                ("remove",) if n > 1 else (), int(block.growth), last))
-        widths = _sep(model).block_widths
-        out.append(Unit(WIDTH_UNIT, "width", "net", 0,
-                        ("narrow",) if max(widths) > MIN_WIDTH else (), sum(widths), None))
-        return out
+        return _arch(model).units(model)
 
     def apply(self, model: nn.Module, action: Action) -> None:
-        from models.separation.nets import narrow_widths, remove_dense_layer
-
-        if action.kind == "narrow":
-            if action.unit != WIDTH_UNIT:
-                raise CompressError(f"unit {action.unit!r} cannot be narrowed; the separator's "
-                                    f"width unit is {WIDTH_UNIT!r}")
-            sep = _sep(model)
-            sep.narrow(narrow_widths(sep.block_widths, action.factor))
-            return
-        if action.kind != "remove":
-            raise CompressError(f"separation units support remove and narrow, not "
-                                f"{action.kind!r}")
-        head, sep, idx = action.unit.rpartition(".layers.")
-        if not sep or not head.startswith("net.") or not idx.isdigit():
-            raise CompressError(f"unit {action.unit!r} is not a dense layer "
-                                "(net.<block>.layers.<i>)")
-        blocks = {f"net.{p}": b for p, b, _ in _sep(model).net.dense_blocks()}
-        if head not in blocks:
-            raise CompressError(f"unit {action.unit!r}: no dense block {head!r}; blocks: "
-                                f"{sorted(blocks)}")
-        remove_dense_layer(blocks[head], int(idx))
+        _arch(model).apply(model, action)
 
     def architecture(self, model: nn.Module) -> dict[str, Any]:
-        return {"arch": model.arch, "k": model.k, "width": model.width,
-                "sample_rate": model.sample_rate, "channels": model.channels,
-                "net": list(_sep(model).dense_layers),
-                "block_widths": list(_sep(model).block_widths)}
+        return _arch(model).architecture(model)
 
     def components(self, model: nn.Module) -> dict[str, str]:
-        return {"net": "net"}
+        return _arch(model).components(model)
 
     # ---- training -----------------------------------------------------------------------
     def _train(self, model: nn.Module, data: DataSplits, steps: int, lr: float, seed: int,
                teacher: nn.Module | None = None) -> dict[str, Any]:
-        """`steps` Adam steps of the model's loss (L1 + conservation) on augmented training
+        """`steps` Adam steps of the model's own loss on augmented training
         remixes at the shipped chunk length; the model ends in eval mode. With `teacher`, the
         loss is ``(1 - w) · L(references) + w · L(teacher's stems)``, w =
         :data:`DISTILL_WEIGHT`."""
@@ -332,7 +300,7 @@ class SeparationRecipe(Recipe):
                 opt.step()
                 losses.append(float(loss.detach()))
         model.eval()
-        what = "L1 + conservation (eqs. 7-8) on training remixes"
+        what = f"{_arch(model).loss} on training remixes"
         if teacher is not None:
             what += (f", {1 - DISTILL_WEIGHT:g} x against the references + {DISTILL_WEIGHT:g} x "
                      "against the teacher's stems")
@@ -353,7 +321,8 @@ class SeparationRecipe(Recipe):
 
     def finetune_scope(self, model: nn.Module, action: Action
                        ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-        return (("net",), ("net",))
+        comps = tuple(self.components(model))
+        return (comps, comps)
 
     def distill(self, model: nn.Module, data: DataSplits, cfg: Any, out: Path, say: Say,
                 teacher: nn.Module | None = None) -> dict[str, Any]:
@@ -395,7 +364,7 @@ class SeparationRecipe(Recipe):
         n = int(round(chunk_seconds * sep.sample_rate))
         if n < sep.min_samples:
             raise CompressError(f"export.chunk_seconds={chunk_seconds} gives {n} samples; "
-                                f"{sep.arch} needs at least {sep.min_samples}")
+                                f"{_arch(model).name} needs at least {sep.min_samples}")
         return n
 
     def example_inputs(self, model: nn.Module, data: DataSplits, split: str, n: int,
@@ -417,28 +386,10 @@ class SeparationRecipe(Recipe):
         return out
 
     def int8_groups(self, model: nn.Module) -> list[str]:
-        """One group per dense block, and per other weighted stage of the network (stems,
-        transitions, up-samplers, the mask conv; a UNet's conv blocks)."""
-        from models.separation.nets import ConvBlock
-
-        blocks = [f"net.{p}" for p, _, _ in _sep(model).net.dense_blocks()]
-        groups = list(blocks)
-        for name, mod in _sep(model).net.named_modules():
-            full = f"net.{name}"
-            if not name or any(full == b or full.startswith(b + ".") for b in blocks):
-                continue
-            if isinstance(mod, nn.Conv2d | nn.ConvTranspose2d):
-                parent = full.rsplit(".", 1)[0]
-                # a UNet's conv block (2 x conv, BN, ReLU) is one group; other convs alone
-                grp = parent if isinstance(model.get_submodule(parent), ConvBlock) else full
-                if grp not in groups:
-                    groups.append(grp)
-        return groups
+        return _arch(model).int8_groups(model)
 
     def export_metadata(self, model: nn.Module, cfg: Any) -> dict[str, Any]:
-        return {"arch": model.arch, "k": model.k,
-                "dense_layers": json.dumps(list(_sep(model).dense_layers)),
-                "block_widths": json.dumps(list(_sep(model).block_widths)),
+        return {**_arch(model).export_metadata(model),
                 "outputs": "stems (1, 2, C, T): vocals, accompaniment"}
 
     # ---- scores -------------------------------------------------------------------------
@@ -556,3 +507,189 @@ class SeparationRecipe(Recipe):
                 rec[role] = str(p)
             rows.append(rec)
         return rows
+
+
+# ---- what the recipe knows of each separator network -------------------------------------------
+class _SeparatorArch:
+    """The network-specific part of the recipe: units, actions, int8 groups, metadata.
+
+    Every separator shares the rest: ``forward (B, C, T) -> (B, 2, C, T)`` stems, ``loss(mix,
+    vocals, accompaniment)``, ``config`` (rebuilds an evolved network), ``sample_rate``,
+    ``channels``, ``min_samples``.
+    """
+
+    name = ""
+    #: what the model's loss is, for the training records
+    loss = ""
+
+    def units(self, model: Any) -> list[Unit]:
+        raise NotImplementedError
+
+    def apply(self, model: Any, action: Action) -> None:
+        raise NotImplementedError
+
+    def architecture(self, model: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def components(self, model: Any) -> dict[str, str]:
+        raise NotImplementedError
+
+    def int8_groups(self, model: Any) -> list[str]:
+        raise NotImplementedError
+
+    def export_metadata(self, model: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class _CwsArch(_SeparatorArch):
+    """A CWS separator (:class:`~models.separation.separator.Separator`): every layer of every
+    dense block, and one width unit for the whole mask network (module docstring)."""
+
+    name = "CWS separator"
+    loss = "L1 + conservation (eqs. 7-8)"
+
+    def units(self, model: Any) -> list[Unit]:
+        from models.separation.nets import MIN_WIDTH
+
+        out = []
+        for path, block, tag in model.net.dense_blocks():
+            n = len(block.layers)
+            # the latency probe of every layer of a block is its last layer: removing any
+            # layer leaves the structure of the block with one layer fewer (later layers lose
+            # the removed one's input channels), so a removal saves what the last, widest-input
+            # layer costs. Probing the first layer instead left that out, and the table
+            # overestimated the demo run's student by 70 % (2026-12-06).
+            last = f"net.{path}.layers.{n - 1}"
+            for j in range(n):
+                out.append(Unit(f"net.{path}.layers.{j}", f"dense_{tag}", "net", j,
+                                ("remove",) if n > 1 else (), int(block.growth), last))
+        widths = model.block_widths
+        out.append(Unit(WIDTH_UNIT, "width", "net", 0,
+                        ("narrow",) if max(widths) > MIN_WIDTH else (), sum(widths), None))
+        return out
+
+    def apply(self, model: Any, action: Action) -> None:
+        from models.separation.nets import narrow_widths, remove_dense_layer
+
+        if action.kind == "narrow":
+            if action.unit != WIDTH_UNIT:
+                raise CompressError(f"unit {action.unit!r} cannot be narrowed; the separator's "
+                                    f"width unit is {WIDTH_UNIT!r}")
+            model.narrow(narrow_widths(model.block_widths, action.factor))
+            return
+        if action.kind != "remove":
+            raise CompressError(f"separation units support remove and narrow, not "
+                                f"{action.kind!r}")
+        head, sep, idx = action.unit.rpartition(".layers.")
+        if not sep or not head.startswith("net.") or not idx.isdigit():
+            raise CompressError(f"unit {action.unit!r} is not a dense layer "
+                                "(net.<block>.layers.<i>)")
+        blocks = {f"net.{p}": b for p, b, _ in model.net.dense_blocks()}
+        if head not in blocks:
+            raise CompressError(f"unit {action.unit!r}: no dense block {head!r}; blocks: "
+                                f"{sorted(blocks)}")
+        remove_dense_layer(blocks[head], int(idx))
+
+    def architecture(self, model: Any) -> dict[str, Any]:
+        return {"arch": model.arch, "k": model.k, "width": model.width,
+                "sample_rate": model.sample_rate, "channels": model.channels,
+                "net": list(model.dense_layers), "block_widths": list(model.block_widths)}
+
+    def components(self, model: Any) -> dict[str, str]:
+        return {"net": "net"}
+
+    def int8_groups(self, model: Any) -> list[str]:
+        """One group per dense block, and per other weighted stage of the network (stems,
+        transitions, up-samplers, the mask conv; a UNet's conv blocks)."""
+        from models.separation.nets import ConvBlock
+
+        blocks = [f"net.{p}" for p, _, _ in model.net.dense_blocks()]
+        groups = list(blocks)
+        for name, mod in model.net.named_modules():
+            full = f"net.{name}"
+            if not name or any(full == b or full.startswith(b + ".") for b in blocks):
+                continue
+            if isinstance(mod, nn.Conv2d | nn.ConvTranspose2d):
+                parent = full.rsplit(".", 1)[0]
+                # a UNet's conv block (2 x conv, BN, ReLU) is one group; other convs alone
+                grp = parent if isinstance(model.get_submodule(parent), ConvBlock) else full
+                if grp not in groups:
+                    groups.append(grp)
+        return groups
+
+    def export_metadata(self, model: Any) -> dict[str, Any]:
+        return {"arch": model.arch, "k": model.k,
+                "dense_layers": json.dumps(list(model.dense_layers)),
+                "block_widths": json.dumps(list(model.block_widths))}
+
+
+class _TasNetArch(_SeparatorArch):
+    """Vox-TasNet (:class:`~models.separation.tasnet.VoxTasNet`): each of the TCN's X·R
+    temporal blocks may be removed (a residual block: its input passes on, its skip no longer
+    adds in; one block stays), and one width unit, ``tcn.width``, narrows every block's H
+    (:meth:`~models.separation.tasnet.TCN.narrow`). Blocks differ only in dilation and padding,
+    so one latency probe (the first block) serves them all. The encoder and decoder stay fp32
+    (``VoxTasNet.export_int8_modules``); the int8 groups are the bottleneck, each block and the
+    mask conv."""
+
+    name = "Vox-TasNet"
+    loss = "negative SI-SDR of the accompaniment"
+    width_unit = "tcn.width"
+
+    def units(self, model: Any) -> list[Unit]:
+        from models.separation.nets import MIN_WIDTH
+
+        blocks = model.tcn.blocks
+        removable = ("remove",) if len(blocks) > 1 else ()
+        out = [Unit(f"tcn.blocks.{i}", "tcn_block", "tcn", i, removable, model.tcn.hidden,
+                    "tcn.blocks.0") for i in range(len(blocks))]
+        h = model.tcn.hidden
+        out.append(Unit(self.width_unit, "width", "tcn", 0,
+                        ("narrow",) if h > MIN_WIDTH else (), h, None))
+        return out
+
+    def apply(self, model: Any, action: Action) -> None:
+        from models.separation.nets import narrow_widths
+
+        if action.kind == "narrow":
+            if action.unit != self.width_unit:
+                raise CompressError(f"unit {action.unit!r} cannot be narrowed; Vox-TasNet's "
+                                    f"width unit is {self.width_unit!r}")
+            model.narrow(narrow_widths([model.tcn.hidden], action.factor)[0])
+            return
+        if action.kind != "remove":
+            raise CompressError(f"Vox-TasNet units support remove and narrow, not "
+                                f"{action.kind!r}")
+        head, _, idx = action.unit.rpartition(".")
+        if head != "tcn.blocks" or not idx.isdigit():
+            raise CompressError(f"unit {action.unit!r} is not a TCN block (tcn.blocks.<i>)")
+        try:
+            model.remove_block(int(idx))
+        except ValueError as exc:
+            raise CompressError(f"unit {action.unit!r}: {exc}") from None
+
+    def architecture(self, model: Any) -> dict[str, Any]:
+        return {"arch": "vox-tasnet", "sample_rate": model.sample_rate,
+                "channels": model.channels, **model.hyper, "blocks": list(model.tcn.keep),
+                "lookahead_frames": model.tcn.lookahead_frames, "norm": model.norm}
+
+    def components(self, model: Any) -> dict[str, str]:
+        return {"tcn": "tcn"}
+
+    def int8_groups(self, model: Any) -> list[str]:
+        return (["tcn.bottleneck"] + [f"tcn.blocks.{i}" for i in range(len(model.tcn.blocks))]
+                + ["tcn.out"])
+
+    def export_metadata(self, model: Any) -> dict[str, Any]:
+        return {"arch": "vox-tasnet", "hyper": json.dumps(model.hyper),
+                "blocks": json.dumps(list(model.tcn.keep)),
+                "lookahead_frames": int(model.tcn.lookahead_frames)}
+
+
+def _known() -> list[tuple[type, _SeparatorArch]]:
+    from models.separation.tasnet import VoxTasNet
+
+    return [(Separator, _CwsArch()), (VoxTasNet, _TasNetArch())]
+
+
+_ARCHS = _known()

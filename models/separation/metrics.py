@@ -8,7 +8,9 @@
   taken together, each zero-mean, one optimal scale.
 * :func:`separation_scores` — per source: ``sdr``, ``sir``, ``sar``, ``isr`` (the median over
   the windows, NaN windows ignored, as museval aggregates a track), ``si_sdr``, and the
-  improvements over the mixture used as the estimate, ``sdri`` and ``si_sdri``.
+  improvements over the mixture used as the estimate, ``sdri`` and ``si_sdri``; for stereo
+  signals also ``ssa_si_sdr`` (:func:`ssa_si_sdr`, our definition of the Vox-TasNet paper's
+  stereo separation asymmetry: lower is better).
 * :func:`median_over_tracks` — the median of each score over tracks (CWS §3.2: per track over
   frames, then the median over tracks). The paper says it averages over frames; the median
   over frames is what museval and SiSEC report, and what is used here.
@@ -200,6 +202,8 @@ def separation_scores(
     for j, name in enumerate(names):
         s = {k: _nanmedian(frames[k][j]) for k in ("sdr", "sir", "sar", "isr")}
         s["si_sdr"] = si_sdr(ref[j], est[j])
+        if ref.shape[1] == 2:
+            s["ssa_si_sdr"] = ssa_si_sdr(ref[j], est[j], sample_rate, window_seconds)
         out[name] = s
     if mixture is not None:
         mix = np.asarray(mixture, dtype=np.float64)

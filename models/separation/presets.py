@@ -102,4 +102,51 @@ def _register_all() -> None:
             ))
 
 
+# ---- Vox-TasNet (issue 25; models.separation.tasnet) ------------------------------------------
+#: (suffix, sample rate, chunk seconds, hyper-parameters, what it is for). The paper's size:
+#: Conv-TasNet's best configuration of its Table 2 (N 512, L 16, B 128, H 512, P 3, X 8, R 3)
+#: on the stacked stereo embedding (2N = 1024 TCN input channels): 5.0 M parameters, the
+#: "about 5 M" of the Vox-TasNet paper. -demo: a quarter of N and H, 6 x 2 blocks, 16 kHz
+#: (0.35 M parameters; one training step of 4 x 1 s takes 0.7 s on one CPU thread).
+TASNET_SIZES: list[tuple[str, int, float, dict[str, int], str]] = [
+    ("", 44100, 3.0, {"n": 512, "l": 16, "b": 128, "h": 512, "p": 3, "x": 8, "r": 3},
+     "paper size (N 512, L 16, B 128, H 512, P 3, X 8, R 3), stereo 44.1 kHz"),
+    ("-demo", 16000, 2.0, {"n": 128, "l": 16, "b": 64, "h": 128, "p": 3, "x": 6, "r": 2},
+     "demo size, stereo 16 kHz, trains in minutes on a CPU"),
+    ("-unittest", 8000, 0.5, {"n": 16, "l": 8, "b": 8, "h": 16, "p": 3, "x": 2, "r": 2},
+     "tiny, for tests"),
+]
+#: the near-causal model's look-ahead (our choice; the summary of the paper gives none): 20 ms
+#: of future frames in the TCN, plus the encoder's window of L samples
+CAUSAL_LOOKAHEAD_MS = 20.0
+
+
+def tasnet_config(suffix: str, causal: bool) -> dict[str, Any]:
+    """The constructor arguments of preset ``vox-tasnet[-causal]`` + `suffix`."""
+    for suf, sr, _secs, hyper, _ in TASNET_SIZES:
+        if suf == suffix:
+            return {"sample_rate": sr, "channels": 2, **hyper,
+                    "norm": "cln" if causal else "gln",
+                    "lookahead_ms": CAUSAL_LOOKAHEAD_MS if causal else None, "blocks": None}
+    raise KeyError(suffix)
+
+
+def _register_tasnet() -> None:
+    from models.separation.tasnet import VoxTasNet
+
+    for causal in (False, True):
+        stem = "vox-tasnet-causal" if causal else "vox-tasnet"
+        kind = (f"near-causal (cLN, {CAUSAL_LOOKAHEAD_MS:g} ms look-ahead)" if causal
+                else "offline (gLN)")
+        for suffix, sr, secs, _hyper, size in TASNET_SIZES:
+            register(ModelSpec(
+                name=stem + suffix, family=FAMILY, factory=VoxTasNet,
+                defaults=tasnet_config(suffix, causal), inputs=_inputs(secs),
+                audio=AudioMeta(sample_rate=sr, channels=2, chunk_seconds=secs),
+                description=f"Vox-TasNet stereo singing voice cancellation, {kind}; {size}",
+                component="separator", tags=("evolvable",), audio_inputs=_audio_inputs,
+            ))
+
+
 _register_all()
+_register_tasnet()

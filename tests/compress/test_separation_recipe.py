@@ -136,8 +136,59 @@ def test_a_unet_evolves_by_its_width():
     assert r.architecture(m)["block_widths"] == [2, 4, 8, 16, 16, 8, 4, 2, 2]
     with torch.no_grad():
         assert m(*x).shape == (1, 2, 2, x[0].shape[-1])
-    with pytest.raises(CompressError, match="not a CWS separator"):
+    with pytest.raises(CompressError, match="recipe knows Separator, VoxTasNet.*got Linear"):
         r.check_teacher(torch.nn.Linear(2, 2), Path("x"))
+
+
+@pytest.mark.parametrize("name", ["vox-tasnet-unittest", "vox-tasnet-causal-unittest"])
+def test_vox_tasnet_blocks_and_width_evolve_and_rebuild(tmp_path, name):
+    """Vox-TasNet's units: each TCN block (remove) and the width H of every block (narrow);
+    an evolved model rebuilds from its checkpoint's config alone."""
+    r = SeparationRecipe()
+    r.configure(from_dict(RunConfig, {"model": {"name": name}, "evolve": {"score": "si_sdr"}}))
+    m = registry.build(name).eval()
+    r.check_teacher(m, Path("tasnet"))
+    units = r.units(m)
+    assert [u.name for u in units] == [f"tcn.blocks.{i}" for i in range(4)] + ["tcn.width"]
+    assert {u.kind for u in units[:4]} == {"tcn_block"}
+    assert all(u.module == "tcn.blocks.0" and u.actions == ("remove",) for u in units[:4])
+    assert units[4] == Unit("tcn.width", "width", "tcn", 0, ("narrow",), 16, None)
+    assert r.components(m) == {"tcn": "tcn"} and r.int8_modules(m) == ("tcn",)
+    assert r.int8_groups(m) == ["tcn.bottleneck", *[f"tcn.blocks.{i}" for i in range(4)],
+                                "tcn.out"]
+    x = registry.get(name).example_inputs(m)[0]
+    ahead = m.tcn.lookahead_frames
+    r.apply(m, Action("remove", "tcn.blocks.1"))
+    r.apply(m, Action("narrow", "tcn.width", 0.5))
+    arch = r.architecture(m)
+    assert arch["blocks"] == [0, 2, 3] and arch["H"] == 8
+    assert m.tcn.lookahead_frames == ahead - m_pad_right(name, 1)
+    assert [u.name for u in r.units(m)][-1] == "tcn.width"
+    with pytest.raises(CompressError, match="not a TCN block"):
+        r.apply(m, Action("remove", "encoder"))
+    with pytest.raises(CompressError, match="cannot be narrowed"):
+        r.apply(m, Action("narrow", "tcn.blocks.0", 0.5))
+    meta = r.export_metadata(m, None)
+    assert json.loads(meta["blocks"]) == [0, 2, 3] and meta["arch"] == "vox-tasnet"
+    with torch.no_grad():
+        y = m(x)
+    assert y.shape == (1, 2, 2, x.shape[-1])
+    p = r.save(m, tmp_path / "m.safetensors", {"event": "test"})
+    back = r.load(p)
+    assert back.config == m.config and back.config["blocks"] == [0, 2, 3]
+    with torch.no_grad():
+        assert torch.equal(back(x), y)
+    assert r.params(back) < r.params(registry.build(name))
+    for _ in range(2):
+        r.apply(m, Action("remove", "tcn.blocks.0"))
+    assert r.units(m)[0].actions == ()  # the last block stays
+    with pytest.raises(CompressError, match="last block"):
+        r.apply(m, Action("remove", "tcn.blocks.0"))
+
+
+def m_pad_right(name: str, index: int) -> int:
+    """Look-ahead frames of block `index` of preset `name` as built."""
+    return registry.build(name).tcn.blocks[index].pad[1]
 
 
 def test_config_scores_are_the_family_s():

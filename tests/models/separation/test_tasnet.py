@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -120,3 +122,54 @@ def test_prelu_is_torch_prelu():
         act.weight.fill_(0.3)
     x = torch.randn(2, 5, 17)
     assert torch.allclose(act(x), torch.nn.functional.prelu(x, act.weight), atol=1e-7)
+
+
+def test_narrowing_keeps_the_heaviest_channels_and_removal_keeps_shapes():
+    from models.separation.tasnet import VoxTasNet
+
+    torch.manual_seed(0)
+    m = VoxTasNet(sample_rate=8000, n=8, l=8, b=6, h=10, x=2, r=2, lookahead_ms=3.0).eval()
+    blk = m.tcn.blocks[0]
+    with torch.no_grad():  # channels 7, 2, 5 carry by far the most weight
+        for j, g in ((7, 9.0), (2, 8.0), (5, 7.0)):
+            blk.inp.weight[j] *= g
+    dw = blk.depthwise.weight.detach().clone()
+    m.narrow(3)
+    assert m.tcn.hidden == 3 and m.config["h"] == 3
+    assert torch.equal(m.tcn.blocks[0].depthwise.weight, dw[[2, 5, 7]])
+    assert all(b.norm1.gamma.shape == (1, 3, 1) for b in m.tcn.blocks)
+    ahead = [b.pad[1] for b in m.tcn.blocks]
+    m.remove_block(0)
+    assert m.tcn.keep == [1, 2, 3] and m.tcn.lookahead_frames == sum(ahead[1:])
+    x = torch.randn(1, 2, 800)
+    with torch.no_grad():
+        y = m(x)
+    assert y.shape == (1, 2, 2, 800)
+    assert torch.allclose(y.sum(dim=1), x, atol=1e-6)  # vocals + accompaniment = mixture
+    back = VoxTasNet(**m.config)
+    back.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        assert torch.equal(back.eval()(x), y)
+    with pytest.raises(SeparationError, match="keep="):
+        VoxTasNet(sample_rate=8000, n=8, l=8, b=6, h=10, x=2, r=2, blocks=[2, 1])
+    with pytest.raises(SeparationError, match="narrow to H=11"):
+        m.narrow(11)
+
+
+def test_the_loss_is_scale_dependent_where_si_sdr_is_not():
+    """The residual vocals need the accompaniment's scale: half the right accompaniment is
+    SI-SDR-perfect but loses 20 log10(2) ≈ 6 dB of SDR, and its vocals are off."""
+    from models.separation.tasnet import si_sdr_torch, snr_torch, stem_loss
+
+    g = torch.Generator().manual_seed(1)
+    voc, acc = torch.randn(2, 1, 2, 4000, generator=g)
+    mix = voc + acc
+    half = 0.5 * acc
+    est = torch.stack([mix - half, half], dim=1)
+    assert float(si_sdr_torch(acc, half)) > 60
+    assert float(snr_torch(acc, half)) == pytest.approx(20 * math.log10(2), abs=1e-4)
+    loss, info = stem_loss(est, voc, acc)
+    assert float(loss) == pytest.approx(-20 * math.log10(2), abs=1e-4)
+    assert info["si_sdr_accompaniment"] > 60 and info["si_sdr_vocals"] < 10
+    perfect, _ = stem_loss(torch.stack([voc, acc], dim=1), voc, acc)
+    assert float(perfect) < -60
