@@ -81,6 +81,11 @@ TRAINED_RUNS: tuple[tuple[str, int], ...] = (
 SIZES = ("demo", "unittest")
 #: trained-record fields shown in the table beside Table 2
 TABLE_KEYS = ("sdr", "sdri", "si_sdr", "sdr_int8", "latency_ms_per_audio_s")
+#: the other separators trained by ``--others`` (issue 25): Vox-TasNet offline and near-causal,
+#: asteroid's ConvTasNet on each channel (the peer: same data, budget and loss), the Chimera
+#: network (its MI output, and its DC output as a second record) and the MI network alone
+OTHER_RUNS = ("vox-tasnet-demo", "vox-tasnet-causal-demo", "asteroid-convtasnet-demo",
+              "chimera-demo", "chimera-mi-demo")
 
 
 def static_records(seconds: float = PAPER_SECONDS, sample_rate: int = PAPER_SAMPLE_RATE,
@@ -179,7 +184,8 @@ def _scores(res: Mapping[str, Any], suffix: str = "") -> dict[str, Any]:
     per_song = {name: _finite(t["vocals"]["sdr"]) for name, t in res["tracks"].items()}
     out: dict[str, Any] = {
         "sdr": _finite(voc["sdr"]), "sdri": _finite(voc["sdri"]),
-        "si_sdr": _finite(voc["si_sdr"]), "sir": _finite(voc["sir"]),
+        "si_sdr": _finite(voc["si_sdr"]), "ssa_si_sdr": _finite(voc.get("ssa_si_sdr")),
+        "sir": _finite(voc["sir"]),
         "sar": _finite(voc["sar"]),
         "sdr_accompaniment": _finite(acc["sdr"]), "sdri_accompaniment": _finite(acc["sdri"]),
         "si_sdr_accompaniment": _finite(acc["si_sdr"]),
@@ -256,7 +262,17 @@ def calibration_folder(corpus: Path, work: Path, files: int = 8) -> Path:
 
 def train_and_measure_one(arch: str, k: int, size: str, corpus: Path, work: Path,
                           calibration: Path, quick: bool) -> dict[str, Any]:
-    """Train (or reuse), evaluate and export one model; latency is measured later."""
+    """Train (or reuse), evaluate and export one CWS model; latency is measured later."""
+    return train_and_measure(f"cws-{arch}-{size}", {"k": k}, corpus, work / run_name(arch, k),
+                             calibration, quick, {"model": arch, "k": k})
+
+
+def train_and_measure(preset: str, overrides: Mapping[str, Any], corpus: Path, out: Path,
+                      calibration: Path, quick: bool, record: Mapping[str, Any]
+                      ) -> dict[str, Any]:
+    """Train (or reuse) `preset` (with model `overrides`) into `out`, evaluate it on the
+    held-out songs, export it to ``.pte`` fp32 and int8 and evaluate the int8 program; the
+    returned record starts with `record`. Latency is measured later (:func:`measure_latency`)."""
     import torch
 
     from compress.commands.separate import load_separator
@@ -265,15 +281,13 @@ def train_and_measure_one(arch: str, k: int, size: str, corpus: Path, work: Path
     from models.separation.infer import DEFAULT_OVERLAP_SECONDS, evaluate
     from models.separation.train import train_separator
 
-    preset = f"cws-{arch}-{size}"
     spec = registry.get(preset)
     chunk = float(spec.audio.chunk_seconds)
     overlap = min(DEFAULT_OVERLAP_SECONDS, chunk / 4)
     max_seconds = 2.0 * chunk if quick else None
-    out = work / run_name(arch, k)
     cfg = training_config(preset, chunk, quick)
     torch.manual_seed(cfg.seed)
-    model = spec.build(k=k)
+    model = spec.build(**overrides)
     t0 = time.time()
     ckpt = train_separator(model, preset, corpus, out, cfg=cfg, resume=True,
                            show_progress=False)
@@ -281,12 +295,13 @@ def train_and_measure_one(arch: str, k: int, size: str, corpus: Path, work: Path
     prog = header.extra.get("progress", {})
     train_seconds = sum(float(h.get("seconds", 0.0)) for h in header.history
                         if h.get("event") == "train")
-    log.info("%s k=%d: trained (%s stop at step %s, best step %s) in %.0f s", preset, k,
-             prog.get("stopped"), prog.get("step"), prog.get("best_step"), time.time() - t0)
+    log.info("%s %s: trained (%s stop at step %s, best step %s) in %.0f s", preset,
+             dict(overrides), prog.get("stopped"), prog.get("step"), prog.get("best_step"),
+             time.time() - t0)
     res = evaluate(model, corpus, "test", max_seconds, chunk_seconds=chunk,
                    overlap_seconds=overlap, show_progress=False)
-    record: dict[str, Any] = {
-        "model": arch, "k": k, "preset": preset, "checkpoint": str(ckpt),
+    rec: dict[str, Any] = {
+        **record, "preset": preset, "checkpoint": str(ckpt),
         "demo_params": sum(p.numel() for p in model.parameters()),
         "sample_rate": int(spec.audio.sample_rate), "chunk_seconds": chunk,
         "test_songs": len(res["tracks"]), "eval_max_seconds": max_seconds,
@@ -298,15 +313,15 @@ def train_and_measure_one(arch: str, k: int, size: str, corpus: Path, work: Path
     t0 = time.time()
     for precision in ("fp32", "int8"):
         path, sidecar, failures = _export(ckpt, precision, out, calibration)
-        record[f"pte_{precision}"] = str(path)
-        record[f"pte_{precision}_bytes"] = path.stat().st_size
-        record[f"parity_{precision}"] = _parity(sidecar, failures)
-    record["export_seconds"] = round(time.time() - t0, 1)
-    program, pte_chunk, _ = load_separator(record["pte_int8"])
+        rec[f"pte_{precision}"] = str(path)
+        rec[f"pte_{precision}_bytes"] = path.stat().st_size
+        rec[f"parity_{precision}"] = _parity(sidecar, failures)
+    rec["export_seconds"] = round(time.time() - t0, 1)
+    program, pte_chunk, _ = load_separator(rec["pte_int8"])
     res8 = evaluate(program, corpus, "test", max_seconds, chunk_seconds=float(pte_chunk or chunk),
                     overlap_seconds=overlap, show_progress=False)
-    record.update(_scores(res8, "_int8"))
-    return record
+    rec.update(_scores(res8, "_int8"))
+    return rec
 
 
 def measure_latency(records: Sequence[dict[str, Any]], work: Path, quick: bool) -> None:
@@ -320,7 +335,7 @@ def measure_latency(records: Sequence[dict[str, Any]], work: Path, quick: bool) 
     for r in records:
         inputs = load_for_export(r["checkpoint"]).example_inputs  # the programs' chunk
         seconds = inputs[0].shape[-1] / r["sample_rate"]
-        raw = write_input_file(inputs, work / run_name(r["model"], r["k"]) / "bench_input.raw")
+        raw = write_input_file(inputs, Path(r["checkpoint"]).parent / "bench_input.raw")
         for precision, key in (("int8", "latency_ms_per_audio_s"),
                                ("fp32", "latency_fp32_ms_per_audio_s")):
             bench = measure(r[f"pte_{precision}"], "host", warmup=warmup, iterations=iterations,
@@ -329,10 +344,12 @@ def measure_latency(records: Sequence[dict[str, Any]], work: Path, quick: bool) 
             if p50 is None:
                 raise SystemExit(f"{r[f'pte_{precision}']}: the runner reported no p50")
             r[key] = round(p50 / seconds, 3)
+            rss = bench.metrics.get("peak_rss(mb)")
+            r[f"peak_rss_mb_{precision}"] = None if rss is None else round(float(rss), 1)
         r["latency_settings"] = {"target": "host", "threads": 1, "warmup": warmup,
                                  "iterations": iterations, "repeats": repeats,
                                  "chunk_seconds": seconds, "statistic": "p50"}
-        log.info("%s k=%d: %.1f ms / s audio (int8), %.1f (fp32)", r["model"], r["k"],
+        log.info("%s: %.1f ms / s audio (int8), %.1f (fp32)", r["preset"],
                  r["latency_ms_per_audio_s"], r["latency_fp32_ms_per_audio_s"])
 
 
@@ -422,6 +439,222 @@ def train_demo_models(corpus: Path, work: Path, runs: Sequence[tuple[str, int]],
     return result
 
 
+# ------------------------------------------------------------------------------------------
+# The other separators (issue 25): Vox-TasNet, its asteroid peer, the Chimera network.
+# ------------------------------------------------------------------------------------------
+def paper_size_stats(preset: str, seconds: float = 3.0) -> dict[str, Any]:
+    """Parameters and multiply-adds (GMACs, / 1e9) on `seconds` of stereo at the preset's own
+    rate, for `preset` and for its paper-size preset (the name without ``-demo`` /
+    ``-unittest``, when registered). Counted on the ``meta`` device (nothing runs):
+    ``torch.utils.flop_counter`` for convolutions and matrix products, plus 4·H·(in + H) per
+    frame, layer and direction for every LSTM (which the counter does not see)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from models import registry
+
+    def count(name: str) -> dict[str, Any]:
+        spec = registry.get(name)
+        lstm_macs = 0
+
+        def hook(mod: torch.nn.LSTM, args: tuple[Any, ...], _out: Any) -> None:
+            nonlocal lstm_macs
+            frames = args[0].shape[0] * args[0].shape[1]  # batch x time (batch_first)
+            dirs = 2 if mod.bidirectional else 1
+            for layer in range(mod.num_layers):
+                inp = mod.input_size if layer == 0 else mod.hidden_size * dirs
+                lstm_macs += frames * dirs * 4 * mod.hidden_size * (inp + mod.hidden_size)
+
+        with torch.device("meta"):
+            model = spec.build()
+            hooks = [m.register_forward_hook(hook) for m in model.modules()
+                     if isinstance(m, torch.nn.LSTM)]
+            x = torch.empty(1, int(model.channels), int(round(seconds * model.sample_rate)))
+            with FlopCounterMode(display=False) as fc:
+                model(x)
+            for h in hooks:
+                h.remove()
+        return {"params": sum(p.numel() for p in model.parameters()),
+                "gmacs": round((fc.get_total_flops() / 2 + lstm_macs) / 1e9, 3),
+                "sample_rate": int(model.sample_rate)}
+
+    out = {"size": count(preset)}
+    stem = preset.removesuffix("-demo").removesuffix("-unittest")
+    if stem != preset and stem in registry.names():
+        out["paper_size"] = {"name": stem, **count(stem)}
+    return out
+
+
+def evaluate_dc(ckpt: Path, corpus: Path, max_seconds: float | None) -> dict[str, Any]:
+    """The Chimera network's DC output on the held-out songs, in the format of
+    :func:`models.separation.infer.evaluate`: K-means on the embeddings of the whole song per
+    channel (``separate_dc``), the network run on segments of the training chunk's frames
+    (§3.2), the cluster order by the best permutation against the references (§3.4: the DC
+    output has no source order of its own)."""
+    import torch
+
+    from models.checkpoint import load_model
+    from models.separation.data import load_test_tracks
+    from models.separation.metrics import median_over_tracks, paper_average, separation_scores
+
+    model, header = load_model(ckpt)
+    model.eval()
+    chunk = float((header.extra.get("train_config") or {}).get("chunk_seconds", 1.0))
+    segment = model.frames(int(round(chunk * model.sample_rate)))
+    sr, ch = int(model.sample_rate), int(model.channels)
+    t0 = time.time()
+    per_track = {}
+    for tr in load_test_tracks(corpus, sr, ch, max_seconds):
+        refs = np.stack([tr.vocals, tr.accompaniment])
+        with torch.no_grad():
+            est = model.separate_dc(torch.from_numpy(tr.mixture).float()[None],
+                                    torch.from_numpy(refs).float(), segment_frames=segment)
+        per_track[tr.name] = separation_scores(refs, est.numpy(), tr.mixture, sr)
+    median = median_over_tracks(per_track)
+    return {"split": "test", "sample_rate": sr, "channels": ch, "max_seconds": max_seconds,
+            "seconds": round(time.time() - t0, 2), "tracks": per_track, "median": median,
+            "average": paper_average(median) if median else float("nan")}
+
+
+def expected_params(preset: str) -> int | None:
+    """The parameter count the chosen hyper-parameters give (Vox-TasNet and the asteroid
+    peer; None for other models): the acceptance's check that the counts agree."""
+    from models import registry
+    from models.separation.tasnet import tcn_parameters
+
+    cfg = dict(registry.get(preset).defaults)
+    if preset.startswith("vox-tasnet"):
+        h = (cfg["n"], cfg["b"], cfg["h"], cfg["p"], cfg["x"], cfg["r"])
+        return tcn_parameters(cfg["channels"] * h[0], *h[1:]) + 2 * cfg["n"] * cfg["l"]
+    if preset.startswith("asteroid-convtasnet"):
+        from models.separation.peer import asteroid_parameters
+
+        return asteroid_parameters(cfg["n"], cfg["l"], cfg["b"], cfg["h"], cfg["p"], cfg["x"],
+                                   cfg["r"])
+    return None
+
+
+def train_other_models(corpus: Path, work: Path, presets: Sequence[str], quick: bool = False
+                       ) -> dict[str, Any]:
+    """Train, evaluate, export and time each of `presets` like the CWS models (one record
+    each; a Chimera network with a DC head adds a ``<preset>:dc`` record for its DC output),
+    then the verdict (:func:`verdict_others`); also written to ``work/others.json``."""
+    import torch
+
+    torch.set_num_threads(1)
+    work.mkdir(parents=True, exist_ok=True)
+    calibration = calibration_folder(corpus, work)
+    t0 = time.time()
+    records: list[dict[str, Any]] = []
+    for preset in presets:
+        log.info("=== %s ===", preset)
+        rec = train_and_measure(preset, {}, corpus, work / preset, calibration, quick,
+                                {"model": preset, "k": None, **paper_size_stats(preset),
+                                 "expected_params": expected_params(preset)})
+        records.append(rec)
+    measure_latency(records, work, quick)
+    for rec in list(records):
+        from models import registry
+
+        alpha = registry.get(rec["preset"]).defaults.get("alpha")
+        if alpha is not None and alpha > 0:  # a trained DC head
+            res = evaluate_dc(Path(rec["checkpoint"]), corpus,
+                              rec["eval_max_seconds"])
+            records.append({"model": f"{rec['preset']}:dc", "k": None,
+                            "preset": rec["preset"], "output": "dc", **_scores(res)})
+    result = {"corpus": str(corpus), "quick": quick, "seconds": round(time.time() - t0, 1),
+              "records": records, "verdict": verdict_others(records)}
+    tmp = work / "others.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(work / "others.json")
+    return result
+
+
+def verdict_others(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Acceptance lines for the other separators: SDRi > 0 dB each; the parameter count of
+    the chosen hyper-parameters; int8 against fp32 latency; Vox-TasNet beside its asteroid
+    peer (same data and budget) and their stereo asymmetry; Chimera's MI and DC outputs beside
+    the MI network trained alone, with the paired per-song noise."""
+    lines = []
+    by = {r["model"]: r for r in records}
+
+    def f(v: Any, fmt: str = ".2f") -> str:
+        return "nan" if v is None else format(v, fmt)
+
+    for r in records:
+        sdri = r.get("sdri")
+        ok = sdri is not None and sdri > 0
+        lines.append(f"{'PASS' if ok else 'FAIL'} {r['model']}: vocal SDRi {f(sdri, '+.2f')} dB "
+                     f"> 0 (SDR {f(r.get('sdr'))} dB, {r.get('test_songs', '?')} held-out songs)")
+    for r in records:
+        want = r.get("expected_params")
+        if want is not None:
+            got = r.get("demo_params")
+            lines.append(f"{'PASS' if got == want else 'FAIL'} {r['model']}: {got} parameters, "
+                         f"{want} from its hyper-parameters")
+        l8, l32 = r.get("latency_ms_per_audio_s"), r.get("latency_fp32_ms_per_audio_s")
+        if l8 is not None and l32 is not None:
+            lines.append(f"{'PASS' if l8 < l32 else 'FAIL'} {r['model']}: int8 {l8:.1f} vs fp32 "
+                         f"{l32:.1f} ms per audio second; SDR int8 {f(r.get('sdr_int8'))} vs "
+                         f"fp32 {f(r.get('sdr'))} dB")
+        for precision in ("fp32", "int8"):
+            par = r.get(f"parity_{precision}") or {}
+            if par.get("failures"):
+                lines.append(f"NOTE {r['model']}: the {precision} .pte fails the parity gate "
+                             f"(measured anyway): {par['failures'][0]}")
+
+    def pair(a: str, b: str, what: str) -> None:
+        ra, rb = by.get(a), by.get(b)
+        if ra is None or rb is None:
+            return
+        d = paired_difference(ra.get("sdr_per_song") or {}, rb.get("sdr_per_song") or {})
+        noise = (f"paired per-song difference: mean {d['mean']:+.2f}"
+                 + (f" ± {d['ci95_half_width']:.2f} dB (95 %)"
+                    if d.get("ci95_half_width") is not None else " dB")
+                 + f", {d['not_lower']}/{d['songs']} songs not lower") if d["songs"] else ""
+        lines.append(f"INFO {what}: {a} SDR {f(ra.get('sdr'))} vs {b} {f(rb.get('sdr'))} dB "
+                     f"({noise})")
+
+    pair("vox-tasnet-demo", "asteroid-convtasnet-demo", "our Vox-TasNet vs asteroid ConvTasNet")
+    tas, peer = by.get("vox-tasnet-demo"), by.get("asteroid-convtasnet-demo")
+    if tas is not None and peer is not None:
+        same = (tas.get("train_config") == peer.get("train_config")
+                and tas.get("train_steps") == peer.get("train_steps"))
+        lines.append(f"{'PASS' if same else 'FAIL'} same data and budget: "
+                     f"{tas.get('train_steps')} vs {peer.get('train_steps')} steps, training "
+                     f"configs {'equal' if same else 'differ'} (early stopping may end either)")
+        lines.append(f"INFO stereo asymmetry (SSA SI-SDR of the vocals, lower is better): "
+                     f"Vox-TasNet {f(tas.get('ssa_si_sdr'))} dB vs the per-channel asteroid "
+                     f"model {f(peer.get('ssa_si_sdr'))} dB")
+    pair("chimera-demo", "chimera-demo:dc", "Chimera MI output vs its DC output")
+    pair("chimera-demo", "chimera-mi-demo", "Chimera MI output vs the MI network alone")
+    return lines
+
+
+def format_others(records: Sequence[Mapping[str, Any]]) -> str:
+    """A text table of the other separators' records."""
+    keys = [("demo_params", "params", 1e-6, ".3f"), ("gmacs", "GMACs 3s", 1, ".2f"),
+            ("sdr", "SDR", 1, ".2f"), ("sdri", "SDRi", 1, ".2f"), ("si_sdr", "SI-SDR", 1, ".2f"),
+            ("ssa_si_sdr", "SSA", 1, ".2f"), ("sdr_int8", "SDR int8", 1, ".2f"),
+            ("latency_fp32_ms_per_audio_s", "ms/s fp32", 1, ".1f"),
+            ("latency_ms_per_audio_s", "ms/s int8", 1, ".1f"),
+            ("peak_rss_mb_int8", "RSS MB", 1, ".0f")]
+    head = f"{'model':<28}" + "".join(f"{h:>11}" for _, h, _, _ in keys)
+    lines = [head, "-" * len(head)]
+    for r in records:
+        row = dict(r)
+        row["gmacs"] = (r.get("size") or {}).get("gmacs")
+        cells = []
+        for k, _, scale, fmt in keys:
+            v = row.get(k)
+            cells.append("-" if not isinstance(v, (int, float)) else format(v * scale, fmt))
+        lines.append(f"{r['model']:<28}" + "".join(f"{c:>11}" for c in cells))
+    lines.append("params: millions (demo preset); GMACs: multiply-adds of the demo preset on 3 s "
+                 "of stereo / 1e9; SDR / SDRi / SI-SDR / SSA (vocals): dB on held-out songs; "
+                 "latency: host runner, 1 thread, p50 ms per audio second.")
+    return "\n".join(lines)
+
+
 def format_table(records: list[dict[str, Any]]) -> str:
     """A text table: our figures beside Table 2's, and any trained results."""
     def num(v: Any, fmt: str) -> str:
@@ -458,7 +691,7 @@ def get_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", type=Path, help="write the records here")
     ap.add_argument("--trained", type=Path,
                     help="trained-model results to merge (add_trained_results): a JSON list of "
-                    "records or a WORK/trained.json")
+                    "records, a WORK/trained.json, or a WORK/others.json (--others)")
     ap.add_argument("--train-corpus", type=Path, metavar="DIR",
                     help="train, evaluate, export and time the demo presets on this MUSDB-layout "
                     "corpus (DIR/{train,test}/<song>/{mixture,vocals,accompaniment}.wav)")
@@ -470,6 +703,12 @@ def get_parser() -> argparse.ArgumentParser:
                     + ",".join(f"{a}:{k}" for a, k in TRAINED_RUNS) + ")")
     ap.add_argument("--size", choices=SIZES, default="demo",
                     help="preset size to train: cws-<arch>-<size> (default: %(default)s)")
+    ap.add_argument("--others", nargs="?", const=",".join(OTHER_RUNS), default=None,
+                    metavar="PRESET,...",
+                    help="also train, evaluate, export and time these other separators on "
+                    "--train-corpus (default with no value: " + ",".join(OTHER_RUNS) + ")")
+    ap.add_argument("--skip-cws", action="store_true",
+                    help="with --others: train only the other separators")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: a few training steps, two chunks of each held-out song, a "
                     "short latency run")
@@ -479,24 +718,43 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     trained: list[dict[str, Any]] | None = None
+    others: dict[str, Any] | None = None
     lines: list[str] = []
+    if args.others and not args.train_corpus:
+        raise SystemExit("--others needs --train-corpus")
     if args.trained:
         loaded = json.loads(args.trained.read_text())
-        trained = loaded["records"] if isinstance(loaded, dict) else loaded
-        lines = verdict(trained) if isinstance(loaded, dict) else []
+        if isinstance(loaded, dict) and loaded["records"] and \
+                loaded["records"][0].get("k") is None:  # a WORK/others.json
+            others = {**loaded, "verdict": verdict_others(loaded["records"])}
+        else:
+            trained = loaded["records"] if isinstance(loaded, dict) else loaded
+            lines = verdict(trained) if isinstance(loaded, dict) else []
     if args.train_corpus:
         if not args.train_corpus.is_dir():
             raise SystemExit(f"--train-corpus {args.train_corpus}: no such directory")
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-        result = train_demo_models(args.train_corpus, args.work, parse_runs(args.models),
-                                   args.size, args.quick)
-        trained = [*(trained or []), *result["records"]]
-        lines = result["verdict"]
-        print(f"trained part: {result['seconds']:.0f} s; records in {args.work / 'trained.json'}")
+        if not args.skip_cws:
+            result = train_demo_models(args.train_corpus, args.work, parse_runs(args.models),
+                                       args.size, args.quick)
+            trained = [*(trained or []), *result["records"]]
+            lines = result["verdict"]
+            print(f"trained part: {result['seconds']:.0f} s; records in "
+                  f"{args.work / 'trained.json'}")
+        if args.others:
+            presets = [p.strip() for p in args.others.split(",") if p.strip()]
+            others = train_other_models(args.train_corpus, args.work, presets, args.quick)
+            print(f"other separators: {others['seconds']:.0f} s; records in "
+                  f"{args.work / 'others.json'}")
     records = add_trained_results(static_records(), trained)
     print(format_table(records))
     for line in lines:
         print(line)
+    if others is not None:
+        print(format_others(others["records"]))
+        for line in others["verdict"]:
+            print(line)
+        records += [{"model": r["model"], "k": None, "trained": r} for r in others["records"]]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.json.with_suffix(args.json.suffix + ".tmp")

@@ -46,7 +46,8 @@ def _eval_separator(args: argparse.Namespace, model, header,  # type: ignore[no-
     for src in ("vocals", "accompaniment"):
         m = res["median"][src]
         print(f"{src}: " + ", ".join(f"{k}={m[k]:.2f}" for k in
-                                     ("sdr", "sir", "sar", "si_sdr", "sdri") if k in m))
+                                     ("sdr", "sir", "sar", "si_sdr", "sdri", "ssa_si_sdr")
+                                     if k in m))
     print(f"average (SDR, SIR, SAR of both sources): {res['average']:.2f} dB; "
           f"{len(res['tracks'])} test song(s)")
     if args.json:

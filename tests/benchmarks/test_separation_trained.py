@@ -122,3 +122,34 @@ def test_every_demo_and_unittest_preset_has_a_training_budget():
         assert demo.steps <= 600 and demo.val_every < demo.steps and demo.patience >= 2
         assert tiny.steps <= 8 and not tiny.val_sdr
     assert not any(name in PRESET_TRAINING for name in STEMS.values())  # paper size: defaults
+
+
+def test_quick_run_of_the_other_separators(tmp_path, capsys, _one_thread):
+    """``--others``: Vox-TasNet (and whatever else is named) through the same train / evaluate /
+    export / time path, with its size at the paper's hyper-parameters, the parameter count its
+    hyper-parameters give, and the stereo asymmetry score."""
+    bench = _bench_module()
+    corpus = _write_corpus(tmp_path / "corpus")
+    work = tmp_path / "work"
+    out = tmp_path / "separation.json"
+    rc = bench.main(["--train-corpus", str(corpus), "--work", str(work), "--quick",
+                     "--skip-cws", "--others", "vox-tasnet-causal-unittest", "--json", str(out)])
+    assert rc == 0
+    records = json.loads(out.read_text())
+    (other,) = [r for r in records if r["k"] is None]
+    r = other["trained"]
+    assert r["model"] == r["preset"] == "vox-tasnet-causal-unittest"
+    assert r["demo_params"] == r["expected_params"] == r["size"]["params"]
+    paper = r["paper_size"]
+    assert paper["name"] == "vox-tasnet-causal" and paper["params"] == 5_117_105
+    assert 80 < paper["gmacs"] < 90  # 3 s of stereo 44.1 kHz through the paper-size model
+    for key in ("sdr", "sdri", "si_sdr", "ssa_si_sdr", "sdr_int8", "latency_ms_per_audio_s",
+                "latency_fp32_ms_per_audio_s", "peak_rss_mb_int8"):
+        assert isinstance(r[key], float) and math.isfinite(r[key]), (key, r[key])
+    for precision in ("int8", "fp32"):
+        assert r[f"parity_{precision}"]["passed"] is True
+    text = capsys.readouterr().out
+    assert "vox-tasnet-causal-unittest: vocal SDRi" in text
+    assert f"{r['demo_params']} parameters, {r['demo_params']} from its hyper-parameters" in text
+    assert bench.main(["--trained", str(work / "others.json")]) == 0
+    assert "vox-tasnet-causal-unittest: int8" in capsys.readouterr().out
