@@ -150,3 +150,104 @@ def _register_tasnet() -> None:
 
 _register_all()
 _register_tasnet()
+
+
+# ---- Chimera network (issue 25; models.separation.chimera) -------------------------------------
+#: (suffix, sample rate, chunk seconds, hyper-parameters, what it is for). The paper's size
+#: (§3.1-3.2): 16 kHz (the paper downsamples DSD100 to 16 kHz), STFT 512 / hop 128, 150 mel
+#: bands + deltas, 4 x 500 BLSTM, D = 20 (24.2 M parameters); its chunk is 100 hops (0.8 s;
+#: 103 frames with the edge frames), the paper's training segments of "100 frames of input
+#: features" (§3.4); it runs fixed-length segments at test time too (§3.2).
+#: -demo: 2 x 128 units, the paper's features, 16 kHz stereo; -unittest: 8 kHz, tiny, a chunk of
+#: 0.125 s (19 frames): torch.export unrolls the LSTM over the frames, and the .pte lowering of
+#: 35 frames (0.25 s) took 2-4.5 min per program on the loaded 2-core machine.
+CHIMERA_SIZES: list[tuple[str, int, float, dict[str, Any], str]] = [
+    ("", 16000, 0.8, {"n_fft": 512, "hop": 128, "n_mels": 150, "hidden": 500, "layers": 4,
+                      "embedding": 20},
+     "paper size (4 x 500 BLSTM, D 20, 150 mels + deltas, STFT 512 / 128), stereo 16 kHz"),
+    ("-demo", 16000, 1.0, {"n_fft": 512, "hop": 128, "n_mels": 150, "hidden": 128,
+                           "layers": 2, "embedding": 20},
+     "demo size (2 x 128), stereo 16 kHz, trains in minutes on a CPU"),
+    ("-unittest", 8000, 0.125, {"n_fft": 256, "hop": 64, "n_mels": 24, "hidden": 16,
+                               "layers": 2, "embedding": 8},
+     "tiny, for tests"),
+]
+#: frames of one call of the streaming program (ChimeraStream): 8 hops (64 ms at 16 kHz)
+CHIMERA_STREAM_FRAMES = 8
+#: (name stem, alpha, bidirectional, what): Chimera (the paper's best alpha, 0.1), the plain
+#: mask-inference network (alpha 0), the unidirectional (causal, streamable) Chimera
+CHIMERA_VARIANTS = [("chimera", 0.1, True, "Chimera (alpha 0.1, BLSTM)"),
+                    ("chimera-mi", 0.0, True, "mask-inference network (alpha 0, BLSTM)"),
+                    ("chimera-causal", 0.1, False, "causal Chimera (alpha 0.1, LSTM)")]
+
+
+def chimera_config(suffix: str, alpha: float = 0.1, bidirectional: bool = True
+                   ) -> dict[str, Any]:
+    """The constructor arguments of a Chimera preset of size `suffix`."""
+    for suf, sr, _secs, hyper, _ in CHIMERA_SIZES:
+        if suf == suffix:
+            return {"sample_rate": sr, "channels": 2, **hyper, "deltas": True, "alpha": alpha,
+                    "mi_loss": "mmsa", "bidirectional": bidirectional, "dropout": 0.0}
+    raise KeyError(suffix)
+
+
+def _stream_inputs(model: torch.nn.Module) -> tuple[torch.Tensor, ...]:
+    """One chunk of the stand-in mixture and the stream's initial state."""
+    n = int(model.chunk_samples)  # type: ignore[arg-type]
+    mix = _mixture(n / float(model.sample_rate) + 1.0, int(model.sample_rate),  # type: ignore
+                   int(model.channels))[..., :n]  # type: ignore[arg-type]
+    return (mix.contiguous(), *model.initial_state())  # type: ignore[operator]
+
+
+def _register_chimera() -> None:
+    from models.separation.chimera import ChimeraSeparator, ChimeraStream
+
+    for stem, alpha, bidi, what in CHIMERA_VARIANTS:
+        for suffix, sr, secs, _hyper, size in CHIMERA_SIZES:
+            if stem != "chimera" and suffix == "":
+                continue  # the paper-size variants: build chimera with overrides
+            register(ModelSpec(
+                name=stem + suffix, family=FAMILY, factory=ChimeraSeparator,
+                defaults=chimera_config(suffix, alpha, bidi), inputs=_inputs(secs),
+                audio=AudioMeta(sample_rate=sr, channels=2, chunk_seconds=secs),
+                description=f"Chimera network singing voice separation, {what}; {size}",
+                component="separator", audio_inputs=_audio_inputs,
+            ))
+    for suffix, sr, _secs, hyper, size in CHIMERA_SIZES[1:]:
+        cfg = {**chimera_config(suffix, 0.1, False), "chunk_frames": CHIMERA_STREAM_FRAMES}
+        register(ModelSpec(
+            name="chimera-causal-stream" + suffix, family=FAMILY,
+            factory=ChimeraStream.from_config, defaults=cfg, inputs=_stream_inputs,
+            audio=AudioMeta(sample_rate=sr, hop_length=int(hyper["hop"]), channels=2,
+                            chunk_seconds=CHIMERA_STREAM_FRAMES * int(hyper["hop"]) / sr),
+            description=f"streaming program of chimera-causal{suffix}: one chunk of "
+                        f"{CHIMERA_STREAM_FRAMES} hops + the state in, stems "
+                        f"(n_fft - hop samples late) + the state out; {size}",
+            component="stream",
+        ))
+
+
+_register_chimera()
+
+
+# ---- the asteroid Conv-TasNet peer of Vox-TasNet (models.separation.peer) ------------------------
+def _register_peer() -> None:
+    """``asteroid-convtasnet-demo``: asteroid's Conv-TasNet on each channel with the
+    hyper-parameters of ``vox-tasnet-demo`` (N, L, B, H, P, X, R; gLN), trained with the same
+    budget and loss (:data:`models.separation.train.PRESET_TRAINING`), for the side-by-side
+    table of ``benchmarks/separation.py --others``. Building it needs asteroid (the Makefile
+    installs it); no ``-unittest`` size: it is a yardstick, not a model the suite ships."""
+    from models.separation.peer import AsteroidConvTasNet
+
+    suffix, sr, secs, hyper, _ = TASNET_SIZES[1]
+    register(ModelSpec(
+        name="asteroid-convtasnet" + suffix, family=FAMILY, factory=AsteroidConvTasNet,
+        defaults={"sample_rate": sr, "channels": 2, **hyper, "norm": "gLN", "causal": False},
+        inputs=_inputs(secs), audio=AudioMeta(sample_rate=sr, channels=2, chunk_seconds=secs),
+        description="asteroid's Conv-TasNet on each channel (the Vox-TasNet peer), "
+                    "vox-tasnet-demo's hyper-parameters",
+        component="separator", audio_inputs=_audio_inputs,
+    ))
+
+
+_register_peer()
