@@ -618,11 +618,12 @@ def verdict_others(records: Sequence[Mapping[str, Any]]) -> list[str]:
     pair("vox-tasnet-demo", "asteroid-convtasnet-demo", "our Vox-TasNet vs asteroid ConvTasNet")
     tas, peer = by.get("vox-tasnet-demo"), by.get("asteroid-convtasnet-demo")
     if tas is not None and peer is not None:
-        same = (tas.get("train_config") == peer.get("train_config")
-                and tas.get("train_steps") == peer.get("train_steps"))
-        lines.append(f"{'PASS' if same else 'FAIL'} same data and budget: "
-                     f"{tas.get('train_steps')} vs {peer.get('train_steps')} steps, training "
-                     f"configs {'equal' if same else 'differ'} (early stopping may end either)")
+        same = tas.get("train_config") == peer.get("train_config")
+        lines.append(f"{'PASS' if same else 'FAIL'} same data and budget: training configs "
+                     f"{'equal' if same else 'differ'} (steps, batch, chunk, schedule, "
+                     f"validation, seed); trained {tas.get('train_steps')} vs "
+                     f"{peer.get('train_steps')} steps, best at {tas.get('best_step')} vs "
+                     f"{peer.get('best_step')} (the same early-stopping rule ends each)")
         lines.append(f"INFO stereo asymmetry (SSA SI-SDR of the vocals, lower is better): "
                      f"Vox-TasNet {f(tas.get('ssa_si_sdr'))} dB vs the per-channel asteroid "
                      f"model {f(peer.get('ssa_si_sdr'))} dB")
