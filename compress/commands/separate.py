@@ -71,6 +71,11 @@ def load_separator(path: str) -> tuple[Any, float | None, str]:
             runner = PteRunner(p)
         except ExportError as exc:
             raise CompressError(f"{p}: not a loadable ExecuTorch program ({exc})") from None
+        if meta.get("family") == "separation" and meta.get("component") == "stream":
+            raise CompressError(f"{p}: a streaming program (one chunk and its state in, the "
+                                "next state out) for an app to call chunk by chunk; give "
+                                "compress separate the separator's checkpoint or its "
+                                "whole-chunk .pte")
         if meta.get("family") != "separation" or meta.get("dynamic_length"):
             raise CompressError(f"{p}: holds {meta.get('family', '?')}/"
                                 f"{meta.get('component', '?')}, not a fixed-chunk separator")
