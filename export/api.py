@@ -9,11 +9,12 @@ audio metadata and, for calibration from a folder of audio, the input adapter
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,35 @@ def load_for_export(name_or_ckpt: str | os.PathLike[str], name: str | None = Non
     )
 
 
+def streaming(lm: LoadedModel, frames: int) -> LoadedModel:
+    """`lm`'s streaming program of `frames` frames a call (:func:`export_model`)."""
+    make = getattr(lm.model, "streaming_program", None)
+    if make is None:
+        raise ExportError(f"{lm.name} has no streaming program (the near-causal Vox-TasNet and "
+                          "the causal Chimera network have one)")
+    if frames < 1:
+        raise ExportError(f"--stream-frames {frames}: expected >= 1")
+    try:
+        prog = make(frames).eval()
+    except ValueError as exc:
+        raise ExportError(f"{lm.name}: {exc}") from None
+    sr = int(lm.spec.audio.sample_rate)
+    n, c = int(prog.chunk_samples), int(prog.channels)
+    chunk = _tone(n / sr, sr)[:n].reshape(1, 1, n).expand(1, c, n).contiguous()
+    state = tuple(prog.initial_state())
+    if any(bool(t.any()) for t in state):
+        raise ExportError(f"{lm.name}: its streaming program starts from a non-zero state, "
+                          "which the metadata cannot describe")
+    meta = {**lm.metadata, "component": "stream", "stream_frames": int(frames),
+            "chunk_frames": n, "chunk_seconds": n / sr,
+            "delay_samples": int(prog.delay_samples),
+            "state_shapes": json.dumps([list(t.shape) for t in state]),
+            "initial_state": "zeros",
+            "example_input": "synthetic harmonic tone and the initial state"}
+    return replace(lm, name=f"{lm.name}-stream", model=prog, example_inputs=(chunk, *state),
+                   dynamic_shapes=None, metadata=meta, audio_out=False)
+
+
 def _tone(seconds: float, sample_rate: int) -> torch.Tensor:
     """A deterministic harmonic tone (example input only, never calibration)."""
     n = int(round(seconds * sample_rate))
@@ -122,6 +152,7 @@ def export_model(
     max_calibration_batches: int = 8,
     name: str | None = None,
     keep_fp32: Iterable[str] = (),
+    stream_frames: int | None = None,
 ) -> ExportResult:
     """Export a preset or checkpoint to ``{model}_{backend}_{precision}.{ext}`` + sidecar.
 
@@ -143,11 +174,21 @@ def export_model(
             ``export_keep_fp32`` attribute when it has one (e.g. an STFT front end). A model
             with an ``export_int8_modules`` attribute has only those submodules quantized
             (``.pte``), so arithmetic between them (a sampler, an F0 shift) stays fp32.
+        stream_frames: export the model's streaming program instead (a model with a
+            ``streaming_program(frames)`` method: the near-causal Vox-TasNet, the causal
+            Chimera network): one chunk of that many frames and the state in, the output
+            chunk and the next state out; the metadata carries the chunk, the delay and the
+            state's shapes, so an app can call it chunk after chunk.
     """
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}; valid: {', '.join(FORMATS)}")
     check_precision(precision)
     lm = load_for_export(name_or_ckpt, name=name)
+    if stream_frames is not None:
+        if calibration is not None or chunk_seconds is not None:
+            raise ExportError("--stream-frames fixes the chunk and calibrates on it: give "
+                              "neither --calibration nor --chunk-seconds with it")
+        lm = streaming(lm, stream_frames)
     sr = int(lm.spec.audio.sample_rate)
     inputs, dynamic = lm.example_inputs, lm.dynamic_shapes
     meta = dict(lm.metadata)

@@ -73,6 +73,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="int8: leave this submodule (dotted name, e.g. mel) in fp32; repeatable",
     )
     p.add_argument(
+        "--stream-frames",
+        type=int,
+        default=None,
+        metavar="K",
+        help="export the streaming program instead (near-causal Vox-TasNet, causal Chimera): "
+        "K frames and the state in, the output and the next state out",
+    )
+    p.add_argument(
         "--calibration-batches",
         type=int,
         default=8,
@@ -100,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         allow_fallback_ops=tuple(args.allow_fallback),
         max_calibration_batches=args.calibration_batches,
         keep_fp32=tuple(args.keep_fp32),
+        stream_frames=args.stream_frames,
     )
     par = result.sidecar["parity"]
     stoi = par["stoi"]

@@ -296,6 +296,11 @@ class ChimeraSeparator(nn.Module):
 
     # ---- deep clustering output --------------------------------------------------------------
     @torch.no_grad()
+    def streaming_program(self, chunk_frames: int = 8) -> ChimeraStream:
+        """The MI head as a streaming program of `chunk_frames` hops a call
+        (:class:`ChimeraStream`; unidirectional models only)."""
+        return ChimeraStream(self, chunk_frames)
+
     def separate_dc(self, mix: torch.Tensor, references: torch.Tensor | None = None,
                     seed: int = 0, segment_frames: int | None = None) -> torch.Tensor:
         """The DC head's output (§2.1, §3.2): K-means (k = 2) on the embeddings of the whole
@@ -409,6 +414,11 @@ class ChimeraStream(nn.Module):
     @property
     def chunk_samples(self) -> int:
         return self.chunk_frames * self.hop
+
+    @property
+    def delay_samples(self) -> int:
+        """Samples by which the output lags the input (``n_fft − hop``)."""
+        return int(self.delay)
 
     def initial_state(self) -> tuple[torch.Tensor, ...]:
         """``(in_tail, out_tail, prev_feats, started, h, c)`` before the first chunk."""

@@ -283,6 +283,13 @@ class VoxTasNet(nn.Module):
                 "norm": self.norm, "lookahead_ms": self.lookahead_ms,
                 "blocks": None if full else list(self.tcn.keep)}
 
+    def streaming_program(self, chunk_frames: int = 16) -> nn.Module:
+        """This (near-causal) model as a streaming program of `chunk_frames` encoder frames a
+        call (:class:`~models.separation.tasnet_stream.VoxTasNetStream`)."""
+        from models.separation.tasnet_stream import VoxTasNetStream
+
+        return VoxTasNetStream(self, chunk_frames)
+
     def remove_block(self, index: int) -> None:
         """Remove TCN block `index` (:meth:`TCN.remove_block`)."""
         self.tcn.remove_block(index)

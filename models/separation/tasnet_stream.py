@@ -11,7 +11,7 @@ How the whole-file model is reproduced, frame for frame:
 
 * **Encoder** (kernel L, stride S = L/2): the last S input samples are kept, so each call's
   ``(K + 1) · S`` samples give K frames; the first call's first frame ("frame −1") covers S
-  zeros before the start. Global frame indices are counted from a state ``t0``.
+  zeros before the start. Global frame indices come from a state counting the frames seen.
 * **Look-ahead**: block i's depthwise conv reads ``right_i`` frames of future, so its output
   lags its input by ``right_i`` frames; its input frames are kept (``left_i + right_i`` of
   them) and so is its residual input (``right_i`` frames). Skips, which lag by different
@@ -103,7 +103,7 @@ class VoxTasNetStream(nn.Module):
         tcn = m.tcn
         b, h = tcn.bottleneck.out_channels, tcn.hidden
         sc = tcn.out.in_channels
-        out = [("t0", (1, 1, 1)), ("encoder_in", (1, c, self.s)),
+        out = [("frames_seen", (1, 1, 1)), ("encoder_in", (1, c, self.s)),
                ("mixture", (1, c, self.delay_samples)), ("decoder_tail", (1, c, self.s)),
                ("in_norm_sum", (1, 1, 1)), ("in_norm_sq", (1, 1, 1))]
         if self.d:
@@ -121,10 +121,8 @@ class VoxTasNetStream(nn.Module):
         return out
 
     def initial_state(self) -> tuple[torch.Tensor, ...]:
-        """The state before the first call: frame counter −1, everything else zeros."""
-        state = [torch.zeros(shape) for _, shape in self.state_shapes()]
-        state[0] = torch.full((1, 1, 1), -1.0)
-        return tuple(state)
+        """The state before the first call: all zeros."""
+        return tuple(torch.zeros(shape) for _, shape in self.state_shapes())
 
     def forward(self, chunk: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         m, tcn, k, s = self.model, self.model.tcn, self.k, self.s
@@ -134,8 +132,9 @@ class VoxTasNetStream(nn.Module):
             raise SeparationError(f"VoxTasNetStream takes {len(names)} state tensors "
                                   f"({', '.join(names)}), got {len(state)}")
         st = dict(zip(names, state, strict=True))
-        t0 = st["t0"]
-        new: dict[str, torch.Tensor] = {"t0": t0 + k}
+        seen = st["frames_seen"]
+        t0 = seen - 1  # global index of this call's first encoder frame (frame −1 first)
+        new: dict[str, torch.Tensor] = {"frames_seen": seen + k}
 
         def valid_at(lag: int) -> tuple[torch.Tensor, torch.Tensor]:
             idx = t0 - lag + self.frame_offsets  # global frame index of each of the K frames

@@ -159,3 +159,51 @@ def test_train_eval_separate_work_for_the_other_separators(model, musdb, tmp_pat
     acc, _ = sf.read(tmp_path / "stems" / "accompaniment.wav", dtype="float32")
     assert voc.shape == acc.shape == x.shape
     assert np.max(np.abs(voc + acc - x)) < 2e-3  # 16-bit stems of a mask that sums to one
+
+
+@pytest.mark.parametrize("model", ["vox-tasnet-causal-unittest", "chimera-causal-unittest"])
+def test_export_streaming_program_of_a_trained_causal_separator(model, musdb, tmp_path, capsys):
+    """`compress export --stream-frames K`: the trained model's streaming program, whose
+    metadata tells an app the chunk, the delay and the state; run chunk by chunk with its
+    state carried in the runtime, it gives the checkpoint's whole-file stems. `compress
+    separate` refuses it in one line, and a BLSTM cannot stream."""
+    from export.runtime import PteRunner
+    from models.checkpoint import load_model
+
+    ckpt = tmp_path / "ckpt"
+    assert main(["train", "--model", model, "--data", str(musdb), "--out", str(ckpt),
+                 "--steps", "2", "--set", "batch=2", "--set", "val_every=2",
+                 "--set", "val_seconds=2", "--set", "ckpt_every=2", "--set", "log_every=1"]) == 0
+    exp = tmp_path / "exp"
+    assert main(["export", str(ckpt), "--format", "pte", "--stream-frames", "8", "--out",
+                 str(exp), "--threads", "1"]) == 0
+    pte = next(exp.glob("*-stream_xnnpack_fp32.pte"))
+    meta = json.loads(pte.with_suffix(".json").read_text())["metadata"]
+    assert meta["component"] == "stream" and meta["stream_frames"] == 8
+    shapes = json.loads(meta["state_shapes"])
+    n, delay = int(meta["chunk_frames"]), int(meta["delay_samples"])
+    eager, _ = load_model(ckpt)
+    x = torch.from_numpy(np.random.default_rng(3).standard_normal((1, 2, 3000)) * 0.1).float()
+    with torch.no_grad():
+        whole = eager.eval()(x)
+    runner = PteRunner(pte, threads=1)
+    calls = -(-(x.shape[-1] + delay) // n)
+    padded = torch.nn.functional.pad(x, (0, calls * n - x.shape[-1]))
+    state = [torch.zeros(s) for s in shapes]  # the initial state: zeros, as the metadata says
+    outs = []
+    for i in range(calls):
+        stems, *state = runner(padded[..., i * n : (i + 1) * n], *state)
+        outs.append(stems)
+    y = torch.cat(outs, dim=-1)[..., delay : delay + x.shape[-1]]
+    exact = x.shape[-1] - 2 * delay  # the file's end: the whole-file model pads its future
+    assert float((y - whole)[..., :exact].abs().max()) < 1e-4
+    capsys.readouterr()
+    src = tmp_path / "song.wav"
+    sf.write(src, x[0].T.numpy(), SR, subtype="FLOAT")
+    assert main(["separate", "--model", str(pte), "--input", str(src), "--out",
+                 str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "streaming program" in err[0]
+    assert main(["export", "chimera-unittest", "--format", "pte", "--stream-frames", "8",
+                 "--out", str(tmp_path / "x")]) == 1
+    assert "cannot" in capsys.readouterr().err.lower()
