@@ -1,5 +1,6 @@
 """The near-causal Vox-TasNet as a streaming program: chunk by chunk, the state carried, the
-stems equal the whole-file model's (eager and through the exported .pte)."""
+stems equal the whole-file model's. Through the exported .pte in the ExecuTorch runtime:
+tests/compress/test_separation_cli.py (`compress export --stream-frames`)."""
 
 from __future__ import annotations
 
@@ -63,31 +64,3 @@ def test_offline_model_and_bad_calls_are_refused():
         prog(torch.zeros(1, 2, prog.chunk_samples))
     with pytest.raises(SeparationError, match="mix must be"):
         stream(prog, torch.zeros(2, 2, 100))
-
-
-def test_the_exported_program_streams_like_the_whole_file(tmp_path):
-    """fp32 .pte through the parity gate, then run chunk by chunk on the ExecuTorch runtime
-    with its own state carried: the stems equal the eager whole-file model's."""
-    from export.pte import export_pte
-    from export.runtime import PteRunner
-
-    m = _model()
-    prog = VoxTasNetStream(m, 16)
-    inputs = (torch.randn(1, 2, prog.chunk_samples), *prog.initial_state())
-    res = export_pte(prog, inputs, tmp_path, "vox-tasnet-stream", precision="fp32", threads=1)
-    assert res.path is not None and res.path.is_file()
-    runner = PteRunner(res.path, threads=1)
-    x = torch.randn(1, 2, 2400)
-    with torch.no_grad():
-        whole = m(x)
-    n = prog.chunk_samples
-    calls = -(-(x.shape[-1] + prog.delay_samples) // n)
-    padded = torch.nn.functional.pad(x, (0, calls * n - x.shape[-1]))
-    state = list(prog.initial_state())
-    outs = []
-    for i in range(calls):
-        stems, *state = runner(padded[..., i * n : (i + 1) * n], *state)
-        outs.append(stems)
-    y = torch.cat(outs, dim=-1)[..., prog.delay_samples : prog.delay_samples + x.shape[-1]]
-    exact = x.shape[-1] - prog.delay_samples - m.stride
-    assert float((y - whole)[..., :exact].abs().max()) < 1e-4
