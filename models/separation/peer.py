@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from models.separation import SeparationError
-from models.separation.tasnet import stem_loss, tcn_parameters
+from models.separation.tasnet import fold_channels, stem_loss, tcn_parameters
 
 INSTALL = "pip install --no-deps asteroid==0.7.0 asteroid-filterbanks==0.4.0"
 NORMS = ("gLN", "cLN", "cgLN")
@@ -112,14 +112,9 @@ class AsteroidConvTasNet(nn.Module):
         return self.l
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
-        if mix.dim() != 3 or mix.shape[1] != self.channels or mix.shape[-1] < self.l:
-            raise SeparationError(f"mix must be (batch, {self.channels}, >= {self.l} samples), "
-                                  f"got {tuple(mix.shape)}")
+        mono, _ = fold_channels(mix, self.channels, self.l, self.stride)  # channels → batch
         bsz, c, t = mix.shape
-        frames = -(-(t - self.l) // self.stride) + 1
-        pad = (frames - 1) * self.stride + self.l - t
-        mono = nn.functional.pad(mix, (0, pad)).reshape(bsz * c, 1, t + pad)  # channels → batch
-        acc = self.model(mono).reshape(bsz, c, t + pad)[..., :t]  # (batch, C, T)
+        acc = self.model(mono).reshape(bsz, c, -1)[..., :t]  # (batch, C, T)
         return torch.stack([mix - acc, acc], dim=1)  # (batch, 2, C, T)
 
     def loss(self, mix: torch.Tensor, vocals: torch.Tensor, accompaniment: torch.Tensor

@@ -304,13 +304,8 @@ class VoxTasNet(nn.Module):
         return self.l
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
-        if mix.dim() != 3 or mix.shape[1] != self.channels or mix.shape[-1] < self.l:
-            raise SeparationError(f"mix must be (batch, {self.channels}, >= {self.l} samples), "
-                                  f"got {tuple(mix.shape)}")
+        x, frames = fold_channels(mix, self.channels, self.l, self.stride)
         bsz, c, t = mix.shape
-        frames = -(-(t - self.l) // self.stride) + 1
-        pad = (frames - 1) * self.stride + self.l - t
-        x = nn.functional.pad(mix, (0, pad)).reshape(bsz * c, 1, t + pad)
         w = torch.relu(self.encoder(x))  # (batch·C, N, frames): each channel's embedding
         stacked = w.reshape(bsz, c * self.n, frames)  # (batch, C·N, frames): stacked
         m = self.tcn(stacked)[:, 0].reshape(bsz * c, self.n, frames)
@@ -321,6 +316,20 @@ class VoxTasNet(nn.Module):
              ) -> tuple[torch.Tensor, dict[str, float]]:
         """:func:`stem_loss` of this model's stems."""
         return stem_loss(self(mix), vocals, accompaniment)
+
+
+def fold_channels(mix: torch.Tensor, channels: int, l: int, stride: int
+                  ) -> tuple[torch.Tensor, int]:
+    """``mix (batch, C, T)`` checked, zero-padded at the end to whole encoder frames (window
+    `l`, hop `stride`) and folded to ``(batch·C, 1, T')`` (each channel its own signal); and the
+    number of frames."""
+    if mix.dim() != 3 or mix.shape[1] != channels or mix.shape[-1] < l:
+        raise SeparationError(f"mix must be (batch, {channels}, >= {l} samples), "
+                              f"got {tuple(mix.shape)}")
+    bsz, c, t = mix.shape
+    frames = -(-(t - l) // stride) + 1
+    pad = (frames - 1) * stride + l - t
+    return nn.functional.pad(mix, (0, pad)).reshape(bsz * c, 1, t + pad), frames
 
 
 def stem_loss(est: torch.Tensor, vocals: torch.Tensor, accompaniment: torch.Tensor
