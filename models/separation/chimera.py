@@ -20,9 +20,8 @@ Targets (§2, §3.1): the mel magnitudes of the sources and the mixture (the sam
 the dominant-source labels ``Y`` (the ideal binary mask on the mel spectrogram) for the DC loss,
 and the MSA / mMSA objectives on the mel magnitudes for the MI head; eq. (4) weighs them with
 ``alpha``. ``alpha = 0`` is the plain mask-inference network, ``alpha = 1`` plain deep clustering.
-The mMSA reference mask is :func:`~models.separation.clustering.reference_masks`,
-``clip(R / S, 0, 1)`` (eq. 3 as printed); §3.4 says the paper's mMSA runs used a Wiener-like
-mask instead, which we do not reproduce.
+The mMSA reference mask is :func:`~models.separation.clustering.reference_masks`'s Wiener-like
+mask ``R_c² / Σ R_c'²``, what §3.4 trained with.
 
 Masks back to audio: the paper applies the mel masks to the mixture's mel spectrogram, inverts
 the mel filterbank and takes the inverse STFT with the mixture's phase. Inverting a 150 × 257

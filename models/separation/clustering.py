@@ -9,9 +9,10 @@ embeddings ``V`` ``(B, N, D)`` (unit norm per bin), ``C`` sources.
   ``||Vᵀ V||²_F − 2 ||Vᵀ Y||²_F + ||Yᵀ Y||²_F`` (Hershey et al.'s expansion): ``D×D``, ``D×C`` and
   ``C×C`` products, never the ``N×N`` affinity matrices.
 * :func:`msa_loss` — eq. (2), ``Σ_c ||R_c − M_c ⊙ S||²``;
-  :func:`mmsa_loss` — eq. (3), ``Σ_c ||(O_c − M_c) ⊙ S||²`` with the reference mask
-  ``O_c = clip(R_c / S, 0, 1)`` (the mask that brings the mixture closest to the source where a
-  mask in [0, 1] can).
+  :func:`mmsa_loss` — eq. (3), ``Σ_c ||(O_c − M_c) ⊙ S||²`` with the reference mask ``O_c``
+  the Wiener-like mask ``R_c² / Σ_c' R_c'²`` that §3.4 trained with (or, as an option, the
+  truncated amplitude mask ``clip(R_c / S, 0, 1)``, the mask that brings the mixture closest
+  to the source where a mask in [0, 1] can).
 * :func:`chimera_loss` — eq. (4), ``α L_DC / (T·F) + (1 − α) L_MI``.
 * :func:`kmeans_masks` — the DC output at test time: K-means on the embeddings of one
   recording, the clusters as binary masks ``(C, N)``.
@@ -68,15 +69,27 @@ def msa_loss(masks: torch.Tensor, refs: torch.Tensor, mix: torch.Tensor) -> torc
     return (refs - masks * mix.unsqueeze(1)).pow(2).sum((1, 2)).mean()
 
 
-def reference_masks(refs: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
-    """``O_c = clip(R_c / S, 0, 1)`` ``(B, C, N)``: eq. (3)'s reference mask."""
-    return (refs / mix.unsqueeze(1).clamp_min(_EPS)).clamp(0.0, 1.0)
+#: eq. (3)'s reference masks: "wiener" (what §3.4 trained with: the Wiener-like mask of
+#: Erdogan et al. 2015, ``R_c² / Σ_c' R_c'²``) or "amplitude" (``clip(R_c / S, 0, 1)``)
+REFERENCES = ("wiener", "amplitude")
 
 
-def mmsa_loss(masks: torch.Tensor, refs: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
-    """Eq. (3): the mask error weighted by the mixture magnitude."""
+def reference_masks(refs: torch.Tensor, mix: torch.Tensor, kind: str = "wiener"
+                    ) -> torch.Tensor:
+    """Eq. (3)'s reference masks ``O_c`` ``(B, C, N)``, of `kind` (:data:`REFERENCES`)."""
+    if kind == "wiener":
+        power = refs.pow(2)
+        return power / power.sum(dim=1, keepdim=True).clamp_min(_EPS)
+    if kind == "amplitude":
+        return (refs / mix.unsqueeze(1).clamp_min(_EPS)).clamp(0.0, 1.0)
+    raise SeparationError(f"reference mask {kind!r}; valid: {', '.join(REFERENCES)}")
+
+
+def mmsa_loss(masks: torch.Tensor, refs: torch.Tensor, mix: torch.Tensor,
+              reference: str = "wiener") -> torch.Tensor:
+    """Eq. (3): the error against the `reference` masks weighted by the mixture magnitude."""
     _mi_check(masks, refs, mix)
-    o = reference_masks(refs, mix)
+    o = reference_masks(refs, mix, reference)
     return ((o - masks) * mix.unsqueeze(1)).pow(2).sum((1, 2)).mean()
 
 

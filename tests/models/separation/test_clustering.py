@@ -39,10 +39,17 @@ def test_low_rank_dc_loss_equals_the_affinity_form():
 def test_msa_mmsa_and_the_joint_objective():
     s = torch.tensor([[1.0, 2.0, 0.5]])  # mixture magnitude (B=1, N=3)
     r = torch.tensor([[[1.0, 0.5, 0.8], [0.2, 1.5, 0.1]]])  # sources (B, C=2, N)
-    o = reference_masks(r, s)
+    o = reference_masks(r, s, "amplitude")
     assert torch.allclose(o, torch.tensor([[[1.0, 0.25, 1.0], [0.2, 0.75, 0.2]]]))
     # the reference masks are the optimum of mMSA; MSA keeps what a mask cannot reach (0.8 > 0.5)
-    assert float(mmsa_loss(o, r, s)) == pytest.approx(0.0, abs=1e-12)
+    assert float(mmsa_loss(o, r, s, "amplitude")) == pytest.approx(0.0, abs=1e-12)
+    w = reference_masks(r, s)  # §3.4's Wiener-like mask: source powers over their sum
+    assert torch.allclose(w[0, 0], torch.tensor([1 / 1.04, 0.25 / 2.5, 0.64 / 0.65]))
+    assert torch.allclose(w.sum(dim=1), torch.ones(1, 3))
+    assert float(mmsa_loss(w, r, s)) == pytest.approx(0.0, abs=1e-12)
+    assert float(mmsa_loss(o, r, s)) > 0.01  # the two references differ
+    with pytest.raises(SeparationError, match="reference mask"):
+        reference_masks(r, s, "ibm")
     assert float(msa_loss(o, r, s)) == pytest.approx((0.8 - 0.5) ** 2, rel=1e-6)
     m = torch.full_like(r, 0.5)
     want = sum(float(((r[0, c] - 0.5 * s[0]) ** 2).sum()) for c in range(2))
