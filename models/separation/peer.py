@@ -66,6 +66,8 @@ class AsteroidConvTasNet(nn.Module):
     """asteroid's mono Conv-TasNet on each channel: ``(batch, C, T)`` mixture →
     ``(batch, 2, C, T)`` stems ``[vocals, accompaniment]`` (module docstring)."""
 
+    export_stoi = False  # stems are gated on SQNR, as every separator's
+
     def __init__(self, sample_rate: int = 44100, channels: int = 2, n: int = 512, l: int = 16,
                  b: int = 128, h: int = 512, p: int = 3, x: int = 8, r: int = 3,
                  norm: str = "gLN", causal: bool = False):
