@@ -268,11 +268,12 @@ def train_and_measure_one(arch: str, k: int, size: str, corpus: Path, work: Path
 
 
 def train_and_measure(preset: str, overrides: Mapping[str, Any], corpus: Path, out: Path,
-                      calibration: Path, quick: bool, record: Mapping[str, Any]
-                      ) -> dict[str, Any]:
+                      calibration: Path, quick: bool, record: Mapping[str, Any],
+                      export: bool = True) -> dict[str, Any]:
     """Train (or reuse) `preset` (with model `overrides`) into `out`, evaluate it on the
-    held-out songs, export it to ``.pte`` fp32 and int8 and evaluate the int8 program; the
-    returned record starts with `record`. Latency is measured later (:func:`measure_latency`)."""
+    held-out songs, export it to ``.pte`` fp32 and int8 and evaluate the int8 program (not with
+    `export` False); the returned record starts with `record`. Latency is measured later
+    (:func:`measure_latency`)."""
     import torch
 
     from compress.commands.separate import load_separator
@@ -310,6 +311,8 @@ def train_and_measure(preset: str, overrides: Mapping[str, Any], corpus: Path, o
         "stopped": prog.get("stopped"), "train_seconds": round(train_seconds, 1),
         "train_config": header.extra.get("train_config"),
     }
+    if not export:
+        return rec
     t0 = time.time()
     for precision in ("fp32", "int8"):
         path, sidecar, failures = _export(ckpt, precision, out, calibration)
@@ -333,6 +336,8 @@ def measure_latency(records: Sequence[dict[str, Any]], work: Path, quick: bool) 
 
     warmup, iterations, repeats = (1, 3, 1) if quick else (3, 20, 3)
     for r in records:
+        if "pte_int8" not in r:
+            continue  # not exported (train_other_models: a recurrent network)
         inputs = load_for_export(r["checkpoint"]).example_inputs  # the programs' chunk
         seconds = inputs[0].shape[-1] / r["sample_rate"]
         raw = write_input_file(inputs, Path(r["checkpoint"]).parent / "bench_input.raw")
@@ -534,11 +539,23 @@ def expected_params(preset: str) -> int | None:
     return None
 
 
-def train_other_models(corpus: Path, work: Path, presets: Sequence[str], quick: bool = False
-                       ) -> dict[str, Any]:
+def recurrent(preset: str) -> bool:
+    """Whether `preset` holds an LSTM (built on the meta device)."""
+    import torch
+
+    from models import registry
+
+    with torch.device("meta"):
+        model = registry.get(preset).build()
+    return any(isinstance(m, torch.nn.LSTM) for m in model.modules())
+
+
+def train_other_models(corpus: Path, work: Path, presets: Sequence[str], quick: bool = False,
+                       export_lstm: bool = False) -> dict[str, Any]:
     """Train, evaluate, export and time each of `presets` like the CWS models (one record
     each; a Chimera network with a DC head adds a ``<preset>:dc`` record for its DC output),
-    then the verdict (:func:`verdict_others`); also written to ``work/others.json``."""
+    then the verdict (:func:`verdict_others`); also written to ``work/others.json``. Networks
+    with an LSTM are trained and evaluated but not exported or timed unless `export_lstm`."""
     import torch
 
     torch.set_num_threads(1)
@@ -548,9 +565,14 @@ def train_other_models(corpus: Path, work: Path, presets: Sequence[str], quick: 
     records: list[dict[str, Any]] = []
     for preset in presets:
         log.info("=== %s ===", preset)
+        export = export_lstm or not recurrent(preset)
+        if not export:
+            log.info("%s: not exported (an LSTM: torch.export unrolls it frame by frame and "
+                     "the lowering of a whole chunk takes many minutes; --export-lstm)", preset)
         rec = train_and_measure(preset, {}, corpus, work / preset, calibration, quick,
                                 {"model": preset, "k": None, **paper_size_stats(preset),
-                                 "expected_params": expected_params(preset)})
+                                 "expected_params": expected_params(preset),
+                                 "exported": export}, export=export)
         records.append(rec)
     measure_latency(records, work, quick)
     for rec in list(records):
@@ -708,6 +730,9 @@ def get_parser() -> argparse.ArgumentParser:
                     metavar="PRESET,...",
                     help="also train, evaluate, export and time these other separators on "
                     "--train-corpus (default with no value: " + ",".join(OTHER_RUNS) + ")")
+    ap.add_argument("--export-lstm", action="store_true",
+                    help="with --others: export and time recurrent networks (Chimera) too; "
+                    "their whole-chunk lowering takes many minutes a program")
     ap.add_argument("--skip-cws", action="store_true",
                     help="with --others: train only the other separators")
     ap.add_argument("--quick", action="store_true",
@@ -744,7 +769,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{args.work / 'trained.json'}")
         if args.others:
             presets = [p.strip() for p in args.others.split(",") if p.strip()]
-            others = train_other_models(args.train_corpus, args.work, presets, args.quick)
+            others = train_other_models(args.train_corpus, args.work, presets, args.quick,
+                                        args.export_lstm)
             print(f"other separators: {others['seconds']:.0f} s; records in "
                   f"{args.work / 'others.json'}")
     records = add_trained_results(static_records(), trained)
