@@ -313,9 +313,16 @@ def train_and_measure(preset: str, overrides: Mapping[str, Any], corpus: Path, o
     }
     if not export:
         return rec
+    from export.errors import ExportError
+
     t0 = time.time()
     for precision in ("fp32", "int8"):
-        path, sidecar, failures = _export(ckpt, precision, out, calibration)
+        try:
+            path, sidecar, failures = _export(ckpt, precision, out, calibration)
+        except ExportError as exc:  # e.g. a peer's code that torch.export cannot trace
+            log.warning("%s: no %s program: %s", preset, precision, exc)
+            rec["export_error"] = str(exc).splitlines()[0]
+            return rec
         rec[f"pte_{precision}"] = str(path)
         rec[f"pte_{precision}_bytes"] = path.stat().st_size
         rec[f"parity_{precision}"] = _parity(sidecar, failures)
@@ -558,6 +565,12 @@ def train_other_models(corpus: Path, work: Path, presets: Sequence[str], quick: 
     t0 = time.time()
     records: list[dict[str, Any]] = []
     for preset in presets:
+        saved = work / preset / "record.json"
+        ckpt = work / preset / "model.safetensors"
+        if saved.is_file() and ckpt.is_file() and saved.stat().st_mtime >= ckpt.stat().st_mtime:
+            log.info("=== %s: the record of an earlier run (%s) ===", preset, saved)
+            records.append(json.loads(saved.read_text()))
+            continue
         log.info("=== %s ===", preset)
         export = export_lstm or not recurrent(preset)
         if not export:
@@ -568,6 +581,9 @@ def train_other_models(corpus: Path, work: Path, presets: Sequence[str], quick: 
                                  "expected_params": expected_params(preset),
                                  "exported": export}, export=export)
         records.append(rec)
+        tmp = saved.with_suffix(".json.tmp")  # a killed run picks it up again
+        tmp.write_text(json.dumps(rec, indent=2) + "\n")
+        tmp.replace(saved)
     measure_latency(records, work, quick)
     for rec in list(records):
         from models import registry
