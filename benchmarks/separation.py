@@ -593,7 +593,8 @@ def train_other_models(corpus: Path, work: Path, presets: Sequence[str], quick: 
             res = evaluate_dc(Path(rec["checkpoint"]), corpus,
                               rec["eval_max_seconds"])
             records.append({"model": f"{rec['preset']}:dc", "k": None,
-                            "preset": rec["preset"], "output": "dc", **_scores(res)})
+                            "preset": rec["preset"], "output": "dc",
+                            "test_songs": len(res["tracks"]), **_scores(res)})
     result = {"corpus": str(corpus), "quick": quick, "seconds": round(time.time() - t0, 1),
               "records": records, "verdict": verdict_others(records)}
     tmp = work / "others.json.tmp"
