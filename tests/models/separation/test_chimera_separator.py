@@ -18,14 +18,6 @@ TINY = {"sample_rate": SR, "channels": 2, "n_fft": 256, "hop": 64, "n_mels": 24,
         "hidden": 16, "layers": 2, "embedding": 8}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tiny(**kw) -> ChimeraSeparator:
     torch.manual_seed(0)
     return ChimeraSeparator(**{**TINY, **kw}).eval()

@@ -23,15 +23,6 @@ SR = 8000  # small separators for speed: at 8 kHz, K = 4 gives 33 bins per subba
 SMALL = {"unet5": 0.125, "unet6": 0.0625, "mdensenet": 0.25, "mmdensenet": 0.25}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: a second intra-op thread only adds contention (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def small(arch: str, k: int, **kw) -> Separator:
     return Separator(arch, k=k, sample_rate=SR, width=SMALL[arch], **kw)
 

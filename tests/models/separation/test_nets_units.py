@@ -16,14 +16,6 @@ from models.separation.nets import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", ["cws-mdensenet-unittest", "cws-mmdensenet-unittest"])
 def test_removed_layers_keep_shapes_and_rebuild_from_layers(name):
     torch.manual_seed(0)

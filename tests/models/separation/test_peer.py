@@ -17,16 +17,6 @@ from models.separation.tasnet import snr_torch, tcn_parameters
 SMALL = {"sample_rate": 8000, "n": 32, "l": 16, "b": 16, "h": 32, "x": 2, "r": 1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: on the shared 2-core machine a second intra-op thread spins against the
-    other jobs and runs many times slower (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _count(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 

@@ -12,14 +12,6 @@ from models.separation.tasnet import VoxTasNet
 from models.separation.tasnet_stream import VoxTasNetStream, stream
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _model(blocks=None, lookahead_ms=4.0) -> VoxTasNet:
     torch.manual_seed(0)
     m = VoxTasNet(sample_rate=8000, n=16, l=8, b=8, h=16, x=3, r=2, lookahead_ms=lookahead_ms,
