@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -510,7 +511,7 @@ class SeparationRecipe(Recipe):
 
 
 # ---- what the recipe knows of each separator network -------------------------------------------
-class _SeparatorArch:
+class _SeparatorArch(ABC):
     """The network-specific part of the recipe: units, actions, int8 groups, metadata.
 
     Every separator shares the rest: ``forward (B, C, T) -> (B, 2, C, T)`` stems, ``loss(mix,
@@ -522,23 +523,23 @@ class _SeparatorArch:
     #: what the model's loss is, for the training records
     loss = ""
 
-    def units(self, model: Any) -> list[Unit]:
-        raise NotImplementedError
+    @abstractmethod
+    def units(self, model: Any) -> list[Unit]: ...
 
-    def apply(self, model: Any, action: Action) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def apply(self, model: Any, action: Action) -> None: ...
 
-    def architecture(self, model: Any) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def architecture(self, model: Any) -> dict[str, Any]: ...
 
-    def components(self, model: Any) -> dict[str, str]:
-        raise NotImplementedError
+    @abstractmethod
+    def components(self, model: Any) -> dict[str, str]: ...
 
-    def int8_groups(self, model: Any) -> list[str]:
-        raise NotImplementedError
+    @abstractmethod
+    def int8_groups(self, model: Any) -> list[str]: ...
 
-    def export_metadata(self, model: Any) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def export_metadata(self, model: Any) -> dict[str, Any]: ...
 
 
 class _CwsArch(_SeparatorArch):
