@@ -217,6 +217,12 @@ def load_model(
 
 def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "") -> None:
     """Load `state` into `model` strictly, with an error that lists what does not fit."""
+    # a module whose parameters were renamed maps the keys of older checkpoints
+    # (`upgrade_state(prefix, state)`, e.g. models.separation.lstm.LSTMStack)
+    for name, mod in model.named_modules():
+        upgrade = getattr(mod, "upgrade_state", None)
+        if callable(upgrade):
+            state = upgrade(f"{name}." if name else "", state)
     own = model.state_dict()
     # buffers a module derives from its constructor (its `_derived` names) may be absent
     # from checkpoints written before they existed: their values come from the model

@@ -1,4 +1,5 @@
-"""The separation recipe: a CWS separator (``models.separation``) through `compress run`.
+"""The separation recipe: a separator (``models.separation``: CWS, Vox-TasNet, Chimera)
+through `compress run`.
 
 What the family tells the pipeline (:class:`~compress.recipes.base.Recipe`):
 
@@ -687,10 +688,80 @@ class _TasNetArch(_SeparatorArch):
                 "lookahead_frames": int(model.tcn.lookahead_frames)}
 
 
+class _ChimeraArch(_SeparatorArch):
+    """The Chimera network (:class:`~models.separation.chimera.ChimeraSeparator`): each LSTM
+    layer after the first may be removed (``net.body.layers.<i>``, kind ``lstm_layer``: every
+    such layer reads ``D·H`` features and has the same shape, so one latency probe — layer 1 —
+    serves them all; the first reads the mel features and stays), and one width unit,
+    ``net.width``, narrows every layer's hidden units per direction (gate rows, recurrent and
+    next-layer columns, ``to_z``'s columns: :meth:`ChimeraNet.narrow`). The STFT, mel
+    filterbank and mask spreading stay fp32 (``ChimeraSeparator.export_int8_modules``); the
+    int8 groups are each LSTM layer and ``to_z``. The device program is the whole-chunk mask
+    inference (the DC head is not computed); its LSTM is exported unrolled over the chunk's
+    frames (:mod:`models.separation.lstm`), so the lowering time grows with the chunk: a demo
+    run ships short chunks (``configs/chimera-demo.yaml``)."""
+
+    name = "Chimera network"
+    loss = "eq. (4): alpha x deep clustering + (1 - alpha) x mask inference on mel magnitudes"
+    width_unit = "net.width"
+
+    def units(self, model: Any) -> list[Unit]:
+        from models.separation.nets import MIN_WIDTH
+
+        layers = model.net.body.layers
+        n, h = len(layers), model.hidden
+        probe = "net.body.layers.1" if n > 1 else "net.body.layers.0"
+        out = [Unit(f"net.body.layers.{i}", "lstm_layer", "net", i,
+                    ("remove",) if i >= 1 else (), h, probe) for i in range(n)]
+        out.append(Unit(self.width_unit, "width", "net", 0,
+                        ("narrow",) if h > MIN_WIDTH else (), h, None))
+        return out
+
+    def apply(self, model: Any, action: Action) -> None:
+        from models.separation import SeparationError
+        from models.separation.nets import narrow_widths
+
+        if action.kind == "narrow":
+            if action.unit != self.width_unit:
+                raise CompressError(f"unit {action.unit!r} cannot be narrowed; the Chimera "
+                                    f"network's width unit is {self.width_unit!r}")
+            model.narrow(narrow_widths([model.hidden], action.factor)[0])
+            return
+        if action.kind != "remove":
+            raise CompressError(f"Chimera units support remove and narrow, not "
+                                f"{action.kind!r}")
+        head, _, idx = action.unit.rpartition(".")
+        if head != "net.body.layers" or not idx.isdigit():
+            raise CompressError(f"unit {action.unit!r} is not an LSTM layer "
+                                "(net.body.layers.<i>)")
+        try:
+            model.remove_layer(int(idx))
+        except SeparationError as exc:
+            raise CompressError(f"unit {action.unit!r}: {exc}") from None
+
+    def architecture(self, model: Any) -> dict[str, Any]:
+        return {"arch": "chimera", "sample_rate": model.sample_rate,
+                "channels": model.channels, "n_mels": model.n_mels, "hidden": model.hidden,
+                "layers": model.layers, "embedding": model.embedding,
+                "bidirectional": model.bidirectional, "alpha": model.alpha}
+
+    def components(self, model: Any) -> dict[str, str]:
+        return {"net": "net"}
+
+    def int8_groups(self, model: Any) -> list[str]:
+        return [f"net.body.layers.{i}" for i in range(len(model.net.body.layers))] + ["net.to_z"]
+
+    def export_metadata(self, model: Any) -> dict[str, Any]:
+        return {"arch": "chimera", "hidden": int(model.hidden), "layers": int(model.layers),
+                "bidirectional": int(model.bidirectional), "n_mels": int(model.n_mels)}
+
+
 def _known() -> list[tuple[type, _SeparatorArch]]:
+    from models.separation.chimera import ChimeraSeparator
     from models.separation.tasnet import VoxTasNet
 
-    return [(Separator, _CwsArch()), (VoxTasNet, _TasNetArch())]
+    return [(Separator, _CwsArch()), (VoxTasNet, _TasNetArch()),
+            (ChimeraSeparator, _ChimeraArch())]
 
 
 _ARCHS = _known()

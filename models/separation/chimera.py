@@ -155,11 +155,8 @@ class ChimeraSeparator(nn.Module):
         self.register_buffer("mel_fb", _buffer(fb.T))  # (F, n_mels): magnitudes → mel
         self.register_buffer("spread", _buffer(mask_spreading(fb, self.sample_rate).T))  # (M, F)
         features = n_mels * (2 if deltas else 1)
-        self.net = ChimeraNet(features, n_mels, hidden, layers, embedding, 2, dropout)
-        if not bidirectional:
-            self.net.body = nn.LSTM(features, hidden, layers, batch_first=True,
-                                    dropout=dropout if layers > 1 else 0.0)
-            self.net.to_z = nn.Linear(hidden, n_mels * embedding)
+        self.net = ChimeraNet(features, n_mels, hidden, layers, embedding, 2, dropout,
+                              bidirectional)
 
     # ---- interface ---------------------------------------------------------------------------
     @property
@@ -229,23 +226,15 @@ class ChimeraSeparator(nn.Module):
                           torch.ones_like(lm[:, 1:, :1])], dim=1)  # (B, N, 1)
         return torch.cat([lm, d * gate], dim=-1)
 
-    def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Body output ``(B, N, H')`` → embeddings ``V (B, N, n_mels, D)`` and softmax masks
-        ``(B, N, n_mels, 2)`` (ChimeraNet's heads, §2.2)."""
-        b, n, _ = h.shape
-        z = self.net.to_z(h).reshape(b, n, self.n_mels, self.embedding)
-        v = F.normalize(torch.tanh(z), dim=-1)
-        logits = torch.einsum("btfd,fdc->btfc", z, self.net.mi_weight) + self.net.mi_bias
-        return v, torch.softmax(logits, dim=-1)
-
     def apply_masks(self, masks: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
         """Mel masks ``(B, N, n_mels, S)`` on the mixture spectrum ``(B, 1, 2, F, N)`` →
         ``(B, S, 2, F, N)`` (spread onto the linear bins: module docstring)."""
         lin = torch.einsum("bnms,mf->bsfn", masks, self.spread)  # (B, S, F, N)
         return lin.unsqueeze(2) * spec
 
-    def _analyse(self, mix: torch.Tensor, segment_frames: int | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _analyse(self, mix: torch.Tensor, segment_frames: int | None = None,
+                 embeddings: bool = True) -> tuple[torch.Tensor, torch.Tensor,
+                                                   torch.Tensor | None, torch.Tensor]:
         """``(B, C, T)`` → (spectrum ``(B·C, 1, 2, F, N)``, mel ``(B·C, N, M)``, embeddings
         ``(B·C, N, M, D)``, masks ``(B·C, N, M, 2)``); `segment_frames`: the body runs on
         segments of that many frames independently (eager only)."""
@@ -254,16 +243,17 @@ class ChimeraSeparator(nn.Module):
         mel = self.mel(self.magnitude(spec[:, 0]))
         feats = self.features(mel)
         if segment_frames is None:
-            h, _ = self.net.body(feats)
+            v, masks, _ = self.net(feats, None, embeddings)
         else:
-            h = torch.cat([self.net.body(seg)[0] for seg in feats.split(segment_frames, 1)], 1)
-        v, masks = self.heads(h)
+            outs = [self.net(seg) for seg in feats.split(segment_frames, 1)]
+            v = torch.cat([o[0] for o in outs], 1)
+            masks = torch.cat([o[1] for o in outs], 1)
         return spec, mel, v, masks
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         self._check(mix)
         b, c, t = mix.shape
-        spec, _, _, masks = self._analyse(mix)
+        spec, _, _, masks = self._analyse(mix, embeddings=False)
         stems = self.inverse(self.apply_masks(masks, spec), t)  # (B·C, 2, T)
         return stems.reshape(b, c, 2, t).transpose(1, 2)
 
@@ -274,6 +264,7 @@ class ChimeraSeparator(nn.Module):
         self._check(mix)
         b, c, t = mix.shape
         spec, mel, v, masks = self._analyse(mix)
+        assert v is not None
         with torch.no_grad():
             srcs = torch.stack([vocals, accompaniment], dim=2).reshape(b * c, 2, t)
             ref = self.mel(self.magnitude(self.spectrum(srcs)))  # (B·C, 2, N, M)
@@ -292,6 +283,25 @@ class ChimeraSeparator(nn.Module):
         return val, {"dc_per_bin": float(l_dc.detach()) / n_bins ** 2,
                      "mi_per_bin": float(l_mi.detach()) / n_bins,
                      "si_sdr_vocals": float(voc)}
+
+    # ---- compression (the separation recipe's units) -------------------------------------------
+    def remove_layer(self, index: int) -> None:
+        """Drop LSTM layer `index` (>= 1; :meth:`~models.separation.lstm.LSTMStack.remove_layer`
+        ); the config follows (``layers`` one fewer: every later layer has the same shape)."""
+        try:
+            self.net.body.remove_layer(index)
+        except ValueError as exc:
+            raise SeparationError(str(exc)) from None
+        self.layers = len(self.net.body.layers)
+
+    def narrow(self, hidden: int) -> None:
+        """Keep `hidden` units per direction in every LSTM layer (the units of largest
+        recurrent weight norm, :meth:`ChimeraNet.narrow`); the config follows."""
+        try:
+            self.net.narrow(int(hidden))
+        except ValueError as exc:
+            raise SeparationError(str(exc)) from None
+        self.hidden = int(hidden)
 
     # ---- deep clustering output --------------------------------------------------------------
     @torch.no_grad()
@@ -322,6 +332,7 @@ class ChimeraSeparator(nn.Module):
         if segment_frames is not None and segment_frames < 1:
             raise SeparationError(f"segment_frames={segment_frames}; expected None or >= 1")
         spec, mel, v, masks = self._analyse(mix, segment_frames)
+        assert v is not None
         n, m = mel.shape[1], mel.shape[2]
         out = torch.zeros(2, c, t, dtype=mix.dtype)
         for ch in range(c):
@@ -436,8 +447,7 @@ class ChimeraStream(nn.Module):
         spec = spec.reshape(ch, 1, 2, m.stft.n_freq, k)
         mel = m.mel(m.magnitude(spec[:, 0]))  # (C, K, M)
         feats = m.features(mel, prev_feats, started)
-        body, (h2, c2) = m.net.body(feats, (h, c))
-        _, masks = m.heads(body)
+        _, masks, (h2, c2) = m.net(feats, (h, c), embeddings=False)
         est = m.apply_masks(masks, spec)  # (C, 2, 2, F, K)
         frames = transposed_conv1d(est.reshape(ch * 2, 2 * m.stft.n_freq, k),
                                    m.stft.inverse_poly, (k - 1) * self.hop + self.n_fft)

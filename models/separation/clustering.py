@@ -148,30 +148,47 @@ class ChimeraNet(torch.nn.Module):
     """
 
     def __init__(self, features: int, bins: int, hidden: int = 500, layers: int = 4,
-                 embedding: int = 20, sources: int = 2, dropout: float = 0.0):
+                 embedding: int = 20, sources: int = 2, dropout: float = 0.0,
+                 bidirectional: bool = True):
         super().__init__()
+        from models.separation.lstm import LSTMStack
+
         if min(features, bins, hidden, layers, embedding, sources) < 1:
             raise SeparationError("ChimeraNet sizes must be >= 1")
         self.bins, self.embedding, self.sources = bins, embedding, sources
-        self.body = torch.nn.LSTM(features, hidden, layers, batch_first=True,
-                                  bidirectional=True, dropout=dropout if layers > 1 else 0.0)
-        self.to_z = torch.nn.Linear(2 * hidden, bins * embedding)
+        self.body = LSTMStack(features, hidden, layers, bidirectional,
+                              dropout if layers > 1 else 0.0)
+        self.to_z = torch.nn.Linear(self.body.directions * hidden, bins * embedding)
         g = torch.Generator().manual_seed(0)
         bound = 1.0 / embedding**0.5
         self.mi_weight = torch.nn.Parameter(
             (torch.rand(bins, embedding, sources, generator=g) * 2 - 1) * bound)
         self.mi_bias = torch.nn.Parameter(torch.zeros(bins, sources))
 
-    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(embeddings V (batch, T·F, D), masks (batch, C, T·F))``, bins in (t, f) order."""
+    def forward(self, feats: torch.Tensor,
+                hx: tuple[torch.Tensor, torch.Tensor] | None = None, embeddings: bool = True
+                ) -> tuple[torch.Tensor | None, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Features ``(batch, T, features)`` and the body's state (None: zeros) →
+        ``(V (batch, T, F, D) or None, masks (batch, T, F, C), state)``; `embeddings` False
+        skips the DC head (the mask-inference program needs only the masks)."""
         if feats.dim() != 3:
             raise SeparationError(f"features must be (batch, T, features), got "
                                   f"{tuple(feats.shape)}")
         b, t, _ = feats.shape
-        h, _ = self.body(feats)  # (batch, T, 2·hidden)
-        z = self.to_z(h).view(b, t, self.bins, self.embedding)  # (batch, T, F, D)
-        v = torch.nn.functional.normalize(torch.tanh(z), dim=-1)
+        h, state = self.body(feats, hx)  # (batch, T, directions · hidden)
+        z = self.to_z(h).reshape(b, t, self.bins, self.embedding)  # (batch, T, F, D)
+        v = torch.nn.functional.normalize(torch.tanh(z), dim=-1) if embeddings else None
         logits = torch.einsum("btfd,fdc->btfc", z, self.mi_weight) + self.mi_bias
-        masks = torch.softmax(logits, dim=-1)  # (batch, T, F, C)
-        return (v.reshape(b, t * self.bins, self.embedding),
-                masks.permute(0, 3, 1, 2).reshape(b, self.sources, t * self.bins))
+        return v, torch.softmax(logits, dim=-1), state
+
+    @torch.no_grad()
+    def narrow(self, hidden: int) -> None:
+        """Keep `hidden` units per direction in every body layer
+        (:meth:`~models.separation.lstm.LSTMStack.narrow`) and the matching columns of
+        ``to_z``."""
+        keep = self.body.narrow(hidden)
+        old = self.to_z
+        new = torch.nn.Linear(keep.numel(), old.out_features).to(old.weight.dtype)
+        new.weight.copy_(old.weight[:, keep])
+        new.bias.copy_(old.bias)
+        self.to_z = new

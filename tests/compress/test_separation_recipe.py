@@ -186,6 +186,73 @@ def test_vox_tasnet_blocks_and_width_evolve_and_rebuild(tmp_path, name):
         r.apply(m, Action("remove", "tcn.blocks.0"))
 
 
+@pytest.mark.parametrize("name", ["chimera-unittest", "chimera-causal-unittest"])
+def test_chimera_layers_and_width_evolve_and_rebuild(tmp_path, name):
+    """The Chimera network's units: each LSTM layer after the first (remove) and the hidden
+    width of every layer (narrow); an evolved model rebuilds from its checkpoint's config."""
+    r = SeparationRecipe()
+    r.configure(from_dict(RunConfig, {"model": {"name": name}, "evolve": {"score": "si_sdr"}}))
+    m = registry.build(name, layers=3).eval()
+    r.check_teacher(m, Path("chimera"))
+    units = r.units(m)
+    assert [u.name for u in units] == [f"net.body.layers.{i}" for i in range(3)] + ["net.width"]
+    assert [u.actions for u in units[:3]] == [(), ("remove",), ("remove",)]
+    assert {u.module for u in units[:3]} == {"net.body.layers.1"}
+    assert units[3] == Unit("net.width", "width", "net", 0, ("narrow",), 16, None)
+    assert r.int8_groups(m) == ["net.body.layers.0", "net.body.layers.1",
+                                "net.body.layers.2", "net.to_z"]
+    x = registry.get(name).example_inputs(m)[0]
+    r.apply(m, Action("remove", "net.body.layers.1"))
+    r.apply(m, Action("narrow", "net.width", 0.5))
+    arch = r.architecture(m)
+    assert (arch["layers"], arch["hidden"], arch["arch"]) == (2, 8, "chimera")
+    d = 2 if m.bidirectional else 1
+    assert m.net.to_z.in_features == d * 8 and m.net.body.layers[1].input_size == d * 8
+    with pytest.raises(CompressError, match="first reads the input"):
+        r.apply(m, Action("remove", "net.body.layers.0"))
+    with pytest.raises(CompressError, match="cannot be narrowed"):
+        r.apply(m, Action("narrow", "net.body.layers.1", 0.5))
+    with torch.no_grad():
+        y = m(x)
+    assert y.shape == (1, 2, 2, x.shape[-1])
+    # the stems still sum to the mixture (softmax masks) after both actions
+    assert float((y.sum(1) - x).abs().max()) < 1e-4
+    p = r.save(m, tmp_path / "m.safetensors", {"event": "test"})
+    back = r.load(p)
+    assert back.config == m.config and back.config["layers"] == 2
+    with torch.no_grad():
+        assert torch.equal(back(x), y)
+    assert r.params(back) < r.params(registry.build(name, layers=3))
+    assert r.export_metadata(m, None)["hidden"] == 8
+
+
+def test_chimera_narrowing_keeps_the_strongest_units():
+    """Narrowing keeps the hidden units of largest recurrent weight norm: units made silent
+    (zero weights in and out) are the ones dropped, and the output does not change."""
+    m = registry.build("chimera-unittest").eval()
+    x = registry.get("chimera-unittest").example_inputs(m)[0]
+    dead = torch.tensor([1, 4, 6, 9, 11, 12, 14, 15])  # 8 of 16 units, in every direction
+    with torch.no_grad():
+        for i, layer in enumerate(m.net.body.layers):
+            for sfx in ("", "_reverse"):
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    w = getattr(layer, f"{name}_l0{sfx}").view(4, 16, -1)
+                    w[:, dead] = 0.0
+                getattr(layer, f"weight_hh_l0{sfx}")[:, dead] = 0.0
+            # the readers of this layer's dead units (next layer, both directions, or to_z)
+            readers = ([m.net.body.layers[i + 1].weight_ih_l0,
+                        m.net.body.layers[i + 1].weight_ih_l0_reverse] if i == 0
+                       else [m.net.to_z.weight])
+            for w in readers:
+                w[:, dead] = 0.0
+                w[:, dead + 16] = 0.0
+        before = m(x)
+    m.narrow(8)
+    with torch.no_grad():
+        after = m(x)
+    assert float((after - before).abs().max()) < 1e-5
+
+
 def m_pad_right(name: str, index: int) -> int:
     """Look-ahead frames of block `index` of preset `name` as built."""
     return registry.build(name).tcn.blocks[index].pad[1]

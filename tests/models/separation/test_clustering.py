@@ -78,6 +78,13 @@ def test_kmeans_recovers_two_embedding_clusters_as_masks():
         kmeans_masks(v[:1], 2)
 
 
+def _flat(v: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ChimeraNet's ``(B, T, F, D)`` / ``(B, T, F, C)`` → the losses' ``(B, T·F, D)`` /
+    ``(B, C, T·F)``."""
+    b, t, f, _ = m.shape
+    return v.reshape(b, t * f, -1), m.permute(0, 3, 1, 2).reshape(b, -1, t * f)
+
+
 def test_chimera_heads_and_a_joint_training_that_learns_a_toy_split():
     """Two sources in different frequency halves: the joint objective (alpha 0.5, mMSA) falls,
     and both heads then separate them — the DC head's K-means masks and the MI head's masks."""
@@ -103,7 +110,7 @@ def test_chimera_heads_and_a_joint_training_that_learns_a_toy_split():
     for _ in range(60):
         refs, feats = batch(8)
         mix = refs.sum(1)
-        v, m = net(feats)
+        v, m = _flat(*net(feats)[:2])
         loss = chimera_loss(dc_loss(v, dominant_labels(refs)), mmsa_loss(m, refs, mix),
                             t * f, 0.5)
         opt.zero_grad()
@@ -113,7 +120,7 @@ def test_chimera_heads_and_a_joint_training_that_learns_a_toy_split():
     assert losses[-1] < 0.3 * losses[0]
     refs, feats = batch(1)
     with torch.no_grad():
-        v, m = net(feats)
+        v, m = _flat(*net(feats)[:2])
     truth = dominant_labels(refs)[0].T  # (2, N)
     assert float(((m[0] > 0.5).float() == truth).float().mean()) > 0.95
     km = kmeans_masks(v[0], 2)
