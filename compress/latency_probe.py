@@ -102,10 +102,13 @@ def capture(program: nn.Module, root: nn.Module, paths: Sequence[str],
         def hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
                  p: str = p, seen: dict[str, int] = seen) -> None:
             if seen["n"] == 0:
-                clone = tuple(a.detach().clone() if isinstance(a, torch.Tensor) else a
-                              for a in args)
-                kw = {k: v.detach().clone() if isinstance(v, torch.Tensor) else v
-                      for k, v in kwargs.items()}
+                # contiguous copies: a programme is fed contiguous buffers (a batch_first
+                # LSTM's output is a transposed view)
+                fmt = torch.contiguous_format
+                clone = tuple(a.detach().clone(memory_format=fmt)
+                              if isinstance(a, torch.Tensor) else a for a in args)
+                kw = {k: v.detach().clone(memory_format=fmt) if isinstance(v, torch.Tensor)
+                      else v for k, v in kwargs.items()}
                 got[p].append((clone, kw))
             seen["n"] += 1
 

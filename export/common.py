@@ -30,7 +30,10 @@ def check_inputs(example_inputs: Sequence[Any], what: str) -> tuple[Any, ...]:
             raise ExportError(
                 f"{what}: example input {i} is a {type(x).__name__}; exported programs take tensors"
             )
-    return inputs
+    # a strided view (e.g. a batch_first nn.LSTM's output, a transpose) would give the program
+    # that input's dim order; the runtime is then fed a contiguous buffer and XNNPACK fails
+    # ("Propagating input shapes failed"), leaving the output unwritten
+    return tuple(x.contiguous() for x in inputs)
 
 
 def _dims(entry: Any) -> dict[str, Any] | None:

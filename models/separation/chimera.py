@@ -243,12 +243,12 @@ class ChimeraSeparator(nn.Module):
         mel = self.mel(self.magnitude(spec[:, 0]))
         feats = self.features(mel)
         if segment_frames is None:
-            v, masks, _ = self.net(feats, None, embeddings)
+            z, masks, _ = self.net(feats)
         else:
             outs = [self.net(seg) for seg in feats.split(segment_frames, 1)]
-            v = torch.cat([o[0] for o in outs], 1)
+            z = torch.cat([o[0] for o in outs], 1)
             masks = torch.cat([o[1] for o in outs], 1)
-        return spec, mel, v, masks
+        return spec, mel, self.net.embed(z) if embeddings else None, masks
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         self._check(mix)
@@ -447,7 +447,7 @@ class ChimeraStream(nn.Module):
         spec = spec.reshape(ch, 1, 2, m.stft.n_freq, k)
         mel = m.mel(m.magnitude(spec[:, 0]))  # (C, K, M)
         feats = m.features(mel, prev_feats, started)
-        _, masks, (h2, c2) = m.net(feats, (h, c), embeddings=False)
+        _, masks, (h2, c2) = m.net(feats, (h, c))
         est = m.apply_masks(masks, spec)  # (C, 2, 2, F, K)
         frames = transposed_conv1d(est.reshape(ch * 2, 2 * m.stft.n_freq, k),
                                    m.stft.inverse_poly, (k - 1) * self.hop + self.n_fft)

@@ -166,20 +166,24 @@ class ChimeraNet(torch.nn.Module):
         self.mi_bias = torch.nn.Parameter(torch.zeros(bins, sources))
 
     def forward(self, feats: torch.Tensor,
-                hx: tuple[torch.Tensor, torch.Tensor] | None = None, embeddings: bool = True
-                ) -> tuple[torch.Tensor | None, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+                hx: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Features ``(batch, T, features)`` and the body's state (None: zeros) →
-        ``(V (batch, T, F, D) or None, masks (batch, T, F, C), state)``; `embeddings` False
-        skips the DC head (the mask-inference program needs only the masks)."""
+        ``(Z (batch, T, F, D), masks (batch, T, F, C), state)``; the DC head's unit-norm
+        embeddings are :meth:`embed` ``(Z)`` (the mask-inference program does not need them)."""
         if feats.dim() != 3:
             raise SeparationError(f"features must be (batch, T, features), got "
                                   f"{tuple(feats.shape)}")
         b, t, _ = feats.shape
         h, state = self.body(feats, hx)  # (batch, T, directions · hidden)
         z = self.to_z(h).reshape(b, t, self.bins, self.embedding)  # (batch, T, F, D)
-        v = torch.nn.functional.normalize(torch.tanh(z), dim=-1) if embeddings else None
         logits = torch.einsum("btfd,fdc->btfc", z, self.mi_weight) + self.mi_bias
-        return v, torch.softmax(logits, dim=-1), state
+        return z, torch.softmax(logits, dim=-1), state
+
+    @staticmethod
+    def embed(z: torch.Tensor) -> torch.Tensor:
+        """The deep-clustering head: ``V = normalise(tanh(Z))`` over the last axis."""
+        return torch.nn.functional.normalize(torch.tanh(z), dim=-1)
 
     @torch.no_grad()
     def narrow(self, hidden: int) -> None:

@@ -253,6 +253,35 @@ def test_chimera_narrowing_keeps_the_strongest_units():
     assert float((after - before).abs().max()) < 1e-5
 
 
+def test_chimera_latency_plan_probes_a_layer_and_the_network_at_each_width():
+    """The latency plan of the Chimera network: the whole mask network ("net") at the teacher's
+    and two narrowed widths, the removable-layer kind at each (its input grows with the width),
+    each with its pass-through companion; every probe returns tensors only (a None among a
+    probe's outputs cannot be exported) from contiguous inputs."""
+    from compress.latency_probe import plan_probes
+
+    name = "chimera-unittest"
+    r = SeparationRecipe()
+    m = registry.build(name, layers=3).eval()
+    x = registry.get(name).example_inputs(m)
+    pm, probes = plan_probes(r, m, x, [], precision={"net": "int8"}, width_steps=2,
+                             narrow_factor=0.75, tag="t")
+    keys = {p.key for p in probes}
+    for w in (16, 12, 9):
+        seg = "seg:net@t" if w == 16 else f"seg:net:net.width={w}@t"
+        assert seg in keys and f"layer:net/lstm_layer={w}@t" in keys, (w, sorted(keys))
+        assert f"null:layer:net/lstm_layer={w}@t" in keys
+    assert pm.governs == {"net/lstm_layer": "net.width"}
+    for p in probes:
+        assert all(t.is_contiguous() for t in p.inputs)
+        with torch.no_grad():
+            out = p.module(*p.inputs)
+        flat = torch.utils._pytree.tree_leaves(out)
+        assert flat and all(isinstance(t, torch.Tensor) for t in flat), p.key
+    layer = next(p for p in probes if p.key == "layer:net/lstm_layer=9@t")
+    assert layer.inputs[0].shape[-1] == 2 * 9
+
+
 def m_pad_right(name: str, index: int) -> int:
     """Look-ahead frames of block `index` of preset `name` as built."""
     return registry.build(name).tcn.blocks[index].pad[1]

@@ -205,3 +205,16 @@ def test_int8_survives_quantization_traps(tiny):
     assert 10.0 <= r.sidecar["parity"]["sqnr_db"] < 60.0  # really quantized, not garbage
     assert r.sidecar["delegation"]["hot_fallbacks"] == {}
     assert r.sidecar["delegation"]["delegated"]["aten.convolution.default"] == 2
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_strided_example_input_exports_a_program_that_runs(tmp_path, precision):
+    """A transposed view as the example input (what a batch_first nn.LSTM returns): the program
+    takes contiguous inputs and matches eager (it used to fail in XNNPACK at run time with the
+    view's dim order and return an unwritten output: SQNR 3 dB, 2026-12-07)."""
+    from compress.latency_probe import PROBE_GATE, Null
+
+    x = torch.tanh(torch.randn(35, 2, 64)).transpose(0, 1)  # (2, 35, 64), not contiguous
+    assert not x.is_contiguous()
+    res = export_pte(Null(), (x,), tmp_path, "strided", precision=precision, gate=PROBE_GATE)
+    assert res.sidecar["parity"]["max_abs"] < (1e-6 if precision == "fp32" else 0.02)

@@ -110,7 +110,8 @@ def test_chimera_heads_and_a_joint_training_that_learns_a_toy_split():
     for _ in range(60):
         refs, feats = batch(8)
         mix = refs.sum(1)
-        v, m = _flat(*net(feats)[:2])
+        z, m, _ = net(feats)
+        v, m = _flat(net.embed(z), m)
         loss = chimera_loss(dc_loss(v, dominant_labels(refs)), mmsa_loss(m, refs, mix),
                             t * f, 0.5)
         opt.zero_grad()
@@ -120,7 +121,8 @@ def test_chimera_heads_and_a_joint_training_that_learns_a_toy_split():
     assert losses[-1] < 0.3 * losses[0]
     refs, feats = batch(1)
     with torch.no_grad():
-        v, m = _flat(*net(feats)[:2])
+        z, m, _ = net(feats)
+        v, m = _flat(net.embed(z), m)
     truth = dominant_labels(refs)[0].T  # (2, N)
     assert float(((m[0] > 0.5).float() == truth).float().mean()) > 0.95
     km = kmeans_masks(v[0], 2)
