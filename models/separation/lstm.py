@@ -13,8 +13,9 @@ Why not ``nn.LSTM(layers=L)``:
   partitions' pass pipelines). :class:`ExportableLSTM` runs the same recurrence, when it is being
   exported, as ops XNNPACK does take: one ``linear`` for every frame's input projection, then per
   frame a ``linear`` of the previous state, ``sigmoid`` / ``tanh``, ``slice``s, ``mul`` and
-  ``add``; the frames are joined by concatenations of at most :data:`CAT_MAX` tensors (XNNPACK's
-  limit), the backward direction walked from the last frame without a ``flip``.
+  ``add``; the frames are joined by :func:`models.unrolled.cat_tree` (concatenations of at most
+  five tensors, XNNPACK's limit), the backward direction walked from the last frame without a
+  ``flip``.
 
 Eager outputs (training, evaluation, the parity reference) come from ``nn.LSTM``'s own kernel;
 the exported program computes the same equations (PyTorch's gate order ``i, f, g, o``;
@@ -33,17 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: the most tensors one XNNPACK concatenation takes (executorch's CatConfig)
-CAT_MAX = 5
+from models.unrolled import cat_tree
+
 _OLD_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
-
-
-def _cat(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
-    """``torch.cat`` as a tree of concatenations of at most :data:`CAT_MAX` tensors."""
-    while len(parts) > 1:
-        parts = [torch.cat(parts[i : i + CAT_MAX], dim) if len(parts[i : i + CAT_MAX]) > 1
-                 else parts[i] for i in range(0, len(parts), CAT_MAX)]
-    return parts[0]
 
 
 class ExportableLSTM(nn.LSTM):
@@ -90,7 +83,7 @@ class ExportableLSTM(nn.LSTM):
                 c = s[:, hid : 2 * hid] * c + s[:, :hid] * torch.tanh(g[:, 2 * hid : 3 * hid])
                 h = s[:, 3 * hid :] * torch.tanh(c)
                 hs[step] = h.reshape(b, 1, hid)
-            outs.append(_cat(hs, 1))
+            outs.append(cat_tree(hs, 1))
             hn.append(h.reshape(1, b, hid))
             cn.append(c.reshape(1, b, hid))
         out = outs[0] if dirs == 1 else torch.cat(outs, dim=-1)

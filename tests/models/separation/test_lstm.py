@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.separation.lstm import CAT_MAX, ExportableLSTM, LSTMStack, _cat
+from models.separation.lstm import ExportableLSTM, LSTMStack
+from models.unrolled import CAT_MAX, cat_tree
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])
@@ -51,7 +52,7 @@ def test_the_export_sees_the_unrolled_ops_and_they_are_delegated():
 
 def test_cat_tree_keeps_order_and_never_joins_more_than_the_limit():
     parts = [torch.full((1, 1), float(i)) for i in range(23)]
-    assert torch.equal(_cat(parts, 1), torch.arange(23.0).reshape(1, 23))
+    assert torch.equal(cat_tree(parts, 1), torch.arange(23.0).reshape(1, 23))
     assert CAT_MAX == 5
 
 
