@@ -26,6 +26,7 @@ COMMAND_MODULES: list[str] = [
     "compress.commands.train",
     "compress.commands.convert",
     "compress.commands.separate",
+    "compress.commands.sing",
     "compress.commands.eval",
     "compress.commands.run",
 ]

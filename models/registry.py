@@ -31,7 +31,8 @@ from models.errors import RegistryError
 log = logging.getLogger(__name__)
 
 # Modules that call `register()` for their presets. Add a family here when it exists.
-_FAMILY_MODULES: list[str] = ["models.lhq_svc.presets", "models.separation.presets"]
+_FAMILY_MODULES: list[str] = ["models.lhq_svc.presets", "models.separation.presets",
+                               "models.sts.presets"]
 _REGISTRY: dict[str, ModelSpec] = {}
 _loaded = False
 

@@ -13,16 +13,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub,
         "eval",
         help="score a checkpoint on held-out songs (SVC: speaker similarity, STOI, PESQ, "
-        "F0...; separator: SDR / SIR / SAR with museval, SI-SDR, SDRi)",
+        "F0...; separator: SDR / SIR / SAR with museval, SI-SDR, SDRi; speech-to-singing: LSD, "
+        "raw chroma accuracy, phoneme accuracy)",
         example="compress eval --checkpoint ckpt/demo --data corpus --json eval.json",
         run=run,
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or directory")
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", required=True,
+                   help="checkpoint file or directory")
     p.add_argument("--data", required=True, help="corpus folder")
     p.add_argument("--json", default=None, help="also write the results as JSON here")
     p.add_argument("--steps", type=int, default=50, help="sampler steps")
     p.add_argument("--sampler", choices=["ddim", "ancestral"], default="ddim")
-    p.add_argument("--max-items", type=int, default=8, help="held-out clips to convert")
+    p.add_argument("--max-items", type=int, default=None,
+                   help="held-out clips to convert (default 8; speech-to-singing: 100 random "
+                   "test samples with >= 1 s of speech, as its paper)")
     p.add_argument("--seconds", type=float, default=None,
                    help="seconds of each clip (default 6; a separator: whole songs)")
     p.add_argument("--scores", default=None, help="comma-separated score names (default all)")
@@ -58,16 +62,60 @@ def _eval_separator(args: argparse.Namespace, model, header,  # type: ignore[no-
     return 0
 
 
+def _eval_sts(args: argparse.Namespace, model, header,  # type: ignore[no-untyped-def]
+              device: str) -> int:
+    """LSD, raw chroma accuracy and phoneme accuracy of a speech-to-singing model on random
+    samples (>= 1 s of speech) of the held-out test songs (Parekh et al. 2020, §3.1)."""
+    import sys
+
+    from compress.errors import CompressError
+    from models.sts import StsError
+    from models.sts.data import StsData
+    from models.sts.evaluate import PAPER_ITEMS, evaluate_sts
+
+    items = PAPER_ITEMS if args.max_items is None else args.max_items
+    if items < 1:
+        raise CompressError(f"--max-items {items}: expected a positive number of samples")
+    tcfg = header.extra.get("train_config") or {}
+    songs = header.extra.get("songs") or {}
+    try:
+        data = StsData(args.data, splits=("test",), min_units=int(tcfg.get("min_units", 3)),
+                       versions=0, phonemes=header.extra.get("phonemes"),
+                       test_songs=songs.get("test"), val_songs=songs.get("val"),
+                       autoencoder=bool(model.cfg.autoencoder), progress=sys.stderr.isatty())
+        res = evaluate_sts(model, data, "test", items=items, device=device,
+                           progress=sys.stderr.isatty())
+    except StsError as exc:
+        raise CompressError(str(exc)) from None
+    m, e = res["mean"], res["stderr"]
+    acc = ("n/a (no phoneme decoder)" if res["phoneme_accuracy"] is None
+           else "n/a (no labelled frames)" if m["phoneme_accuracy"] is None
+           else f"{m['phoneme_accuracy']:.3f} ± {e['phoneme_accuracy']:.3f}")
+    print(f"LSD: {m['lsd']:.2f} ± {e['lsd']:.2f} dB; RCA: {m['rca']:.3f} ± {e['rca']:.3f}; "
+          f"phoneme accuracy: {acc}")
+    print(f"{res['items']} test sample(s) of {res['eligible']} with >= 1 s of speech, songs "
+          f"{', '.join(res['songs'])}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"checkpoint": str(args.checkpoint), "model": header.model, **res}, f,
+                      indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from compress.cli_util import resolve_device
     from compress.errors import CompressError
     from compress.scores import build_eval_set, evaluate, get_score
+    from models import registry
     from models.checkpoint import load_model
 
     device = resolve_device(args.device)
     model, header = load_model(args.checkpoint)
     if _is_separator(header):
         return _eval_separator(args, model, header, device)
+    if registry.get(header.model).family == "sts":
+        return _eval_sts(args, model, header, device)
     if not hasattr(model, "convert_long"):
         raise CompressError(f"checkpoint {args.checkpoint} holds {header.model!r}, which is not "
                             "an LHQ-SVC pipeline")
@@ -81,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     results = {}
     for label, recon in (("conversion", False), ("reconstruction", True)):
         es = build_eval_set(args.data, speakers, sample_rate=model.sample_rate,
-                            hop_length=model.hop_length, max_items=args.max_items,
+                            hop_length=model.hop_length,
+                            max_items=8 if args.max_items is None else args.max_items,
                             seconds=6.0 if args.seconds is None else args.seconds,
                             steps=args.steps, sampler=args.sampler,
                             reconstruction=recon)

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         example="compress train --model lhq-svc-demo --data corpus --out ckpt/demo\n"
         "  compress train --model lhq-svc-demo --data my_wavs --content-model hubert-base "
         "--out ckpt/mine\n"
-        "  compress train --model cws-mdensenet-demo --data corpus/musdb --out ckpt/sep",
+        "  compress train --model cws-mdensenet-demo --data corpus/musdb --out ckpt/sep\n"
+        "  compress train --model sts-demo --data corpus --out ckpt/sts",
         run=run,
         description="Train a registered LHQ-SVC pipeline preset on a corpus folder (written by "
         "`compress data synth`, a dataset_raw/<singer>/*.wav tree, or a plain folder of one "
@@ -31,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`compress models`) trains on the MUSDB18-HQ layout "
         "(DATA/{train,test}/<song>/{mixture,vocals,accompaniment}.wav, any rate and channel "
         "count); its --set takes training keys (steps, batch, lr...) and model keys (k, "
-        "width...).",
+        "width...). A speech-to-singing preset (sts-*) trains on the NUS-48E layout "
+        "(DATA/nus48e/<singer>/{sing,read}/<song>.{wav,txt}, or that folder itself); its --set "
+        "takes training keys (models.sts.train.StsTrainConfig) and model keys.",
     )
     p.add_argument("--model", required=True, help="registry name, e.g. lhq-svc-demo")
     p.add_argument("--data", required=True,
@@ -113,6 +116,54 @@ def _train_separator(args: argparse.Namespace, device: str) -> int:
     return 0
 
 
+def _train_sts(args: argparse.Namespace, device: str) -> int:
+    """`compress train` for the speech-to-singing family: the NUS-48E layout under --data."""
+    import dataclasses
+
+    from compress.config_io import apply_overrides
+    from compress.errors import CompressError
+    from models import registry
+    from models.sts import StsError
+    from models.sts.data import phoneme_list
+    from models.sts.train import PRESET_TRAINING, StsTrainConfig, train_sts
+
+    for flag, value in (("--content-model", args.content_model),
+                        ("--allow-pickle", args.allow_pickle)):
+        if value:
+            raise CompressError(f"{flag} is for LHQ-SVC models; {args.model} is "
+                                "speech-to-singing")
+    if args.component != "all":
+        raise CompressError(f"--component {args.component}: a speech-to-singing model trains "
+                            "as one network")
+    spec = registry.get(args.model)
+    base = PRESET_TRAINING.get(args.model, StsTrainConfig())
+    fields = {f.name for f in dataclasses.fields(StsTrainConfig)}
+    train_over = [o for o in args.overrides if o.split("=", 1)[0].strip() in fields]
+    model_over = [o for o in args.overrides if o not in train_over]
+    values = apply_overrides(dataclasses.asdict(base), train_over)
+    if args.steps is not None:
+        values["steps"] = args.steps
+    if args.threads:
+        values["threads"] = args.threads
+    model_cfg = apply_overrides(dict(spec.defaults), model_over)
+    if model_cfg.get("phonemes") and not any(o.split("=", 1)[0].strip() == "phonemes"
+                                             for o in model_over):
+        model_cfg["phonemes"] = len(phoneme_list(args.data))  # the corpus's dictionary
+    try:
+        cfg = StsTrainConfig(**values)
+        model = spec.build(**model_cfg)
+    except (TypeError, ValueError) as exc:
+        raise CompressError(f"--set: {exc} (keys: {', '.join(sorted(fields))}, or the "
+                            f"model's: {', '.join(sorted(spec.defaults))})") from None
+    try:
+        path = train_sts(model, args.model, args.data, args.out, cfg=cfg, resume=args.resume,
+                         device=device)
+    except StsError as exc:
+        raise CompressError(str(exc)) from None
+    print(f"checkpoint: {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -124,8 +175,11 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise CompressError(f"--steps {args.steps}: expected a positive number of steps")
     device = resolve_device(args.device)
-    if registry.get(args.model).family == "separation":
+    family = registry.get(args.model).family
+    if family == "separation":
         return _train_separator(args, device)
+    if family == "sts":
+        return _train_sts(args, device)
     cfg = training_config(args.model, args.overrides)
     if args.threads:
         torch.set_num_threads(args.threads)

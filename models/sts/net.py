@@ -351,6 +351,13 @@ class StsNet(nn.Module):
         self.decoder = Decoder(cfg)
         self.phoneme_decoder = PhonemeDecoder(cfg) if cfg.phonemes > 0 else None
 
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-serialisable (what checkpoints store)."""
+        cfg = dataclasses.asdict(self.cfg)
+        cfg["channels"] = list(cfg["channels"])
+        return cfg
+
     @classmethod
     def from_system(cls, system: str = "p-mtl", size: str = "paper", **overrides: Any
                     ) -> StsNet:

@@ -39,7 +39,12 @@ SLOW_COMPONENTS = {"pipeline"}
 # the streaming program (what an app ships; its LSTM, STFT and mask head are the separator's)
 # at fp32 and int8, and every Chimera preset's .onnx; chimera-mi-unittest is chimera-unittest's
 # network (alpha only changes the loss).
-NOT_IN_SUITE = {("cws-mdensenet-unittest", "pte", "int8"),
+# sts-unittest (issue 26, in progress): its fp32 .pte passes the gate but takes 87 s to lower,
+# and its int8 .pte fails in XNNPACK at run time (delegate error 0x10, 2026-12-07); the .pte
+# path of the STS network is open work of issue 26, the .onnx stays in the suite.
+NOT_IN_SUITE = {("sts-unittest", "pte", "fp32"),
+                ("sts-unittest", "pte", "int8"),
+                ("cws-mdensenet-unittest", "pte", "int8"),
                 ("cws-mmdensenet-unittest", "pte", "int8"),
                 ("lhq-svc-unittest", "pte", "fp32"),
                 ("lhq-svc-unittest", "pte", "int8"),
