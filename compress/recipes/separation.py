@@ -692,9 +692,13 @@ class _ChimeraArch(_SeparatorArch):
     """The Chimera network (:class:`~models.separation.chimera.ChimeraSeparator`): each LSTM
     layer after the first may be removed (``net.body.layers.<i>``, kind ``lstm_layer``: every
     such layer reads ``D·H`` features and has the same shape, so one latency probe — layer 1 —
-    serves them all; the first reads the mel features and stays), and one width unit,
-    ``net.width``, narrows every layer's hidden units per direction (gate rows, recurrent and
-    next-layer columns, ``to_z``'s columns: :meth:`ChimeraNet.narrow`). The STFT, mel
+    serves them all; the first reads the mel features and stays), and two width units:
+    ``net.width`` narrows every layer's hidden units per direction (gate rows, recurrent and
+    next-layer columns, ``to_z``'s columns: :meth:`ChimeraNet.narrow`), and
+    ``net.embedding`` narrows the embedding dimension ``D`` (``to_z``'s rows and the mask
+    head's weights, :meth:`ChimeraNet.narrow_embedding`): ``to_z`` maps each frame to
+    ``n_mels × D`` values, the largest layer of the demo network, and the first compress run
+    without this unit stopped at 1.34x with its budget not met (2026-12-07). The STFT, mel
     filterbank and mask spreading stay fp32 (``ChimeraSeparator.export_int8_modules``); the
     int8 groups are each LSTM layer and ``to_z``. The device program is the whole-chunk mask
     inference (the DC head is not computed); its LSTM is exported unrolled over the chunk's
@@ -704,6 +708,7 @@ class _ChimeraArch(_SeparatorArch):
     name = "Chimera network"
     loss = "eq. (4): alpha x deep clustering + (1 - alpha) x mask inference on mel magnitudes"
     width_unit = "net.width"
+    embedding_unit = "net.embedding"
 
     def units(self, model: Any) -> list[Unit]:
         from models.separation.nets import MIN_WIDTH
@@ -715,6 +720,9 @@ class _ChimeraArch(_SeparatorArch):
                     ("remove",) if i >= 1 else (), h, probe) for i in range(n)]
         out.append(Unit(self.width_unit, "width", "net", 0,
                         ("narrow",) if h > MIN_WIDTH else (), h, None))
+        d = model.embedding
+        out.append(Unit(self.embedding_unit, "width", "net", 1,
+                        ("narrow",) if d > MIN_WIDTH else (), d, None))
         return out
 
     def apply(self, model: Any, action: Action) -> None:
@@ -722,10 +730,14 @@ class _ChimeraArch(_SeparatorArch):
         from models.separation.nets import narrow_widths
 
         if action.kind == "narrow":
-            if action.unit != self.width_unit:
+            if action.unit == self.width_unit:
+                model.narrow(narrow_widths([model.hidden], action.factor)[0])
+            elif action.unit == self.embedding_unit:
+                model.narrow_embedding(narrow_widths([model.embedding], action.factor)[0])
+            else:
                 raise CompressError(f"unit {action.unit!r} cannot be narrowed; the Chimera "
-                                    f"network's width unit is {self.width_unit!r}")
-            model.narrow(narrow_widths([model.hidden], action.factor)[0])
+                                    f"network's width units are {self.width_unit!r} and "
+                                    f"{self.embedding_unit!r}")
             return
         if action.kind != "remove":
             raise CompressError(f"Chimera units support remove and narrow, not "

@@ -303,6 +303,15 @@ class ChimeraSeparator(nn.Module):
             raise SeparationError(str(exc)) from None
         self.hidden = int(hidden)
 
+    def narrow_embedding(self, embedding: int) -> None:
+        """Keep `embedding` of the ``D`` embedding dimensions (:meth:`ChimeraNet.narrow_embedding`
+        ); the config follows."""
+        try:
+            self.net.narrow_embedding(int(embedding))
+        except ValueError as exc:
+            raise SeparationError(str(exc)) from None
+        self.embedding = int(embedding)
+
     # ---- deep clustering output --------------------------------------------------------------
     @torch.no_grad()
     def streaming_program(self, chunk_frames: int = 8) -> ChimeraStream:

@@ -186,6 +186,26 @@ class ChimeraNet(torch.nn.Module):
         return torch.nn.functional.normalize(torch.tanh(z), dim=-1)
 
     @torch.no_grad()
+    def narrow_embedding(self, embedding: int) -> None:
+        """Keep `embedding` of the ``D`` dimensions of ``Z`` (the same ones in every bin): those
+        whose ``to_z`` rows and mask-inference weights have the largest norm (summed over
+        bins). Both heads read the kept dimensions; ``to_z`` — ``bins × D`` outputs a frame, the
+        network's largest layer at the demo size — shrinks in proportion."""
+        old_d = self.embedding
+        if not 1 <= embedding <= old_d:
+            raise ValueError(f"embedding={embedding}; expected 1..{old_d}")
+        w = self.to_z.weight.reshape(self.bins, old_d, -1)
+        score = w.pow(2).sum((0, 2)) + self.mi_weight.pow(2).sum((0, 2))
+        keep = torch.sort(torch.topk(score, embedding).indices).values
+        old = self.to_z
+        new = torch.nn.Linear(old.in_features, self.bins * embedding).to(old.weight.dtype)
+        new.weight.copy_(w[:, keep].reshape(self.bins * embedding, -1))
+        new.bias.copy_(old.bias.reshape(self.bins, old_d)[:, keep].reshape(-1))
+        self.to_z = new
+        self.mi_weight = torch.nn.Parameter(self.mi_weight[:, keep].clone())
+        self.embedding = int(embedding)
+
+    @torch.no_grad()
     def narrow(self, hidden: int) -> None:
         """Keep `hidden` units per direction in every body layer
         (:meth:`~models.separation.lstm.LSTMStack.narrow`) and the matching columns of

@@ -195,17 +195,21 @@ def test_chimera_layers_and_width_evolve_and_rebuild(tmp_path, name):
     m = registry.build(name, layers=3).eval()
     r.check_teacher(m, Path("chimera"))
     units = r.units(m)
-    assert [u.name for u in units] == [f"net.body.layers.{i}" for i in range(3)] + ["net.width"]
+    assert [u.name for u in units] == ([f"net.body.layers.{i}" for i in range(3)]
+                                       + ["net.width", "net.embedding"])
     assert [u.actions for u in units[:3]] == [(), ("remove",), ("remove",)]
     assert {u.module for u in units[:3]} == {"net.body.layers.1"}
     assert units[3] == Unit("net.width", "width", "net", 0, ("narrow",), 16, None)
+    assert units[4] == Unit("net.embedding", "width", "net", 1, ("narrow",), 8, None)
     assert r.int8_groups(m) == ["net.body.layers.0", "net.body.layers.1",
                                 "net.body.layers.2", "net.to_z"]
     x = registry.get(name).example_inputs(m)[0]
     r.apply(m, Action("remove", "net.body.layers.1"))
     r.apply(m, Action("narrow", "net.width", 0.5))
+    r.apply(m, Action("narrow", "net.embedding", 0.5))
     arch = r.architecture(m)
-    assert (arch["layers"], arch["hidden"], arch["arch"]) == (2, 8, "chimera")
+    assert (arch["layers"], arch["hidden"], arch["embedding"]) == (2, 8, 4)
+    assert m.net.to_z.out_features == m.n_mels * 4 and m.net.mi_weight.shape[1] == 4
     d = 2 if m.bidirectional else 1
     assert m.net.to_z.in_features == d * 8 and m.net.body.layers[1].input_size == d * 8
     with pytest.raises(CompressError, match="first reads the input"):
@@ -251,6 +255,18 @@ def test_chimera_narrowing_keeps_the_strongest_units():
     with torch.no_grad():
         after = m(x)
     assert float((after - before).abs().max()) < 1e-5
+    # the embedding dimensions: D = 8, dimensions 1, 2, 5 silent in to_z and the mask head
+    with torch.no_grad():
+        w = m.net.to_z.weight.view(m.n_mels, 8, -1)
+        w[:, [1, 2, 5]] = 0.0
+        m.net.to_z.bias.view(m.n_mels, 8)[:, [1, 2, 5]] = 0.0
+        m.net.mi_weight[:, [1, 2, 5]] = 0.0
+        before = m(x)
+    m.narrow_embedding(5)
+    with torch.no_grad():
+        after = m(x)
+    assert m.embedding == 5 and m.config["embedding"] == 5
+    assert float((after - before).abs().max()) < 1e-5
 
 
 def test_chimera_latency_plan_probes_a_layer_and_the_network_at_each_width():
@@ -271,7 +287,9 @@ def test_chimera_latency_plan_probes_a_layer_and_the_network_at_each_width():
         seg = "seg:net@t" if w == 16 else f"seg:net:net.width={w}@t"
         assert seg in keys and f"layer:net/lstm_layer={w}@t" in keys, (w, sorted(keys))
         assert f"null:layer:net/lstm_layer={w}@t" in keys
-    assert pm.governs == {"net/lstm_layer": "net.width"}
+    assert pm.governs == {"net/lstm_layer": "net.width"}  # D does not change an LSTM layer
+    for d in (6, 4):  # the embedding axis: the whole network at each narrowed D
+        assert f"seg:net:net.embedding={d}@t" in keys
     for p in probes:
         assert all(t.is_contiguous() for t in p.inputs)
         with torch.no_grad():
