@@ -3,7 +3,6 @@ augmentation (§2.3), batches, the split by song, and bad corpora, on a tiny syn
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 from pathlib import Path
@@ -26,22 +25,6 @@ from models.sts.data import (
     write_toy_corpus,
 )
 from models.sts.preprocess import HOP, N_BINS, SAMPLE_RATE
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch and one BLAS thread: the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits: contextlib.AbstractContextManager = contextlib.nullcontext()
-    else:
-        limits = threadpool_limits(1)
-    with limits:
-        yield
-    torch.set_num_threads(threads)
 
 
 def toy_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:

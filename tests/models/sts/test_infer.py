@@ -20,14 +20,6 @@ SR = SAMPLE_RATE
 GL = 8  # Griffin-Lim iterations: enough for shapes and finiteness, cheap
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def speech_like(seconds: float, f0: float = 120.0, seed: int = 0) -> np.ndarray:
     """A voiced, speech-like signal: a gliding harmonic source through three formant
     resonators, with a syllable-rate envelope that never falls silent."""

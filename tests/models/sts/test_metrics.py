@@ -19,11 +19,6 @@ from models.sts.preprocess import HOP, SAMPLE_RATE
 SR = SAMPLE_RATE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 def random_magnitudes(seed: int = 0, shape: tuple[int, int] = (513, 40)) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return 10.0 ** rng.uniform(-2, 1.5, size=shape)  # 0.01 .. 31.6, all far above the floor

@@ -27,15 +27,6 @@ from models.sts.net import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: the machine's two cores are shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _net(system: str, **overrides) -> StsNet:
     torch.manual_seed(0)
     return StsNet(system_config(system, "unittest", **overrides)).eval()

@@ -3,7 +3,6 @@ after a kill) and the held-out evaluation of §3.1, with sts-unittest on a tiny 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from dataclasses import replace
@@ -24,22 +23,6 @@ from models.sts.train import PRESET_TRAINING, StsTrainConfig, StsTrainer, train_
 N_PHONEMES = 14  # the toy corpus's list
 CFG = replace(PRESET_TRAINING["sts-unittest"], steps=20, val_every=10, ckpt_every=5,
               log_every=5)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch and one BLAS thread: the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits: contextlib.AbstractContextManager = contextlib.nullcontext()
-    else:
-        limits = threadpool_limits(1)
-    with limits:
-        yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
