@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from compress.cli_util import add_command, add_device_argument, add_set_argument
 
@@ -74,9 +74,28 @@ def training_config(model: str, overrides: list[str]) -> TrainConfig | None:
     return from_dict(TrainConfig, apply_overrides(to_dict(base), overrides), source="--set")
 
 
+def _training_values(args: argparse.Namespace, base: Any
+                     ) -> tuple[dict[str, Any], list[str], set[str]]:
+    """The training config of a one-network family as a dict: the preset's budget `base` (a
+    dataclass) with the ``--set`` overrides naming its fields, ``--steps`` and ``--threads``
+    applied; also the remaining ``--set`` overrides (the model's) and the field names."""
+    import dataclasses
+
+    from compress.config_io import apply_overrides
+
+    fields = {f.name for f in dataclasses.fields(base)}
+    train_over = [o for o in args.overrides if o.split("=", 1)[0].strip() in fields]
+    model_over = [o for o in args.overrides if o not in train_over]
+    values = apply_overrides(dataclasses.asdict(base), train_over)
+    if args.steps is not None:
+        values["steps"] = args.steps
+    if args.threads:
+        values["threads"] = args.threads
+    return values, model_over, fields
+
+
 def _train_separator(args: argparse.Namespace, device: str) -> int:
     """`compress train` for the separation family: the MUSDB layout under --data."""
-    import dataclasses
 
     from compress.config_io import apply_overrides
     from compress.errors import CompressError
@@ -94,15 +113,8 @@ def _train_separator(args: argparse.Namespace, device: str) -> int:
     if args.component != "all":
         raise CompressError(f"--component {args.component}: a separator trains as one network")
     spec = registry.get(args.model)
-    base = PRESET_TRAINING.get(args.model, SeparationTrainConfig())
-    fields = {f.name for f in dataclasses.fields(SeparationTrainConfig)}
-    train_over = [o for o in args.overrides if o.split("=", 1)[0].strip() in fields]
-    model_over = [o for o in args.overrides if o not in train_over]
-    values = apply_overrides(dataclasses.asdict(base), train_over)
-    if args.steps is not None:
-        values["steps"] = args.steps
-    if args.threads:
-        values["threads"] = args.threads
+    values, model_over, fields = _training_values(
+        args, PRESET_TRAINING.get(args.model, SeparationTrainConfig()))
     try:
         cfg = SeparationTrainConfig(**values)
         model_cfg = apply_overrides(dict(spec.defaults), model_over) if model_over else {}
@@ -118,7 +130,6 @@ def _train_separator(args: argparse.Namespace, device: str) -> int:
 
 def _train_sts(args: argparse.Namespace, device: str) -> int:
     """`compress train` for the speech-to-singing family: the NUS-48E layout under --data."""
-    import dataclasses
 
     from compress.config_io import apply_overrides
     from compress.errors import CompressError
@@ -136,15 +147,8 @@ def _train_sts(args: argparse.Namespace, device: str) -> int:
         raise CompressError(f"--component {args.component}: a speech-to-singing model trains "
                             "as one network")
     spec = registry.get(args.model)
-    base = PRESET_TRAINING.get(args.model, StsTrainConfig())
-    fields = {f.name for f in dataclasses.fields(StsTrainConfig)}
-    train_over = [o for o in args.overrides if o.split("=", 1)[0].strip() in fields]
-    model_over = [o for o in args.overrides if o not in train_over]
-    values = apply_overrides(dataclasses.asdict(base), train_over)
-    if args.steps is not None:
-        values["steps"] = args.steps
-    if args.threads:
-        values["threads"] = args.threads
+    values, model_over, fields = _training_values(
+        args, PRESET_TRAINING.get(args.model, StsTrainConfig()))
     model_cfg = apply_overrides(dict(spec.defaults), model_over)
     if model_cfg.get("phonemes") and not any(o.split("=", 1)[0].strip() == "phonemes"
                                              for o in model_over):
