@@ -34,6 +34,7 @@ LSD_FMAX = 3500.0  # §3.1
 PYIN_FMIN = 65.0  # C2
 PYIN_FMAX = 1047.0  # C6
 MIN_TEST_SPEECH_SECONDS = 1.0  # §3.1
+TOP_DB = 80.0  # LSD's dynamic range below the reference's peak (see lsd_db)
 
 
 def lsd_db(
@@ -44,19 +45,30 @@ def lsd_db(
     fmin: float = LSD_FMIN,
     fmax: float = LSD_FMAX,
     floor: float = 1e-5,
+    top_db: float = TOP_DB,
 ) -> float:
     """Log-spectral distance in dB between two ``log(1 + |X|)`` spectrograms ``(F, T)``.
 
     Magnitudes are recovered with ``e^x - 1``; over the bins ``k`` with
     ``fmin <= k * sr / n_fft <= fmax`` each frame gets
-    ``sqrt(mean_k (20 log10 max(|R|, floor) - 20 log10 max(|E|, floor))^2)``, and the result is
-    the mean over frames.
+    ``sqrt(mean_k (20 log10 max(|R|, m) - 20 log10 max(|E|, m))^2)``, and the result is the mean
+    over frames. The floor ``m = max(floor, peak · 10^(-top_db / 20))`` is `top_db` (80) dB below
+    the reference's loudest in-band bin of the clip, and never below `floor` (1e-5, -100 dB).
 
     §3.1 says LSD "is computed by averaging the euclidean distance between true and predicted
     log-spectrogram frames over time for frequencies between 100 Hz to 3.5 kHz" and reports dB.
     Our reading is the standard LSD: dB log-spectra (not the network's ``log(1 + x)``) and the
     RMS over bins per frame (a Euclidean distance normalised by the bin count), averaged over
-    frames. `floor` (-100 dB) keeps silent bins finite.
+    frames.
+
+    Why a floor relative to the reference (librosa's ``top_db`` convention): with the absolute
+    -100 dB floor alone, bins that are silent in the reference (half of the in-band bins of the
+    project's synthetic singing lie 100 dB below its peak; real recordings have a noise floor)
+    dominated the mean, and an estimate that is 0 in a silent bin scored up to 100 dB there
+    whatever it did in the sung harmonics. Measured on 10 validation samples of the synthetic
+    corpus, speech used as its own singing estimate scored 19.7-23.9 dB with the absolute floor
+    and 16.0-18.8 dB with the 80 dB one. The paper does not state its floor; its LSDs (5.5 to
+    14.2 dB, Table 1) are on real recordings.
 
     Raises
     ------
@@ -77,12 +89,16 @@ def lsd_db(
         )
     if not floor > 0:
         raise StsError(f"floor={floor}; must be positive")
+    if not top_db > 0:
+        raise StsError(f"top_db={top_db}; must be positive")
     freqs = np.arange(ref.shape[0]) * sr / n_fft
     band = (freqs >= fmin) & (freqs <= fmax)
     if not band.any():
         raise StsError(f"no frequency bin in [{fmin}, {fmax}] Hz at sr={sr}, n_fft={n_fft}")
-    r = np.maximum(np.expm1(ref[band]), floor)
-    e = np.maximum(np.expm1(est[band]), floor)
+    r = np.expm1(ref[band])
+    m = max(floor, float(r.max()) * 10.0 ** (-top_db / 20.0))
+    r = np.maximum(r, m)
+    e = np.maximum(np.expm1(est[band]), m)
     diff = 20.0 * np.log10(r) - 20.0 * np.log10(e)
     per_frame = np.sqrt(np.mean(diff**2, axis=0))
     return float(np.mean(per_frame))

@@ -22,8 +22,13 @@ Architecture (§2.2; ``c0 … c5`` = :attr:`StsConfig.channels`, shapes for ``F 
   transposed "1D convolution" blocks mirroring the encoder (frequency first, stride 2, ReLU):
   ``(2c5, 65, 8) → (c4, 130, 8) → (c3, 130, 16) → (c2, 260, 16) → (c1, 260, 32) → (c0, 520, 32)
   → (c0, 520, 64)``; before blocks 2–6 the ``E1`` map of the same size is concatenated (skip
-  connections, §2.2); a 1×1 conv to one channel and a **softplus** give ``Ŷ ≥ 0`` (the target
-  ``log(1 + |S|)`` is non-negative; softplus, unlike ReLU, never stops the gradient of a bin).
+  connections, §2.2); a 1×1 conv to one channel gives ``Ŷ``. The output is **linear while
+  training** and clamped at 0 in eval mode (the target ``log(1 + |S|)`` is non-negative).
+  Measured (one batch of 8 × 128 frames of the synthetic corpus, sts-demo, Adam 0.002): with a
+  softplus output the MSE fell 0.38 → 0.098 in 20 steps by driving 96 % of the bins to ≈ 0,
+  where softplus has no gradient, and stayed there for 50 steps (0.071 at step 140); with the
+  linear output it fell to 0.023 by step 90. Most target bins are close to 0 (mean 0.073), so
+  any positive squashing function at the output stalls the same way.
 * **Phoneme decoder** ``Dp`` (§2.2): reads the output of D's penultimate frequency-upsampling
   block (block 3, ``(c2, 260, 16)``); a transposed 1D conv **along time** (kernel 8, stride 4:
   ``(cp, 260, 64)``) — along time because Dp must give one prediction per output frame ``t``
@@ -280,7 +285,7 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     """D (§2.2): six transposed blocks mirroring the encoder, each after the first reading the
-    previous output ⊕ the E1 map of the same size (with skips), then a 1×1 conv + softplus.
+    previous output ⊕ the E1 map of the same size (with skips), then a linear 1×1 conv.
     Also returns the output of the penultimate frequency-upsampling block (block 3) for Dp."""
 
     def __init__(self, cfg: StsConfig):
@@ -310,7 +315,7 @@ class Decoder(nn.Module):
             z = block(z)
             if j == 2:
                 tap = z
-        return F.softplus(self.out(z)), tap
+        return self.out(z), tap
 
 
 class PhonemeDecoder(nn.Module):
@@ -390,6 +395,8 @@ class StsNet(nn.Module):
             z = torch.cat([z, self.encoder2(self._pad(c))[0]], dim=1)
         y, tap = self.decoder(z, maps)
         y = y[:, 0, :f, :t]
+        if not self.training:  # log(1 + |S|) >= 0; training keeps the gradient of every bin
+            y = y.clamp_min(0.0)
         if self.phoneme_decoder is None:
             return y
         return y, self.phoneme_decoder(tap)[:, :, :t]

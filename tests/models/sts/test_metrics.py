@@ -58,6 +58,8 @@ def test_lsd_floor_and_shape_errors():
     assert lsd_db(ref, est) == pytest.approx(40.0, rel=1e-6)
     with pytest.raises(StsError, match="shape"):
         lsd_db(ref, ref[:, :4])
+    with pytest.raises(StsError, match="top_db"):
+        lsd_db(ref, ref, top_db=0.0)
     with pytest.raises(StsError, match="frequency bins"):
         lsd_db(ref.T, ref.T)
     with pytest.raises(StsError, match="NaN"):
@@ -158,3 +160,22 @@ def test_eligible():
     assert not eligible(0.99)
     with pytest.raises(StsError):
         eligible(float("nan"))
+
+
+def test_lsd_counts_at_most_top_db_below_the_reference_peak():
+    """Bins silent in the reference (-140 dB) against an estimate of exactly 0 count 80 dB
+    each, not 100, once the reference has a 0 dB peak; a -60 dB estimate there counts 20 dB."""
+    mag = np.full((513, 4), 1e-7)  # -140 dB
+    mag[50] = 1.0  # one in-band harmonic at 0 dB, exact in both
+    ref = np.log1p(mag)
+    est = ref.copy()
+    est[7:225] = 0.0  # every in-band bin silent ...
+    est[50] = ref[50]  # ... but the harmonic
+    n_band = 218  # bins 7..224
+    assert lsd_db(ref, est) == pytest.approx(0.0, abs=1e-9)  # both at the -80 dB floor
+    est[7:225] = np.log1p(1e-3)  # -60 dB everywhere in band
+    est[50] = ref[50]
+    assert lsd_db(ref, est) == pytest.approx(np.sqrt(20.0**2 * (n_band - 1) / n_band), rel=1e-6)
+    # 120 dB of range reaches the absolute floor first: -100 dB, 40 dB from the estimate
+    assert lsd_db(ref, est, top_db=120.0) == pytest.approx(
+        np.sqrt(40.0**2 * (n_band - 1) / n_band), rel=1e-6)

@@ -312,3 +312,21 @@ def test_parameter_counts(size, capsys):
         lo, hi = _RANGES[size]
         assert lo * 1e6 < counts["p-mtl"] < hi * 1e6
     assert counts["b1"] < counts["b2"] < counts["p-mse"] == counts["allnorm"] < counts["p-mtl"]
+
+
+def test_output_is_linear_in_training_and_clamped_at_zero_in_eval():
+    """Training sees the raw 1x1-conv output (a bin predicted below 0 still has a gradient);
+    eval mode returns it clamped at 0, a valid log(1 + |S|)."""
+    net = _net("p-mse")
+    with torch.no_grad():
+        net.decoder.out.bias.fill_(-3.0)
+    x, c = _pair(16)
+    net.train()
+    y_train = net(x, c)
+    assert (y_train < 0).float().mean() > 0.5
+    y_train.sum().backward()
+    assert net.decoder.out.bias.grad.abs().item() > 0
+    net.eval()
+    with torch.no_grad():
+        y_eval = net(x, c)
+    torch.testing.assert_close(y_eval, y_train.detach().clamp_min(0.0))

@@ -75,11 +75,13 @@ def test_training_lowers_the_loss_and_writes_checkpoints_logs_and_plot(trained, 
     records = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     train = [r for r in records if r["split"] == "train"]
     assert [r["step"] for r in train] == [5, 10, 15, 20]
-    assert train[-1]["loss"] < train[0]["loss"]
     assert {"mse", "ce"} <= set(train[0]) and all(math.isfinite(r["loss"]) for r in train)
     assert [r["lr"] for r in train] == [CFG.lr_at(r["step"] - 1) for r in train]
     val = [r for r in records if r["split"] == "val"]
     assert [r["step"] for r in val] == [10, 20] and val[0]["phoneme_accuracy"] is not None
+    # the logged training losses are of single random 2-crop batches (too noisy to order at 20
+    # steps); the validation set is fixed, so its loss is the measure of learning
+    assert val[-1]["loss"] < before["loss"]
     assert (out / "loss.png").stat().st_size > 1000
     assert (out / "last.safetensors").exists() and (out / "train_state.pt").exists()
     # the checkpoint rebuilds through the registry with the corpus's phoneme count
