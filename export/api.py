@@ -4,7 +4,9 @@
 for measuring size and speed before training) or a checkpoint path (rebuilt through
 ``models.checkpoint.load_model``). The spec supplies example inputs, bounded dynamic shapes,
 audio metadata and, for calibration from a folder of audio, the input adapter
-(:mod:`export.calibration`).
+(:mod:`export.calibration`); a spec with a ``program`` hook has its device program exported
+instead of the built module (speech-to-singing: the network without its phoneme decoder, the
+GRU states explicit).
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ def load_for_export(name_or_ckpt: str | os.PathLike[str], name: str | None = Non
         source = f"registry preset {spec.name} (untrained)"
         default_name = spec.name
     model.eval()
+    if spec.program is not None:  # the device program around the trained module
+        model = spec.program(model).eval()
+        make_meta = getattr(model, "export_metadata", None)
+        extra_meta = {**extra_meta, **(make_meta() if callable(make_meta) else {})}
     inputs = tuple(spec.example_inputs(model))
     dynamic = spec.dynamic_shapes(model)
     audio_out = spec.component in AUDIO_COMPONENTS or "audio-out" in getattr(spec, "tags", ())

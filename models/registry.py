@@ -77,6 +77,11 @@ class ModelSpec:
         legacy: config keys added after checkpoints of this preset were first written, with
             the value their absence stands for (a checkpoint without the key is rebuilt with
             that value, not with the preset's current default).
+        program: optional ``program(model) -> nn.Module``, the device program that
+            ``compress export`` ships for a built or loaded model when it differs from the
+            training module (heads used only by a loss dropped, recurrent states as explicit
+            inputs and outputs). `inputs` and `dynamic` then receive the program; a program's
+            ``export_metadata()`` (when it has one) is added to the exported metadata.
     """
 
     name: str
@@ -93,6 +98,7 @@ class ModelSpec:
     # ``audio_inputs(model, wav (T,) float32 tensor, sample_rate) -> tuple of model inputs``.
     audio_inputs: Callable[[torch.nn.Module, torch.Tensor, int], tuple[Any, ...]] | None = None
     legacy: Mapping[str, Any] = field(default_factory=dict)
+    program: Callable[[torch.nn.Module], torch.nn.Module] | None = None
 
     def config(self, **overrides: Any) -> dict[str, Any]:
         """Return the preset's config with `overrides` applied (unknown keys are an error)."""

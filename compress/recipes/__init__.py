@@ -31,6 +31,10 @@ def _builtin() -> None:
         from compress.recipes.separation import SeparationRecipe
 
         _FACTORIES["separation"] = SeparationRecipe
+    if "sts" not in _FACTORIES:
+        from compress.recipes.sts import StsRecipe
+
+        _FACTORIES["sts"] = StsRecipe
 
 
 def families() -> list[str]:

@@ -10,8 +10,13 @@
    An ``nn.Module`` runs on the whole clip at once (:class:`~models.sts.net.StsNet` takes any
    ``T``). An exported ``.pte`` takes a fixed chunk of frames (its ``chunk_frames``), so the
    clip is cut into consecutive chunks, the last one zero-padded, with no overlap, and the
-   outputs concatenated — a simplification: the GRUs and the instance norms see one chunk of
-   context, and chunk edges are not crossfaded.
+   outputs concatenated. A program with state inputs (the device program of
+   :mod:`models.sts.program`: the latent GRU states of E1 and E2, named in its metadata's
+   ``state_shapes``) gets zeros for the first chunk and each chunk's returned states for the
+   next, so the GRUs see the clip so far; the instance norms and the convolutions still see
+   one chunk, and chunk edges are not crossfaded: an approximation of the whole-clip run
+   (:mod:`models.sts.program` gives the measured difference). Programs exported before the
+   states were explicit (two inputs) run each chunk from scratch.
 3. **§2.4 synthesis** (:func:`models.sts.synthesis.griffin_lim`): ``g(x) = e^x - 1``, the
    magnitudes raised to 1.2, Griffin-Lim, 16 kHz.
 
@@ -21,6 +26,7 @@ is §3.1's raw chroma accuracy of the output's pYIN contour against the melody.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -43,36 +49,59 @@ FAR_STRETCH = 2.0
 
 
 class StsProgram:
-    """An exported speech-to-singing ``.pte`` (or any callable ``runner(x, c) -> [y, ...]``)
-    that takes ``(1, 513, frames)`` inputs.
+    """An exported speech-to-singing ``.pte`` (or any callable ``runner(x, c, *state) ->
+    [y, *state_out, ...]``) that takes ``(1, 513, frames)`` inputs.
 
     `frames` None means the program takes any length (a dynamic export): one call per clip.
+    `state_shapes` are the shapes of the program's state inputs after ``x, c`` (None: read from
+    ``meta["state_shapes"]``, a JSON list, as :class:`~models.sts.program.StsDeviceProgram`
+    writes it; none there: a program of two inputs): zeros go into the first chunk, and each
+    chunk's returned states (the outputs after ``y``) into the next.
     """
 
     def __init__(self, runner: Callable[..., Any], frames: int | None, path: str = "",
-                 meta: dict[str, Any] | None = None):
+                 meta: dict[str, Any] | None = None,
+                 state_shapes: list[tuple[int, ...]] | None = None):
         if frames is not None and int(frames) < 1:
             raise StsError(f"{path or 'program'}: chunk_frames={frames}; must be >= 1")
         self.runner = runner
         self.frames = int(frames) if frames is not None else None
         self.path = path
         self.meta = dict(meta or {})
+        if state_shapes is None:
+            state_shapes = _meta_state_shapes(self.meta, path)
+        self.state_shapes = [tuple(int(d) for d in s) for s in state_shapes]
 
     def __repr__(self) -> str:
-        return f"StsProgram({self.path or self.runner!r}, frames={self.frames})"
+        return (f"StsProgram({self.path or self.runner!r}, frames={self.frames}, "
+                f"states={len(self.state_shapes)})")
 
-    def _call(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        out = self.runner(x.contiguous(), c.contiguous())
-        y = out[0] if isinstance(out, list | tuple) else out
-        return torch.as_tensor(y)
+    def initial_state(self) -> list[torch.Tensor]:
+        """The states before the first chunk: zeros."""
+        return [torch.zeros(s) for s in self.state_shapes]
+
+    def _call(self, x: torch.Tensor, c: torch.Tensor, state: list[torch.Tensor]
+              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        out = self.runner(x.contiguous(), c.contiguous(), *state)
+        outs = list(out) if isinstance(out, list | tuple) else [out]
+        y = torch.as_tensor(outs[0])
+        if not state:
+            return y, state
+        new = [torch.as_tensor(s).detach().contiguous() for s in outs[1:1 + len(state)]]
+        got = [tuple(s.shape) for s in new]
+        if got != self.state_shapes:
+            raise StsError(f"{self.path or 'program'}: returned states of shapes {got}; "
+                           f"expected {self.state_shapes}")
+        return y, new
 
     def run(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, int]:
         """``(Ŷ (1, F, T), number of program calls)`` for ``(1, F, T)`` inputs: fixed chunks,
-        the last zero-padded (silence in ``X``, no melody in ``C``), no overlap, concatenated
-        and cropped to ``T``."""
+        the last zero-padded (silence in ``X``, no melody in ``C``), no overlap, the states
+        carried from chunk to chunk, outputs concatenated and cropped to ``T``."""
         t = int(x.shape[-1])
+        state = self.initial_state()
         if self.frames is None:
-            return self._call(x, c)[..., :t], 1
+            return self._call(x, c, state)[0][..., :t], 1
         n = self.frames
         chunks = -(-t // n)
         pad = chunks * n - t
@@ -81,12 +110,26 @@ class StsProgram:
             c = torch.cat([c, c.new_zeros(*c.shape[:-1], pad)], dim=-1)
         outs = []
         for i in range(chunks):
-            y = self._call(x[..., i * n:(i + 1) * n], c[..., i * n:(i + 1) * n])
+            y, state = self._call(x[..., i * n:(i + 1) * n], c[..., i * n:(i + 1) * n], state)
             if tuple(y.shape[-2:]) != (int(x.shape[-2]), n):
                 raise StsError(f"{self.path or 'program'}: returned shape {tuple(y.shape)} for "
                                f"a chunk of {n} frames; expected (1, {x.shape[-2]}, {n})")
             outs.append(y)
         return torch.cat(outs, dim=-1)[..., :t], chunks
+
+
+def _meta_state_shapes(meta: dict[str, Any], path: str) -> list[tuple[int, ...]]:
+    """The state shapes a program's metadata gives (``state_shapes``, a JSON list of shapes);
+    none for a program without states."""
+    raw = meta.get("state_shapes")
+    if raw is None:
+        return []
+    try:
+        shapes = json.loads(raw) if isinstance(raw, str) else raw
+        return [tuple(int(d) for d in s) for s in shapes]
+    except (TypeError, ValueError):
+        raise StsError(f"{path or 'program'}: metadata state_shapes={raw!r} is not a list of "
+                       "shapes; re-export it with `compress export`") from None
 
 
 def load_sts(path: str | os.PathLike[str]) -> torch.nn.Module | StsProgram:

@@ -50,10 +50,14 @@ downsampling; our encodings keep ``c5`` channels.
 Streaming: every GRU is unidirectional (``bidirectional=False``), but the centred convolutions
 and the IN statistics over time still need the whole clip (or chunk) at once. When ``T ≤ 8``
 the latent has one frame, and IN over one frame outputs zeros: only the skips carry content.
+:meth:`StsNet.infer` takes and returns the latent GRUs' states (``Encoder.forward``'s `hx` and
+`return_state`), which the device program (:mod:`models.sts.program`) carries from chunk to
+chunk.
 
 Export: no Python branch on tensor values, no ``None`` output (``forward`` returns ``Ŷ`` alone
 when there is no phoneme decoder, ``(Ŷ, logits)`` otherwise); under ``torch.export`` the GRUs
-run unrolled in ops XNNPACK delegates (:class:`ExportableGRU`).
+run unrolled in ops XNNPACK delegates (:class:`ExportableGRU`). What ``compress export`` ships
+is :class:`models.sts.program.StsDeviceProgram` (no Dp, the GRU states explicit).
 """
 
 from __future__ import annotations
@@ -207,7 +211,15 @@ class ExportableGRU(nn.GRU):
     def unrolled(self, x: torch.Tensor, hx: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """PyTorch's GRU equations (gate order r, z, n) frame by frame:
-        ``n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))``, ``h' = n + z ⊙ (h − n)``."""
+        ``n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))``, ``h' = n + z ⊙ (h − n)``.
+
+        Each frame's ``linear`` of the state has no bias; ``b_h`` is added to it by an ``add``
+        (the same sum). A bias shared by the T per-frame ``linear``s broke int8 programs:
+        XNNPACK serialises a shared constant once, so every frame's int32 bias was quantized
+        with the first frame's input scale (measured on sts-unittest's program: the GRU
+        states' SQNR against eager was 19 and 12 dB in the runtime where PT2E's simulation
+        gave 39 and 16 dB; -3 dB for a linear called twice whose first input is zeros).
+        """
         b, t, _ = x.shape
         hid = self.hidden_size
         xp = F.linear(x, self.weight_ih_l0, self.bias_ih_l0)  # (B, T, 3H), all frames at once
@@ -215,7 +227,7 @@ class ExportableGRU(nn.GRU):
         hs: list[torch.Tensor] = [x] * t
         for step in range(t):
             gx = xp.narrow(1, step, 1).reshape(b, 3 * hid)
-            gh = F.linear(h, self.weight_hh_l0, self.bias_hh_l0)
+            gh = F.linear(h, self.weight_hh_l0) + self.bias_hh_l0
             rz = torch.sigmoid(gx[:, : 2 * hid] + gh[:, : 2 * hid])
             n = torch.tanh(gx[:, 2 * hid :] + rz[:, :hid] * gh[:, 2 * hid :])
             h = n + rz[:, hid:] * (h - n)
@@ -272,15 +284,20 @@ class Encoder(nn.Module):
         self.gru = ExportableGRU(feats, cfg.gru_hidden)
         self.proj = nn.Linear(cfg.gru_hidden, feats)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None,
+                return_state: bool = False) -> tuple[Any, ...]:
+        """``(latent, block outputs)``, and the GRU's state after the last latent frame
+        ``(1, B, gru_hidden)`` third with `return_state`; `hx` (same shape) is the GRU's
+        initial state (None: zeros)."""
         maps = []
         for block in self.blocks:
             x = block(x)
             maps.append(x)
         b, ch, f, t = x.shape
         z = self.norm(x.reshape(b, ch * f, t)).transpose(1, 2)  # (B, T', ch·F')
-        z = self.proj(self.gru(z)[0]).transpose(1, 2).reshape(b, ch, f, t)
-        return z, maps
+        z, h = self.gru(z, hx)
+        z = self.proj(z).transpose(1, 2).reshape(b, ch, f, t)
+        return (z, maps, h) if return_state else (z, maps)
 
 
 class Decoder(nn.Module):
@@ -346,7 +363,8 @@ class StsNet(nn.Module):
     with logits ``(B, Np, T)`` when ``cfg.phonemes > 0``. ``x`` is the speech log-magnitude
     (the singing for the autoencoder), ``c`` the binary melody image, both ``(B, F, T)``;
     ``c`` is accepted and ignored when ``use_melody`` is off (B1), so every system is called
-    the same way. Any ``T ≥ 1``: both axes are padded to multiples of 8 and cropped back."""
+    the same way. Any ``T ≥ 1``: both axes are padded to multiples of 8 and cropped back.
+    :meth:`infer` is the conversion alone, with the latent GRU states in and out."""
 
     def __init__(self, cfg: StsConfig | None = None):
         super().__init__()
@@ -383,23 +401,48 @@ class StsNet(nn.Module):
         x = torch.cat([x, x.new_zeros(b, f + pf, pt)], dim=2)
         return x.unsqueeze(1)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor
-                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, h1: torch.Tensor | None = None,
+                h2: torch.Tensor | None = None, states: bool = False) -> Any:
+        """``Ŷ``, or ``(Ŷ, logits)`` with Dp; `h1` / `h2` are the initial states ``(1, B,
+        gru_hidden)`` of the latent GRUs of ``E1`` / ``E2`` (None: zeros). With `states`:
+        :meth:`infer`'s ``(Ŷ, h1_out, h2_out)`` instead."""
+        y, tap, h1_out, h2_out = self._run(x, c, h1, h2)
+        if states:
+            return y, h1_out, h2_out
+        if self.phoneme_decoder is None:
+            return y
+        return y, self.phoneme_decoder(tap)[:, :, : x.shape[2]]
+
+    def infer(self, x: torch.Tensor, c: torch.Tensor, h1: torch.Tensor | None = None,
+              h2: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(Ŷ, h1_out, h2_out)``: the conversion alone (no Dp: its logits only serve the MTL
+        loss), with the latent GRU states of ``E1`` (`h1`) and ``E2`` (`h2`) in and out, each
+        ``(1, B, gru_hidden)`` (None: zeros, as in :meth:`forward`; ``h2_out`` is None without
+        ``E2``, B1). ``Ŷ`` equals :meth:`forward`'s for zero states. The states are taken after
+        the last latent frame, padding included: give ``T`` a multiple of 8 to carry them
+        (:class:`models.sts.program.StsDeviceProgram`). A call of the module (hooks run)."""
+        return self(x, c, h1, h2, states=True)  # type: ignore[no-any-return]
+
+    def _run(self, x: torch.Tensor, c: torch.Tensor, h1: torch.Tensor | None,
+             h2: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(Ŷ, D's block-3 map for Dp, E1's GRU state, E2's or None)``."""
         self._check(x, "x")
         self._check(c, "c")
         if c.shape != x.shape:
             raise StsError(f"c must have x's shape {tuple(x.shape)}, got {tuple(c.shape)}")
         f, t = x.shape[1], x.shape[2]
-        z, maps = self.encoder1(self._pad(x))
+        z, maps, h1 = self.encoder1(self._pad(x), h1, return_state=True)
+        h2_out = None
         if self.encoder2 is not None:
-            z = torch.cat([z, self.encoder2(self._pad(c))[0]], dim=1)
+            z2, _, h2_out = self.encoder2(self._pad(c), h2, return_state=True)
+            z = torch.cat([z, z2], dim=1)
         y, tap = self.decoder(z, maps)
         y = y[:, 0, :f, :t]
         if not self.training:  # log(1 + |S|) >= 0; training keeps the gradient of every bin
             y = y.clamp_min(0.0)
-        if self.phoneme_decoder is None:
-            return y
-        return y, self.phoneme_decoder(tap)[:, :, :t]
+        return y, tap, h1, h2_out
 
 
 def mtl_loss(y_hat: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None,

@@ -9,11 +9,16 @@
   (``registry.build("sts-unittest", **SYSTEMS["b1"])``): every ``-unittest`` preset is exported
   by the registry export suite, and one is enough.
 
-The device program is the network on a fixed chunk: speech log-magnitude ``X`` and melody
-image ``C``, both ``(1, 513, T)``, in; the singing log-magnitude (and, for P-MTL, phoneme
-logits) out. The STFT front end and Griffin-Lim stay on the host side (§2.4): Griffin-Lim's
-iterations are a fixed loop of STFT / iSTFT pairs that XNNPACK would run, but its quality
-depends on the iteration count, which the app picks for its latency budget.
+The device program (what ``compress export`` ships, :attr:`ModelSpec.program`) is
+:class:`models.sts.program.StsDeviceProgram` on a fixed chunk of ``chunk_frames`` frames: speech
+log-magnitude ``X`` and melody image ``C``, both ``(1, 513, T)``, and the latent GRU states of
+``E1`` / ``E2`` (``(1, 1, gru_hidden)`` each, zeros for the first chunk) in; the singing
+log-magnitude and the next states out. P-MTL's phoneme decoder is left out (its logits only
+serve the MTL loss). The metadata says ``chunk_frames`` and the states' names and shapes, so an
+app (and ``compress sing``) carries the states from chunk to chunk. The STFT front end and
+Griffin-Lim stay on the host side (§2.4): Griffin-Lim's iterations are a loop of STFT / iSTFT
+pairs on complex spectra whose count is the app's latency knob, and they have no weights to
+compress (:mod:`models.sts.program` says more).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 from models.registry import AudioMeta, ModelSpec, register
 from models.sts.net import SYSTEMS, StsConfig, StsNet, system_config
 from models.sts.preprocess import HOP, N_BINS, SAMPLE_RATE
+from models.sts.program import StsDeviceProgram, device_program
 
 FAMILY = "sts"
 #: (suffix, size, chunk frames of the device program, what)
@@ -69,7 +75,11 @@ def example_pair(frames: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor
 
 def _inputs(frames: int):  # type: ignore[no-untyped-def]
     def make(model: torch.nn.Module) -> tuple[torch.Tensor, ...]:
-        return example_pair(frames)
+        """``(X, C)`` for the network; ``(X, C, *zero states)`` for its device program."""
+        pair = example_pair(frames)
+        if isinstance(model, StsDeviceProgram):
+            return (*pair, *model.initial_state())
+        return pair
 
     return make
 
@@ -84,7 +94,7 @@ def _register() -> None:
                 audio=AudioMeta(sample_rate=SAMPLE_RATE, hop_length=HOP, channels=1,
                                 chunk_seconds=(frames - 1) * HOP / SAMPLE_RATE),
                 description=f"speech-to-singing, {system} (§3.1); {what}",
-                component="network",
+                component="network", program=device_program,
             ))
 
 

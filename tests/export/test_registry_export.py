@@ -39,9 +39,18 @@ SLOW_COMPONENTS = {"pipeline"}
 # the streaming program (what an app ships; its LSTM, STFT and mask head are the separator's)
 # at fp32 and int8, and every Chimera preset's .onnx; chimera-mi-unittest is chimera-unittest's
 # network (alpha only changes the loss).
-# sts-unittest (issue 26, in progress): its fp32 .pte passes the gate but takes 87 s to lower,
-# and its int8 .pte fails in XNNPACK at run time (delegate error 0x10, 2026-12-07); the .pte
-# path of the STS network is open work of issue 26, the .onnx stays in the suite.
+# sts-unittest (issue 26): the exported module is the device program (models/sts/program.py:
+# no phoneme decoder, the GRU states explicit); its fp32 and int8 .pte pass the gate, and
+# tests/models/sts/test_program.py exports both (slow) from a seeded checkpoint and runs the fp32
+# one chunk after chunk through `compress sing`'s loader. Here they would cost about 40 s
+# together on the loaded 2-core machine (fp32: 164 ops, lowered in 10-13 s; int8: 413 ops,
+# quantized and lowered in 25-35 s). An untrained sts-unittest clamps its whole output to 0 for
+# about one random init in three, which fails the vacuity check here (the .onnx case included:
+# its init depends on the tests run before it in the worker), and an output that peaks near
+# 0.01 is mostly int8 noise (SQNR 4.6 dB on one such init, 49 dB on the seeded one). The int8
+# run-time failure (delegate error 0x10) came from the softplus output of the first network: an
+# int8 XNNPACK partition ending in the last conv's output and its exp (softplus's other ops ran
+# on portable kernels) handed one of them back with a permuted shape; the output is a clamp now.
 NOT_IN_SUITE = {("sts-unittest", "pte", "fp32"),
                 ("sts-unittest", "pte", "int8"),
                 ("cws-mdensenet-unittest", "pte", "int8"),
