@@ -392,6 +392,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "steps": args.steps, "runs": str(runs)}
 
 
+def merge(paths: Sequence[Path]) -> dict[str, Any]:
+    """One result from the JSON of several runs (systems trained and scored by separate
+    processes): the same corpus, seed, Griffin-Lim iterations and test sample keys are
+    required; a system in a later file replaces the same system of an earlier one. The table
+    and the claims are recomputed from the per-item values."""
+    merged: dict[str, Any] | None = None
+    by_system: dict[str, dict[str, Any]] = {}
+    for p in paths:
+        try:
+            d = json.loads(Path(p).read_text())
+        except (OSError, ValueError) as exc:
+            raise TableError(f"{p}: cannot read a result ({exc})") from None
+        if merged is None:
+            merged = {k: v for k, v in d.items() if k not in ("records", "claims")}
+            merged["merged_from"] = []
+        for k in ("data", "seed", "gl_iters", "keys"):
+            if d.get(k) != merged.get(k):
+                raise TableError(f"{p}: {k} differs from {paths[0]}'s; only runs on the same "
+                                 "corpus, seed, Griffin-Lim iterations and test samples merge")
+        merged["merged_from"].append(str(p))
+        for r in d["records"]:
+            by_system[r["system"]] = r
+    if merged is None:
+        raise TableError("--merge needs at least one result file")
+    records = [by_system[s] for s in ORDER if s in by_system]
+    results = {r["system"]: {"lsd": r["lsd_per_item"], "rca": r["rca_per_item"],
+                             "mean": {"phoneme_accuracy": r["phoneme_acc"]}}
+               for r in records}
+    return {**merged, "records": records, "claims": claims(results)}
+
+
 def get_parser() -> argparse.ArgumentParser:
     from models.sts.evaluate import PAPER_ITEMS
     from models.sts.synthesis import N_ITER
@@ -421,6 +452,10 @@ def get_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0,
                     help="seed of the initial weights, the batches and the test sample "
                     "(default: %(default)s)")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="RESULT.json",
+                    help="train and score nothing: join the results of runs made by separate "
+                    "processes (same corpus, seed and test samples; a later file's system "
+                    "replaces an earlier one's) and recompute the table and the claims")
     return ap
 
 
@@ -440,14 +475,15 @@ def main(argv: list[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        result = run(args)
+        result = merge(args.merge) if args.merge else run(args)
     except (TableError, ModelsError, StsError) as exc:
         print(f"sts_table: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     print(format_table(result["records"]))
     n = result["records"][0]["items"] if result["records"] else 0
     print(f"{n} held-out test samples (songs {', '.join(result['test_songs'])}) of "
-          f"{result['data']}, seed {args.seed}, Griffin-Lim {args.gl_iters} iterations; "
+          f"{result['data']}, seed {result['seed']}, Griffin-Lim {result['gl_iters']} "
+          "iterations; "
           f"paper: Table 1 (NUS-48E, 100 samples)")
     for c in result["claims"]:
         print(claim_line(c))

@@ -122,6 +122,8 @@ def test_table1_trains_six_systems_scores_them_on_shared_items_and_reuses_them(
     assert second.err.count("loading the finished run") == 6
     assert {p: p.stat().st_mtime_ns for p in ckpts} == ckpts
     again = json.loads(out.read_text())
+    full = tmp_path / "all.json"
+    full.write_text(out.read_text())
     assert all(r["reused"] for r in again["records"])
     assert again["keys"] == res["keys"]
     assert [(r["lsd_db"], r["rca"]) for r in again["records"]] == \
@@ -135,6 +137,22 @@ def test_table1_trains_six_systems_scores_them_on_shared_items_and_reuses_them(
     assert [(r["system"], r["train_steps"], r["reused"]) for r in more["records"]] == \
         [("b1", 6, False)]
     assert more["claims"] == []
+    # --merge joins runs of separate processes: a later file's system replaces an earlier one's
+    merged_path = tmp_path / "merged.json"
+    assert bench.main(["--json", str(merged_path), "--merge", str(full), str(out)]) == 0
+    merged = json.loads(merged_path.read_text())
+    assert [r["system"] for r in merged["records"]] == [r["system"] for r in recs]
+    assert merged["records"][0]["train_steps"] == 6 and merged["records"][1] == again["records"][1]
+    assert len(merged["claims"]) == 18 and merged["merged_from"] == [str(full), str(out)]
+    b1_lsd = next(c for c in merged["claims"] if c["claim"].startswith("P-MTL beats B1 on LSD"))
+    assert b1_lsd["diff"] == pytest.approx(
+        np.mean(np.subtract(pmtl["lsd_per_item"], merged["records"][0]["lsd_per_item"])))
+    other = json.loads(full.read_text())
+    other["seed"] = 1
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert bench.main(["--json", str(merged_path), "--merge", str(full),
+                       str(tmp_path / "other.json")]) == 1
+    assert "seed differs" in capsys.readouterr().err
 
 
 def test_a_missing_corpus_or_unknown_system_is_a_one_line_error(tmp_path, capsys):
