@@ -134,6 +134,55 @@ class ScoreResult:
         return cls(name, float(np.mean(vals)), tuple(vals))
 
 
+def synthetic_corpus(cfg: RunConfig, out: Path, say: Say) -> Path:
+    """Render the run's synthetic corpus (``data.source: synthetic``) into ``out/corpus``:
+    ``data.held_out_songs`` songs that no stage trains on (the corpus's test songs), at least
+    one to train on; every layout (RVC, MUSDB, NUS-48E) is written, each family reads its
+    own. Returns the corpus root."""
+    from dataclasses import replace
+
+    from compress.config import synthetic_song_plan
+    from models.data.corpus import CorpusConfig, synthesize_corpus
+
+    dc = cfg.data
+    base = CorpusConfig(singers=dc.singers, minutes=dc.minutes, seed=dc.seed,
+                        sample_rate=dc.sample_rate, voice_noise=dc.voice_noise)
+    plan = synthetic_song_plan(dc.minutes, dc.held_out_songs, base.song_seconds)
+    if plan is None:
+        raise CompressError(f"data.minutes={dc.minutes} cannot hold "
+                            f"{dc.held_out_songs} held-out songs and a training song")
+    n, song_s = plan
+    ccfg = replace(base, song_seconds=song_s, test_fraction=dc.held_out_songs / n)
+    root = out / "corpus"
+    say(f"data: synthesising {dc.singers} singers x {dc.minutes} min into {root}")
+    synthesize_corpus(root, ccfg)
+    return root
+
+
+def guarded_distill(model: nn.Module, score: Callable[[Any, str], ScoreResult] | None,
+                    train: Callable[[], dict[str, Any]], score_name: str, say: Say
+                    ) -> dict[str, Any]:
+    """Run `train` (distillation in place) on `model`; with `score` (the val scorer, None:
+    no guard) the model is scored before and after and the undistilled weights are put back
+    when the score did not rise. Returns `train`'s record with ``guard`` and ``kept``."""
+    before = score(model, "undistilled") if score else None
+    undistilled = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    rec = train()
+    if score is not None and before is not None:
+        after = score(model, "distilled")
+        rec["guard"] = {"score": score_name, "undistilled": before.to_json(),
+                        "distilled": after.to_json(), "paired_noise": after.paired_noise(before)}
+        if after.value <= before.value:
+            model.load_state_dict(undistilled)
+            rec["kept"] = "undistilled"
+            say(f"distill: val {score_name} {before.value:.3f} -> {after.value:.3f}: kept the "
+                "undistilled student")
+        else:
+            rec["kept"] = "distilled"
+            say(f"distill: val {score_name} {before.value:.3f} -> {after.value:.3f}")
+    return rec
+
+
 class Recipe(ABC):
     """What one model family tells `compress run` (see the module docstring).
 

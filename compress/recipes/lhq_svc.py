@@ -27,7 +27,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,16 @@ from torch import nn
 
 from compress.errors import CompressError
 from compress.evolve import significant
-from compress.recipes.base import Action, DataSplits, Inputs, Recipe, Say, ScoreResult, Unit
+from compress.recipes.base import (
+    Action,
+    DataSplits,
+    Inputs,
+    Recipe,
+    Say,
+    ScoreResult,
+    Unit,
+    synthetic_corpus,
+)
 from compress.rundir import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -75,21 +84,7 @@ class LHQSVCRecipe(Recipe):
         self.configure(cfg)
         dc = cfg.data
         if dc.source == "synthetic":
-            from compress.config import synthetic_song_plan
-            from models.data.corpus import CorpusConfig, synthesize_corpus
-
-            base = CorpusConfig(singers=dc.singers, minutes=dc.minutes, seed=dc.seed,
-                                sample_rate=dc.sample_rate, voice_noise=dc.voice_noise)
-            # `held_out_songs` songs no stage trains on (half val, half test), >= 1 to train
-            plan = synthetic_song_plan(dc.minutes, dc.held_out_songs, base.song_seconds)
-            if plan is None:
-                raise CompressError(f"data.minutes={dc.minutes} cannot hold "
-                                    f"{dc.held_out_songs} held-out songs and a training song")
-            n, song_s = plan
-            ccfg = replace(base, song_seconds=song_s, test_fraction=dc.held_out_songs / n)
-            root = out / "corpus"
-            say(f"data: synthesising {dc.singers} singers x {dc.minutes} min into {root}")
-            synthesize_corpus(root, ccfg)
+            root = synthetic_corpus(cfg, out, say)
         else:
             root = Path(str(dc.path)).expanduser()
             if not root.is_dir():

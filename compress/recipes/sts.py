@@ -50,7 +50,17 @@ import torch
 from torch import nn
 
 from compress.errors import CompressError
-from compress.recipes.base import Action, DataSplits, Inputs, Recipe, Say, ScoreResult, Unit
+from compress.recipes.base import (
+    Action,
+    DataSplits,
+    Inputs,
+    Recipe,
+    Say,
+    ScoreResult,
+    Unit,
+    guarded_distill,
+    synthetic_corpus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -166,21 +176,7 @@ class StsRecipe(Recipe):
         self.configure(cfg)
         dc = cfg.data
         if dc.source == "synthetic":
-            from compress.config import synthetic_song_plan
-            from models.data.corpus import CorpusConfig, synthesize_corpus
-
-            base = CorpusConfig(singers=dc.singers, minutes=dc.minutes, seed=dc.seed,
-                                sample_rate=dc.sample_rate, voice_noise=dc.voice_noise)
-            plan = synthetic_song_plan(dc.minutes, dc.held_out_songs, base.song_seconds)
-            if plan is None:
-                raise CompressError(f"data.minutes={dc.minutes} cannot hold "
-                                    f"{dc.held_out_songs} held-out songs and a training song")
-            n, song_s = plan
-            ccfg = replace(base, song_seconds=song_s, test_fraction=dc.held_out_songs / n)
-            corpus = out / "corpus"
-            say(f"data: synthesising {dc.singers} singers x {dc.minutes} min into {corpus}")
-            synthesize_corpus(corpus, ccfg)
-            root = corpus
+            root = synthetic_corpus(cfg, out, say)
         else:
             root = Path(str(dc.path)).expanduser()
         root = self._corpus_root(root)
@@ -389,25 +385,14 @@ class StsRecipe(Recipe):
         if dc.guard:
             score = self.scorer(model, data, "val", items=ec.val_clips, seconds=ec.val_seconds,
                                 chunk_seconds=cfg.export.chunk_seconds, score=ec.score)
-        before = score(model, "undistilled") if score else None
-        undistilled = {k: v.detach().clone() for k, v in model.state_dict().items()}
         say(f"distill: {dc.steps_per_stage} steps from the full model (lr {dc.lr})")
-        rec = self._train(model, data, dc.steps_per_stage, dc.lr, cfg.seed + 5101, teacher)
-        rec["teacher"] = "the full model (robust stage)"
-        if score is not None and before is not None:
-            after = score(model, "distilled")
-            rec["guard"] = {"score": ec.score, "undistilled": before.to_json(),
-                            "distilled": after.to_json(),
-                            "paired_noise": after.paired_noise(before)}
-            if after.value <= before.value:
-                model.load_state_dict(undistilled)
-                rec["kept"] = "undistilled"
-                say(f"distill: val {ec.score} {before.value:.3f} -> {after.value:.3f}: kept "
-                    "the undistilled student")
-            else:
-                rec["kept"] = "distilled"
-                say(f"distill: val {ec.score} {before.value:.3f} -> {after.value:.3f}")
-        return rec
+
+        def train() -> dict[str, Any]:
+            rec = self._train(model, data, dc.steps_per_stage, dc.lr, cfg.seed + 5101, teacher)
+            rec["teacher"] = "the full model (robust stage)"
+            return rec
+
+        return guarded_distill(model, score, train, ec.score, say)
 
     # ---- what ships ---------------------------------------------------------------------
     def device_program(self, model: nn.Module) -> nn.Module:

@@ -5,7 +5,6 @@ checkpoints instead of training again."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import math
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = {"b1": (14.19, 0.221), "b2": (11.71, 0.769), "allnorm": (11.72, 0.771),
@@ -29,20 +27,7 @@ def _bench_module():
     return module
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch and one BLAS thread: the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits: contextlib.AbstractContextManager = contextlib.nullcontext()
-    else:
-        limits = threadpool_limits(1)
-    with limits:
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

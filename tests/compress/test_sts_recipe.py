@@ -23,19 +23,7 @@ from models.sts.program import StsDeviceProgram
 CHUNK_SECONDS = 0.25  # 17 frames -> 24
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits: contextlib.AbstractContextManager = contextlib.nullcontext()
-    else:
-        limits = threadpool_limits(1)
-    with limits:
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
