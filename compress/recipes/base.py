@@ -134,6 +134,21 @@ class ScoreResult:
         return cls(name, float(np.mean(vals)), tuple(vals))
 
 
+def score_results(vals: dict[str, list[float]], tag: str, split: str
+                  ) -> dict[str, ScoreResult]:
+    """A :class:`ScoreResult` per score name from its per-item values; a score none of whose
+    items could be computed (NaN everywhere: silent windows) is left out with a warning."""
+    import logging
+
+    out: dict[str, ScoreResult] = {}
+    for k, v in vals.items():
+        try:
+            out[k] = ScoreResult.from_items(k, v)
+        except CompressError as exc:
+            logging.getLogger(__name__).warning("score %s of %s on %s: %s", k, tag, split, exc)
+    return out
+
+
 def synthetic_corpus(cfg: RunConfig, out: Path, say: Say) -> Path:
     """Render the run's synthetic corpus (``data.source: synthetic``) into ``out/corpus``:
     ``data.held_out_songs`` songs that no stage trains on (the corpus's test songs), at least

@@ -59,6 +59,7 @@ from compress.recipes.base import (
     ScoreResult,
     Unit,
     guarded_distill,
+    score_results,
     synthetic_corpus,
 )
 
@@ -509,15 +510,8 @@ class StsRecipe(Recipe):
     def evaluate(self, subject: Any, tag: str, model: nn.Module, data: DataSplits, split: str,
                  *, items: int, seconds: float, chunk_seconds: float, teacher_steps: int | None
                  ) -> dict[str, ScoreResult]:
-        vals = self._score_all(subject, model, data, split, items, seconds, chunk_seconds,
-                               SCORES)
-        out: dict[str, ScoreResult] = {}
-        for k, v in vals.items():
-            try:
-                out[k] = ScoreResult.from_items(k, v)
-            except CompressError as exc:
-                log.warning("score %s of %s on %s: %s", k, tag, split, exc)
-        return out
+        return score_results(self._score_all(subject, model, data, split, items, seconds,
+                                             chunk_seconds, SCORES), tag, split)
 
     def write_examples(self, out: Path, teacher: nn.Module, program: Any, student: nn.Module,
                        data: DataSplits, teacher_steps: int, chunk_seconds: float

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from models.audio import load_audio
 from models.errors import AudioError, DataError
@@ -26,23 +25,7 @@ SR = 8000
 VOCAL_AMP = 0.5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch and one BLAS thread: these small problems run faster so, and the machine is
-    shared."""
-    import contextlib
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits: contextlib.AbstractContextManager = contextlib.nullcontext()
-    else:
-        limits = threadpool_limits(1)
-    with limits:
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tone(freq: float, seconds: float, sr: int, amp: float, phase: float = 0.0) -> np.ndarray:

@@ -30,23 +30,7 @@ VOCAL_BAND = (600.0, 1600.0)
 ACC_BANDS = ((100.0, 400.0), (2500.0, 3500.0))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch and one BLAS thread: these small problems run faster so, and the machine is
-    shared."""
-    import contextlib
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits: contextlib.AbstractContextManager = contextlib.nullcontext()
-    else:
-        limits = threadpool_limits(1)
-    with limits:
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinySeparator(nn.Module):
