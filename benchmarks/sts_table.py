@@ -5,7 +5,8 @@ Usage::
 
     .venv/bin/python benchmarks/sts_table.py --json benchmarks/results/sts_table.json \
         [--data CORPUS] [--runs DIR] [--size demo|unittest] [--steps N] [--items N] \
-        [--systems b1,b2,...] [--gl-iters N] [--threads N] [--seed S]
+        [--systems b1,b2,...] [--patience N] [--gl-iters N] [--vocoder CKPT] [--threads N] \
+        [--seed S]
 
 The systems, in Table 1's order (:data:`models.sts.net.SYSTEMS`): B1 (no melody input), B2 (no
 instance normalization, no skips), AllNorm (IN before every layer), P-MSE (the proposed network,
@@ -28,7 +29,12 @@ after the other:
 3. its best-validation weights are scored by :func:`models.sts.evaluate.evaluate_sts` on the
    held-out **test** songs (which no system trained or validated on): ``--items`` random
    eligible samples (≥ 1 s of speech; 100 as in the paper, or all when fewer), drawn with
-   ``--seed``, whole and unshifted; Griffin-Lim with ``--gl-iters`` iterations for the RCA.
+   ``--seed``, whole and unshifted; Griffin-Lim with ``--gl-iters`` iterations for the RCA
+   (§2.4); beside it, "RCA vocoder": the same prediction rendered by the harmonic-plus-noise
+   vocoder at the melody's F0 (:mod:`models.sts.vocode`; ``--vocoder CKPT``, default the
+   untrained DSP vocoder). That rendering takes its pitch from the melody, so its RCA shows
+   what a user of ``compress sing --render vocoder`` gets, not what the network learned; the
+   claims use the paper's Griffin-Lim RCA.
 
 The evaluation data is built once per input kind (speech, or the singing for the autoencoder)
 with the checkpoints' test songs and phoneme list and without pitch-shifted copies (the
@@ -46,7 +52,7 @@ system, and P-MTL against P-MSE (with P-MTL's phoneme accuracy; P-MSE has no pho
 ``--json OUT``::
 
     {"records": [{"system", "lsd_db", "rca", "phoneme_acc", "paper_lsd_db", "paper_rca",
-                  "lsd_stderr", "rca_stderr", "items", "checkpoint", "train_steps",
+                  "rca_vocoder", "lsd_stderr", "rca_stderr", "items", "checkpoint", "train_steps",
                   "train_seconds", ...}],
      "claims": [{"claim", "holds", "diff", "paired_stderr", ...}],
      "data": CORPUS, "size": SIZE, "keys": [sample keys]}
@@ -129,28 +135,29 @@ def build_model(system: str, size: str, phonemes: int, seed: int) -> Any:
     return registry.build(preset_name(system, size), **cfg)
 
 
-def train_config(preset: str, steps: int | None, seed: int, threads: int) -> Any:
-    """The preset's training budget, with `steps`, `seed` and `threads` applied."""
+def train_config(preset: str, steps: int | None, seed: int, threads: int,
+                 patience: int | None = None) -> Any:
+    """The preset's training budget, with `steps`, `seed`, `threads` and `patience` applied
+    (``None``: the preset's)."""
     from models.sts.train import PRESET_TRAINING, StsTrainConfig
 
     base = PRESET_TRAINING.get(preset, StsTrainConfig())
-    return replace(base, seed=seed, threads=threads, steps=base.steps if steps is None else steps)
+    return replace(base, seed=seed, threads=threads, steps=base.steps if steps is None else steps,
+                   patience=base.patience if patience is None else patience)
 
 
-def finished_run(out: Path, steps: int) -> dict[str, Any] | None:
-    """The progress of the run in `out` when ``train_sts`` would only load it (the same test
-    as its "already trained" branch: stopped early, or by steps at `steps` or more), else
-    ``None`` (no run, a killed one, or one with fewer steps than asked)."""
+def finished_run(out: Path, cfg: Any) -> dict[str, Any] | None:
+    """The progress of the run in `out` when ``train_sts`` would only load it under `cfg`
+    (:func:`models.sts.train.run_finished`, its "already trained" test), else ``None`` (no
+    run, a killed one, or one with fewer steps or a smaller patience than asked)."""
     from models.checkpoint import DEFAULT_FILENAME, read_header
-    from models.sts.train import LAST_FILENAME
+    from models.sts.train import LAST_FILENAME, run_finished
 
     for name in (LAST_FILENAME, DEFAULT_FILENAME):
         path = out / name
         if path.is_file():
             prog = read_header(path).extra.get("progress") or {}
-            done = prog.get("stopped") == "early" or (
-                prog.get("stopped") == "steps" and int(prog.get("step", 0)) >= steps)
-            return dict(prog) if done else None
+            return dict(prog) if run_finished(prog, cfg) else None
     return None
 
 
@@ -183,7 +190,8 @@ def _check_run(out: Path, seed: int, root: Path) -> None:
 
 
 def train_system(system: str, size: str, corpus: Path, runs: Path, steps: int | None,
-                 seed: int, threads: int, phonemes: int) -> tuple[Any, Path, dict[str, Any]]:
+                 seed: int, threads: int, phonemes: int,
+                 patience: int | None = None) -> tuple[Any, Path, dict[str, Any]]:
     """Build, train (or load the finished run of) one system; returns the model (best weights,
     eval mode), its best checkpoint and ``{"train_steps", "train_seconds", "reused", ...}``."""
     from models.checkpoint import read_header
@@ -191,10 +199,10 @@ def train_system(system: str, size: str, corpus: Path, runs: Path, steps: int | 
     from models.sts.train import train_sts
 
     preset = preset_name(system, size)
-    cfg = train_config(preset, steps, seed, threads)
+    cfg = train_config(preset, steps, seed, threads, patience)
     out = runs / system
     _check_run(out, seed, corpus_root(corpus))
-    done = finished_run(out, cfg.steps)
+    done = finished_run(out, cfg)
     model = build_model(system, size, phonemes, seed)
     partial = None if done is not None else started_at(out)
     if done is not None:
@@ -302,13 +310,14 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
             return "-"
         return format(v, fmt) + ("" if se is None else f" ± {format(se, fmt)}")
 
-    head = (f"{'system':<12}{'LSD dB (± se)':>17}{'RCA (± se)':>17}{'phoneme acc':>13}"
-            f"{'paper LSD':>11}{'paper RCA':>11}")
+    head = (f"{'system':<12}{'LSD dB (± se)':>17}{'RCA (± se)':>17}{'RCA vocoder':>17}"
+            f"{'phoneme acc':>13}{'paper LSD':>11}{'paper RCA':>11}")
     lines = [head, "-" * len(head)]
     for r in records:
         acc = r["phoneme_acc"]
         lines.append(f"{LABELS[r['system']]:<12}{pm(r['lsd_db'], r['lsd_stderr'], '.2f'):>17}"
                      f"{pm(r['rca'], r['rca_stderr'], '.3f'):>17}"
+                     f"{pm(r.get('rca_vocoder'), r.get('rca_vocoder_stderr'), '.3f'):>17}"
                      f"{'-' if acc is None else format(acc, '.3f'):>13}"
                      f"{r['paper_lsd_db']:>11.2f}{r['paper_rca']:>11.3f}")
     return "\n".join(lines)
@@ -338,8 +347,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from models.sts.data import phoneme_list
     from models.sts.evaluate import evaluate_sts
+    from models.sts.vocode import load_vocoder
 
     systems = parse_systems(args.systems)
+    vocoder = load_vocoder(args.vocoder)
     if args.threads:
         torch.set_num_threads(args.threads)
     runs = args.runs if args.runs is not None else Path("runs/sts_table") / args.size
@@ -353,11 +364,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for i, system in enumerate(systems, 1):
         say(f"[{i}/{len(systems)}] {LABELS[system]}")
         model, path, info = train_system(system, args.size, corpus, runs, args.steps,
-                                         args.seed, args.threads, n_phonemes)
+                                         args.seed, args.threads, n_phonemes, args.patience)
         data = eval_data(corpus, info, system == "autoencoder", args.seed, cache)
         t0 = time.time()
         res = evaluate_sts(model, data, "test", items=args.items, seed=args.seed,
-                           griffin_lim_iters=args.gl_iters, progress=sys.stderr.isatty())
+                           griffin_lim_iters=args.gl_iters, progress=sys.stderr.isatty(),
+                           vocoder=vocoder)
         if keys is None:
             keys, songs = res["keys"], res["songs"]
         elif res["keys"] != keys:
@@ -381,15 +393,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "preset": info["preset"], "reused": info["reused"],
             "eval_seconds": round(time.time() - t0, 1),
             "lsd_per_item": res["lsd"], "rca_per_item": res["rca"],
+            "rca_vocoder": mean["rca_vocoder"], "rca_vocoder_stderr": se["rca_vocoder"],
+            "rca_vocoder_per_item": res["rca_vocoder"],
         })
         acc = mean["phoneme_accuracy"]
-        say(f"{system}: LSD {mean['lsd']:.2f} dB, RCA {mean['rca']:.3f}"
+        say(f"{system}: LSD {mean['lsd']:.2f} dB, RCA {mean['rca']:.3f} (vocoder "
+            f"{mean['rca_vocoder']:.3f})"
             f"{'' if acc is None else f', phoneme accuracy {acc:.3f}'} on {res['items']} test "
             f"items ({time.time() - t0:.0f} s)")
     return {"records": records, "claims": claims(results), "data": str(corpus),
             "size": args.size, "keys": keys or [], "test_songs": songs or [],
             "seed": args.seed, "gl_iters": args.gl_iters, "items_asked": args.items,
-            "steps": args.steps, "runs": str(runs)}
+            "steps": args.steps, "patience": args.patience, "runs": str(runs),
+            "vocoder": args.vocoder or "dsp"}
 
 
 def merge(paths: Sequence[Path]) -> dict[str, Any]:
@@ -440,6 +456,11 @@ def get_parser() -> argparse.ArgumentParser:
                     "overrides (default: %(default)s)")
     ap.add_argument("--steps", type=int, default=None,
                     help="training steps per system (default: the preset's budget)")
+    ap.add_argument("--patience", type=int, default=None,
+                    help="validations without a better validation LSD before a run stops "
+                    "(default: the preset's; the -demo presets' 3 can stop a run on the "
+                    "plateau before it starts following the melody: raise it to compare the "
+                    "systems at one budget)")
     ap.add_argument("--items", type=int, default=PAPER_ITEMS,
                     help="test samples per system (default: %(default)s, the paper's; all "
                     "eligible when fewer)")
@@ -447,6 +468,9 @@ def get_parser() -> argparse.ArgumentParser:
                     help=f"which systems (default: all: {','.join(ORDER)})")
     ap.add_argument("--gl-iters", type=int, default=N_ITER,
                     help="Griffin-Lim iterations for the RCA (default: %(default)s)")
+    ap.add_argument("--vocoder", default=None, metavar="CKPT",
+                    help="LHQ-SVC checkpoint whose harmonic-plus-noise vocoder renders the "
+                    "'RCA vocoder' column (default: the untrained DSP vocoder)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default: %(default)s; 0: torch's default)")
     ap.add_argument("--seed", type=int, default=0,
@@ -465,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = get_parser().parse_args(argv)
     for flag, v in (("--steps", args.steps), ("--items", args.items),
-                    ("--gl-iters", args.gl_iters)):
+                    ("--patience", args.patience), ("--gl-iters", args.gl_iters)):
         if v is not None and v < 1:
             print(f"sts_table: error: {flag} {v}: expected an integer >= 1", file=sys.stderr)
             return 2

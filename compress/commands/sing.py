@@ -19,12 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         example="compress sing --model runs/sts/model.safetensors --speech speech.wav "
         "--melody tune.mid --out sung.wav\n"
         "  compress sing --model sts-demo_xnnpack_fp32.pte --speech speech.wav "
-        "--melody reference_singing.wav --out sung.wav --gl-iters 60",
+        "--melody reference_singing.wav --out sung.wav --gl-iters 60\n"
+        "  compress sing --model runs/sts/model.safetensors --speech speech.wav "
+        "--melody tune.mid --out sung.wav --render vocoder --vocoder runs/demo/teacher.safetensors",
         run=run,
         description="Speech-to-singing (Parekh et al., ICASSP 2020): the speech's silences are "
         "removed and it is time-stretched by one factor to the melody's length (§2.1), the "
         "network maps its log-magnitude spectrogram and the melody image to singing (§2.2), "
-        "and Griffin-Lim makes the waveform (§2.4). The melody is a MIDI file (the first track "
+        "and Griffin-Lim makes the waveform (§2.4); with --render vocoder the harmonic-plus-noise "
+        "vocoder of LHQ-SVC sings the network's spectrogram (the envelope) at the melody's F0 "
+        "(the source) instead. The melody is a MIDI file (the first track "
         "with notes, or --track; overlapping notes become the highest), a 'time_s, hz' F0 "
         "file (.csv/.txt) or a sung reference whose pYIN F0 is used. The output lasts as long "
         "as the melody, at 16 kHz; its raw chroma accuracy against the melody is printed. A "
@@ -41,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output wav (16 kHz, mono)")
     p.add_argument("--gl-iters", type=int, default=100, metavar="N",
                    help="Griffin-Lim iterations (default 100; fewer is faster, rougher)")
+    p.add_argument("--render", choices=("griffin-lim", "vocoder"), default=None,
+                   help="waveform synthesis: griffin-lim (the paper's, default) or vocoder "
+                   "(default when --vocoder is given)")
+    p.add_argument("--vocoder", default=None, metavar="CKPT",
+                   help="LHQ-SVC checkpoint whose harmonic-plus-noise vocoder renders "
+                   "(--render vocoder; default: the untrained DSP vocoder)")
     p.add_argument("--track", type=int, default=None, metavar="I",
                    help="MIDI track index to read (default: the first track with notes)")
 
@@ -73,14 +83,20 @@ def run(args: argparse.Namespace) -> int:
     from models.sts.infer import StsProgram, load_sts, melody_rca, sing
     from models.sts.melody import load_melody
     from models.sts.preprocess import SAMPLE_RATE
+    from models.sts.vocode import load_vocoder
 
     if args.gl_iters < 1:
         raise CompressError(f"--gl-iters {args.gl_iters}: expected >= 1")
     if args.track is not None and args.track < 0:
         raise CompressError(f"--track {args.track}: expected a track index >= 0")
+    render = args.render or ("vocoder" if args.vocoder else "griffin-lim")
+    if args.vocoder and render != "vocoder":
+        raise CompressError("--vocoder renders with the vocoder; drop --render griffin-lim or "
+                            "--vocoder")
     t0 = time.perf_counter()
     try:
         model = load_sts(args.model)
+        vocoder = load_vocoder(args.vocoder) if render == "vocoder" else None
         melody = load_melody(args.melody, track=args.track)
         speech, changed = _load_speech(args.speech)
         if changed:
@@ -88,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"melody {melody.description}", file=sys.stderr)
         try:
             wav, info = sing(model, speech, melody, gl_iters=args.gl_iters,
-                             log=lambda line: print(line, file=sys.stderr))
+                             log=lambda line: print(line, file=sys.stderr), render=render,
+                             vocoder=vocoder)
         except StsError as exc:
             text = str(exc)
             if text.startswith("speech"):  # name the file the message is about
@@ -103,9 +120,12 @@ def run(args: argparse.Namespace) -> int:
                 f"{model.frames} frames)" if model.frames else f"program {model.path}")
     else:
         what = f"checkpoint {args.model}"
+    synthesis = (f"{args.gl_iters} Griffin-Lim iterations" if render == "griffin-lim" else
+                 f"rendered by the {'DSP' if args.vocoder is None else args.vocoder} vocoder at "
+                 "the melody's F0")
     rca_text = "n/a (output shorter than one analysis window)" if rca != rca else f"{rca:.1%}"
     print(f"wrote {out}: {info['seconds']:.2f} s of singing at {SAMPLE_RATE} Hz in "
           f"{time.perf_counter() - t0:.1f} s with the {what}; stretch factor "
-          f"{info['stretch_factor']:.2f}, {args.gl_iters} Griffin-Lim iterations; raw chroma "
+          f"{info['stretch_factor']:.2f}, {synthesis}; raw chroma "
           f"accuracy of its pYIN F0 against the melody: {rca_text}")
     return 0

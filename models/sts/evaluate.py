@@ -10,6 +10,9 @@ The paper's protocol: random test samples "with speech duration of at least 1 se
   built from (the sample's per-frame F0, at times ``t * HOP / 16000``; the paper's "original
   contour input to the system") and the pYIN contour of the prediction synthesised with
   Griffin-Lim (§2.4, :func:`models.sts.synthesis.griffin_lim`);
+* with a ``vocoder`` (:func:`models.sts.vocode.load_vocoder`), also the RCA of the prediction
+  rendered through it at the melody's F0 (``rca_vocoder``; beyond the paper,
+  :mod:`models.sts.vocode`): the comparison of the two renderings;
 * **phoneme accuracy** of the phoneme decoder (frame accuracy on the annotated frames) when the
   model has one, else ``None`` (a diagnostic; the paper does not report it).
 
@@ -36,6 +39,7 @@ from models.sts.metrics import (
 )
 from models.sts.preprocess import HOP, SAMPLE_RATE
 from models.sts.synthesis import N_ITER, griffin_lim
+from models.sts.vocode import render_vocoder
 
 PAPER_ITEMS = 100  # §3.1
 
@@ -66,13 +70,15 @@ def evaluate_sts(
     min_speech_seconds: float = MIN_TEST_SPEECH_SECONDS,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    vocoder: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
     """LSD, RCA and phoneme accuracy of `model` on `items` random eligible samples of `split`.
 
     Returns ``{"split", "items", "eligible", "keys", "lsd", "rca", "phoneme_accuracy",
-    "mean", "stderr"}``: per-item lists (``phoneme_accuracy`` is ``None`` without a phoneme
-    decoder; an item without annotated frames gets ``None``), and per metric the mean and its
-    standard error over the items. The choice of samples depends only on `seed`.
+    "mean", "stderr"}`` (and ``"rca_vocoder"`` with a `vocoder`): per-item lists
+    (``phoneme_accuracy`` is ``None`` without a phoneme decoder; an item without annotated
+    frames gets ``None``), and per metric the mean and its standard error over the items. The
+    choice of samples depends only on `seed`.
 
     Raises
     ------
@@ -96,6 +102,7 @@ def evaluate_sts(
     has_dp = getattr(model, "phoneme_decoder", None) is not None
     lsd: list[float] = []
     rca: list[float] = []
+    rca_voc: list[float] = []
     acc: list[float | None] = []
     from tqdm import tqdm
 
@@ -110,6 +117,9 @@ def evaluate_sts(
             est_t, est_f0 = pyin_f0(wav)
             ref_t = np.arange(s.frames) * HOP / SAMPLE_RATE
             rca.append(raw_chroma_accuracy(ref_t, s.f0, est_t, est_f0))
+            if vocoder is not None:
+                est_t, est_f0 = pyin_f0(render_vocoder(pred, s.f0, vocoder))
+                rca_voc.append(raw_chroma_accuracy(ref_t, s.f0, est_t, est_f0))
         except StsError as exc:
             raise StsDataError(f"sample {s.key}: {exc}") from None
         if logits is not None:
@@ -118,8 +128,12 @@ def evaluate_sts(
         model.train()
     accs = [a for a in acc if a is not None]
     means, errs = {}, {}
-    for name, vals in (("lsd", lsd), ("rca", rca), ("phoneme_accuracy", accs)):
+    named = [("lsd", lsd), ("rca", rca), ("phoneme_accuracy", accs)]
+    if vocoder is not None:
+        named.append(("rca_vocoder", rca_voc))
+    for name, vals in named:
         means[name], errs[name] = _mean_sem(vals)
+    extra = {"rca_vocoder": rca_voc} if vocoder is not None else {}
     return {
         "split": split,
         "items": len(samples),
@@ -129,6 +143,7 @@ def evaluate_sts(
         "lsd": lsd,
         "rca": rca,
         "phoneme_accuracy": acc if has_dp else None,
+        **extra,
         "mean": means,
         "stderr": errs,
     }

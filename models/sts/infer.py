@@ -18,7 +18,9 @@
    (:mod:`models.sts.program` gives the measured difference). Programs exported before the
    states were explicit (two inputs) run each chunk from scratch.
 3. **§2.4 synthesis** (:func:`models.sts.synthesis.griffin_lim`): ``g(x) = e^x - 1``, the
-   magnitudes raised to 1.2, Griffin-Lim, 16 kHz.
+   magnitudes raised to 1.2, Griffin-Lim, 16 kHz; or, beyond the paper (``render="vocoder"``,
+   :mod:`models.sts.vocode`), the harmonic-plus-noise vocoder with the network's spectrogram
+   as the envelope and the melody's F0 as the source.
 
 :func:`load_sts` opens a checkpoint (through the registry) or a ``.pte``; :func:`melody_rca`
 is §3.1's raw chroma accuracy of the output's pYIN contour against the melody.
@@ -216,6 +218,8 @@ def sing(
     melody: Melody,
     gl_iters: int = N_ITER,
     log: Callable[[str], None] | None = None,
+    render: str = "griffin-lim",
+    vocoder: torch.nn.Module | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Sing `speech` (mono float, 16 kHz) to `melody`: ``(wav, info)``, §2.1 → §2.2 → §2.4.
 
@@ -226,15 +230,23 @@ def sing(
 
     ``info`` holds ``stretch_factor``, ``removed_seconds`` (silence cut out), ``speech_seconds``,
     ``seconds`` (output), ``frames`` (``T``), ``network_calls`` (1, or the ``.pte`` chunks),
-    ``chunk_frames`` (None for a module), ``gl_iters`` and ``melody`` (its description).
+    ``chunk_frames`` (None for a module), ``gl_iters``, ``render`` and ``melody`` (its
+    description).
+
+    ``render``: ``"griffin-lim"`` (§2.4) or ``"vocoder"``: `vocoder` (default: the DSP one of
+    :func:`models.sts.vocode.load_vocoder`) sings the network's spectrogram at the melody's F0.
 
     Raises
     ------
     StsError
         Empty / silent / too short speech, a melody without voiced frames or shorter than two
-        frames, bad `gl_iters`, or a network output of the wrong shape.
+        frames, bad `gl_iters` or `render`, or a network output of the wrong shape.
     """
+    from models.sts.vocode import RENDERS, load_vocoder, render_vocoder
+
     say = log or logger.info
+    if render not in RENDERS:
+        raise StsError(f"render={render!r}; choose one of {', '.join(RENDERS)}")
     if int(gl_iters) < 1:
         raise StsError(f"gl_iters={gl_iters}; Griffin-Lim needs at least 1 iteration")
     speech = np.asarray(speech)
@@ -256,7 +268,11 @@ def sing(
         f"removed) to the melody's {melody.seconds:.2f} s: stretch factor {factor:.2f}{note}")
     y, calls = run_network(model, prepared.x, prepared.c)
     n_out = (melody.n_frames - 1) * HOP
-    wav = griffin_lim(y, n_iter=int(gl_iters), length=n_out)
+    if render == "vocoder":
+        wav = render_vocoder(y, melody.f0, vocoder if vocoder is not None else load_vocoder(),
+                             length=n_out)
+    else:
+        wav = griffin_lim(y, n_iter=int(gl_iters), length=n_out)
     info: dict[str, Any] = {
         "stretch_factor": factor,
         "removed_seconds": float(prepared.removed_seconds),
@@ -266,6 +282,7 @@ def sing(
         "network_calls": calls,
         "chunk_frames": model.frames if isinstance(model, StsProgram) else None,
         "gl_iters": int(gl_iters),
+        "render": render,
         "melody": melody.description,
     }
     return wav, info

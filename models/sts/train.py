@@ -111,6 +111,17 @@ class StsTrainConfig:
         return float(self.lr * self.lr_decay ** (step // self.epoch_steps))
 
 
+def run_finished(progress: dict[str, Any], cfg: StsTrainConfig) -> bool:
+    """Whether a run with checkpoint ``progress`` is complete under `cfg`: stopped early with
+    at least ``cfg.patience`` validations since its best (a run stopped early under a smaller
+    patience continues when the patience is raised), or at ``cfg.steps`` steps or more."""
+    stopped = progress.get("stopped")
+    step = int(progress.get("step", 0))
+    if stopped == "early":
+        return int(progress.get("since_best", 0)) >= cfg.patience or step >= cfg.steps
+    return stopped == "steps" and step >= cfg.steps
+
+
 # Per-preset budgets of the -demo and -unittest presets (the paper-size presets train with the
 # defaults above: the paper's recipe). -demo: sized for the synthetic corpus (`compress data
 # synth`: 4 singers x 8 songs of 15 s; 2 test songs, 1 validation song, 5 training songs: 500
@@ -350,7 +361,8 @@ class StsTrainer:
     def run(self) -> Path:
         cfg = self.cfg
         best_path = self.out / checkpoint.DEFAULT_FILENAME
-        if self.stopped == "early" or (self.stopped == "steps" and self.step >= cfg.steps):
+        if run_finished({"stopped": self.stopped, "step": self.step,
+                         "since_best": self.since_best}, cfg):
             log.info("already trained (%s stop at step %d)", self.stopped, self.step)
             _, state = checkpoint.load_state(best_path)
             checkpoint.load_into(self.model, state, source=str(best_path))

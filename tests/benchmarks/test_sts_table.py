@@ -64,6 +64,8 @@ def test_table1_trains_six_systems_scores_them_on_shared_items_and_reuses_them(
         s = r["system"]
         assert math.isfinite(r["lsd_db"]) and 0 < r["lsd_db"] < 200, r
         assert 0.0 <= r["rca"] <= 1.0, r
+        # the vocoder sings at the melody's F0: on pitch even from an untrained network
+        assert len(r["rca_vocoder_per_item"]) == 2 and r["rca_vocoder"] >= 0.8, r
         assert (r["phoneme_acc"] is not None) == (s == "p-mtl"), r
         assert (r["paper_lsd_db"], r["paper_rca"]) == PAPER[s]
         assert r["items"] == 2 and r["train_steps"] == 4 and not r["reused"]
@@ -99,8 +101,10 @@ def test_table1_trains_six_systems_scores_them_on_shared_items_and_reuses_them(
     # a second run on the same --runs loads the six finished checkpoints, trains nothing
     ckpts = {p: p.stat().st_mtime_ns for s in by for p in (runs / s / "model.safetensors",
                                                             runs / s / "last.safetensors")}
-    assert bench.finished_run(runs / "b1", 4) is not None
-    assert bench.finished_run(runs / "b1", 8) is None  # more steps asked: it would continue
+    cfg = bench.train_config("sts-unittest", 4, 0, 1)
+    assert bench.finished_run(runs / "b1", cfg) is not None
+    # more steps asked: it would continue
+    assert bench.finished_run(runs / "b1", bench.train_config("sts-unittest", 8, 0, 1)) is None
     assert bench.main(_argv(out, corpus, runs)) == 0
     second = capsys.readouterr()
     assert "training sts-unittest into" not in second.err
@@ -171,8 +175,10 @@ def test_systems_scored_on_different_samples_stop_the_table(tmp_path, monkeypatc
     def fake_eval(model, autoencoder, *args, **kwargs):  # type: ignore[no-untyped-def]
         keys = ["s/a#0:0+3", "s/a#0:1+3" if autoencoder else "s/a#1:0+3"]
         return {"keys": keys, "songs": ["a"], "items": 2, "eligible": 2, "lsd": [1.0, 2.0],
-                "rca": [0.5, 0.5], "mean": {"lsd": 1.5, "rca": 0.5, "phoneme_accuracy": None},
-                "stderr": {"lsd": 0.5, "rca": 0.0, "phoneme_accuracy": None}}
+                "rca": [0.5, 0.5], "rca_vocoder": [0.9, 0.9],
+                "mean": {"lsd": 1.5, "rca": 0.5, "phoneme_accuracy": None, "rca_vocoder": 0.9},
+                "stderr": {"lsd": 0.5, "rca": 0.0, "phoneme_accuracy": None,
+                           "rca_vocoder": 0.0}}
 
     monkeypatch.setattr(models.sts.evaluate, "evaluate_sts", fake_eval)
     argv = ["--json", str(tmp_path / "t.json"), "--data", str(tmp_path / "c"), "--runs",

@@ -65,7 +65,15 @@ def files(tmp_path_factory) -> dict[str, Path]:
     corrupt.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01")
     zeros = d / "zeros.csv"
     zeros.write_text("time_s,hz\n0.0,0\n0.5,0\n1.0,0\n")
-    return {"ckpt": ckpt.parent, "other": other, "speech": speech, "midi": d / "tune.mid",
+    svc = registry.build("lhq-svc-unittest")
+    svc_ckpt = save_checkpoint(d / "svc.safetensors", svc, model_name="lhq-svc-unittest",
+                               config=registry.get("lhq-svc-unittest").config())
+    melgan = registry.build("lhq-svc-vocoder-unittest")
+    melgan_ckpt = save_checkpoint(d / "melgan.safetensors", melgan,
+                                  model_name="lhq-svc-vocoder-unittest",
+                                  config=registry.get("lhq-svc-vocoder-unittest").config())
+    return {"svc": svc_ckpt, "melgan": melgan_ckpt, "ckpt": ckpt.parent, "other": other,
+            "speech": speech, "midi": d / "tune.mid",
             "empty": empty, "corrupt": corrupt, "zeros": zeros, "dir": d}
 
 
@@ -81,6 +89,39 @@ def test_sing_end_to_end(files, tmp_path, capsys):
     assert "raw chroma accuracy of its pYIN F0 against the melody:" in captured.out
     assert "resampled from 22050 Hz to 16000 Hz" in captured.err
     assert "stretch factor 1.2" in captured.err and "3 note(s) C4-G4" in captured.err
+
+
+@pytest.mark.parametrize("vocoder", [None, "svc"])
+def test_sing_rendered_by_the_vocoder_follows_the_melody(files, tmp_path, capsys, vocoder):
+    """An untrained network still sings on pitch: the vocoder's source is the melody's F0."""
+    import re
+
+    out = tmp_path / "sung.wav"
+    argv = ["sing", "--model", str(files["ckpt"]), "--speech", str(files["speech"]),
+            "--melody", str(files["midi"]), "--out", str(out)]
+    argv += ["--render", "vocoder"] if vocoder is None else ["--vocoder", str(files[vocoder])]
+    assert main(argv) == 0
+    assert abs(sf.info(out).frames - 1.5 * SAMPLE_RATE) <= HOP
+    text = capsys.readouterr().out
+    assert ("DSP vocoder" if vocoder is None else "svc.safetensors vocoder") in text
+    rca = float(re.search(r"against the melody: ([\d.]+)%", text).group(1)) / 100
+    assert rca >= 0.9, text
+
+
+@pytest.mark.parametrize("case", ["melgan", "griffin-lim with vocoder"])
+def test_vocoder_errors(files, tmp_path, capsys, case):
+    argv = ["sing", "--model", str(files["ckpt"]), "--speech", str(files["speech"]),
+            "--melody", str(files["midi"]), "--out", str(tmp_path / "x.wav")]
+    if case == "melgan":
+        argv += ["--vocoder", str(files["melgan"])]
+        want = "not the harmonic-plus-noise vocoder"
+    else:
+        argv += ["--vocoder", str(files["svc"]), "--render", "griffin-lim"]
+        want = "--vocoder renders with the vocoder"
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and want in err[0], err
+    assert not (tmp_path / "x.wav").exists()
 
 
 @pytest.mark.parametrize("case", ["empty speech", "corrupt midi", "unvoiced melody",

@@ -18,7 +18,13 @@ from models.errors import CheckpointError, ModelsError
 from models.sts.data import StsData, StsDataError, write_toy_corpus
 from models.sts.evaluate import evaluate_sts
 from models.sts.net import SYSTEMS
-from models.sts.train import PRESET_TRAINING, StsTrainConfig, StsTrainer, train_sts
+from models.sts.train import (
+    PRESET_TRAINING,
+    StsTrainConfig,
+    StsTrainer,
+    run_finished,
+    train_sts,
+)
 
 N_PHONEMES = 14  # the toy corpus's list
 CFG = replace(PRESET_TRAINING["sts-unittest"], steps=20, val_every=10, ckpt_every=5,
@@ -60,6 +66,18 @@ def test_config_validates_and_presets_are_registered():
     assert "batch=0" in msg and "select_by='rca'" in msg and "lr_decay=1.5" in msg
     assert PRESET_TRAINING and set(PRESET_TRAINING) <= set(registry.names())
     assert {registry.get(n).family for n in PRESET_TRAINING} == {"sts"}
+
+
+def test_a_run_stopped_early_continues_when_the_patience_or_steps_are_raised():
+    cfg = StsTrainConfig(steps=400, patience=3)
+    early = {"stopped": "early", "step": 400, "since_best": 3}
+    assert run_finished(early, cfg)
+    assert not run_finished(early, replace(cfg, steps=1000, patience=10))
+    assert run_finished(early, replace(cfg, steps=1000))  # same patience: still done
+    assert run_finished({**early, "step": 1000}, replace(cfg, steps=1000, patience=10))
+    assert run_finished({"stopped": "steps", "step": 400, "since_best": 0}, cfg)
+    assert not run_finished({"stopped": "steps", "step": 400}, replace(cfg, steps=401))
+    assert not run_finished({"stopped": None, "step": 200}, cfg)
 
 
 def test_training_lowers_the_loss_and_writes_checkpoints_logs_and_plot(trained, corpus):
