@@ -5,8 +5,9 @@ the melody.
 Usage::
 
     .venv/bin/python benchmarks/sts_sing.py --model runs/sts/model.safetensors \
-        [--json OUT] [--voices en,en-us+f3,...] [--melodies-per-sentence 1] [--seed 0] \
-        [--gl-iters 100] [--keep DIR]
+        [--json OUT] [--voices en,en-us+f3,...] [--sentences 6] [--melodies-per-sentence 1] \
+        [--seed 0] [--gl-iters 100] [--render both|griffin-lim|vocoder] [--vocoder CKPT] \
+        [--keep DIR]
 
 For every voice × sentence: espeak-ng renders the sentence (its own rate, 22.05 kHz, read back
 and resampled to 16 kHz by the project's loader), a seeded random melody is written as a MIDI
@@ -14,10 +15,13 @@ file with ``mido`` (notes of 0.25–0.6 s stepping by at most a fourth inside on
 half around the voice's register, one rest of 0.2 s in the middle; as long as the speech
 × 1.0–1.4), and :func:`models.sts.infer.sing` turns them into singing exactly as ``compress
 sing`` does (MIDI read by :func:`models.sts.melody.load_melody`, §2.1 pre-processing, the
-network or ``.pte``, Griffin-Lim). The RCA is computed on the output wav alone: pYIN
-(librosa) against the MIDI notes. Printed: one row per item and the mean RCA with its standard
-error and the share of items with RCA ≥ 0.7. ``--keep DIR`` keeps the speech, MIDI and sung
-files to listen to.
+network or ``.pte``), rendered both ways ``compress sing`` offers (``--render both``, the
+default): Griffin-Lim (§2.4, the paper's; the pitch is what the network drew) and the
+harmonic-plus-noise vocoder at the melody's F0 (``--render vocoder``; ``--vocoder CKPT``, else
+the untrained DSP vocoder; the pitch comes from the melody, the network gives the envelope).
+The RCA is computed on each output wav alone: pYIN (librosa) against the MIDI notes. Printed:
+one row per item and, per rendering, the mean RCA with its standard error and the share of
+items with RCA ≥ 0.7. ``--keep DIR`` keeps the speech, MIDI and sung files to listen to.
 """
 
 from __future__ import annotations
@@ -94,9 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True, help="an sts-* checkpoint or its .pte")
     ap.add_argument("--json", help="write the records here")
     ap.add_argument("--voices", default=",".join(VOICES))
+    ap.add_argument("--sentences", type=int, default=len(SENTENCES),
+                    help=f"how many of the {len(SENTENCES)} sentences (default: all)")
     ap.add_argument("--melodies-per-sentence", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gl-iters", type=int, default=100)
+    ap.add_argument("--render", choices=("both", "griffin-lim", "vocoder"), default="both")
+    ap.add_argument("--vocoder", default=None, metavar="CKPT",
+                    help="LHQ-SVC checkpoint with a harmonic-plus-noise vocoder (default: the "
+                    "untrained DSP vocoder)")
     ap.add_argument("--keep", help="keep the speech, MIDI and sung files in this folder")
     args = ap.parse_args(argv)
 
@@ -106,10 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     from models.sts.infer import load_sts, melody_rca, sing
     from models.sts.melody import load_melody
     from models.sts.preprocess import SAMPLE_RATE
+    from models.sts.vocode import RENDERS, load_vocoder
 
     quiet_dependencies(logging.WARNING)
+    renders = RENDERS if args.render == "both" else (args.render,)
     try:
         model = load_sts(args.model)
+        vocoder = load_vocoder(args.vocoder) if "vocoder" in renders else None
     except StsError as exc:
         raise SystemExit(f"sts_sing: {exc}") from None
     rng = np.random.default_rng(args.seed)
@@ -121,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         work = keep or Path(tmp)
         for v_i, voice in enumerate(args.voices.split(",")):
             shift = FEMALE_SHIFT if "+f" in voice else 0
-            for s_i, text in enumerate(SENTENCES):
+            for s_i, text in enumerate(SENTENCES[:max(args.sentences, 1)]):
                 for m_i in range(args.melodies_per_sentence):
                     stem = f"{v_i}_{voice.replace('+', '_')}_{s_i}_{m_i}"
                     wav_path = work / f"{stem}_speech.wav"
@@ -131,33 +144,41 @@ def main(argv: list[str] | None = None) -> int:
                     mid_path = work / f"{stem}.mid"
                     notes = write_melody(mid_path, seconds, rng, shift)
                     melody = load_melody(mid_path)
-                    t0 = time.perf_counter()
-                    out, info = sing(model, speech, melody, gl_iters=args.gl_iters,
-                                     log=lambda s: None)
-                    took = time.perf_counter() - t0
-                    rca = melody_rca(out, melody)
-                    if keep:
-                        write_wav(work / f"{stem}_sung.wav", out, SAMPLE_RATE)
+                    rca: dict[str, float] = {}
+                    took: dict[str, float] = {}
+                    for render in renders:
+                        t0 = time.perf_counter()
+                        out, info = sing(model, speech, melody, gl_iters=args.gl_iters,
+                                         log=lambda s: None, render=render, vocoder=vocoder)
+                        took[render] = time.perf_counter() - t0
+                        rca[render] = melody_rca(out, melody)
+                        if keep:
+                            write_wav(work / f"{stem}_sung_{render}.wav", out, SAMPLE_RATE)
                     rows.append({"voice": voice, "sentence": s_i, "melody": m_i,
                                  "notes": notes, "speech_seconds": speech.size / SAMPLE_RATE,
                                  "sung_seconds": info["seconds"],
                                  "stretch_factor": info["stretch_factor"], "rca": rca,
                                  "seconds": took})
+                    scores = ", ".join(f"{r} {v:.3f}" for r, v in rca.items())
                     print(f"{voice:10s} sentence {s_i} melody {m_i}: {len(notes)} notes, "
-                          f"stretch x{info['stretch_factor']:.2f}, RCA {rca:.3f} "
-                          f"({took:.1f} s)", file=sys.stderr)
-    rcas = np.array([r["rca"] for r in rows if math.isfinite(r["rca"])])
-    sem = float(rcas.std(ddof=1) / math.sqrt(rcas.size)) if rcas.size > 1 else 0.0
-    share = float(np.mean(rcas >= 0.7)) if rcas.size else float("nan")
-    print(f"\n{len(rows)} items ({len(args.voices.split(','))} voices x {len(SENTENCES)} "
-          f"sentences x {args.melodies_per_sentence}): RCA {rcas.mean():.3f} ± {sem:.3f}, "
-          f"{share:.0%} of items >= 0.7 (model {args.model})")
+                          f"stretch x{info['stretch_factor']:.2f}, RCA {scores} "
+                          f"({sum(took.values()):.1f} s)", file=sys.stderr)
+    summary = {}
+    n_voices = len(args.voices.split(","))
+    for render in renders:
+        rcas = np.array([r["rca"][render] for r in rows if math.isfinite(r["rca"][render])])
+        sem = float(rcas.std(ddof=1) / math.sqrt(rcas.size)) if rcas.size > 1 else 0.0
+        share = float(np.mean(rcas >= 0.7)) if rcas.size else float("nan")
+        summary[render] = {"rca_mean": float(rcas.mean()) if rcas.size else float("nan"),
+                           "rca_stderr": sem, "share_ge_0_7": share, "items": int(rcas.size)}
+        print(f"{render:12s} {len(rows)} items ({n_voices} voices x {args.sentences} sentences "
+              f"x {args.melodies_per_sentence}): RCA {summary[render]['rca_mean']:.3f} ± "
+              f"{sem:.3f}, {share:.0%} of items >= 0.7 (model {args.model})")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(
             {"model": str(args.model), "seed": args.seed, "gl_iters": args.gl_iters,
-             "rca_mean": float(rcas.mean()), "rca_stderr": sem, "share_ge_0_7": share,
-             "items": rows}, indent=1))
+             "vocoder": args.vocoder or "dsp", "renders": summary, "items": rows}, indent=1))
     return 0
 
 
