@@ -295,7 +295,7 @@ def plan_probes(
             if u.module is not None:
                 first.setdefault((u.component, u.kind), u)
         paths = [comps[c] for c in comps] + [u.module for u in first.values() if u.module]
-        got = capture(prog, m, paths, [inputs, *calibration])
+        got = capture(prog, m, paths, [recipe.inputs_for(m, x) for x in [inputs, *calibration]])
         for (comp, kind), u in first.items():
             assert u.module is not None
             # what a narrowing changes in the layer: its inputs, or its own weights (a dense

@@ -266,6 +266,8 @@ def whole_probe(st: RunState, model: nn.Module, inputs: Inputs, calib: list[Inpu
                 plan: dict[str, str] | None, key: str) -> lp.Probe:
     """The device program as a timing probe: fp32 (`plan` None) or at the plan's precision."""
     prog = st.recipe.device_program(model)
+    inputs = st.recipe.inputs_for(model, inputs)
+    calib = [st.recipe.inputs_for(model, x) for x in calib]
     if plan is None or plan.get(lp.WHOLE) != "int8":
         return lp.Probe(key, lp.WHOLE, prog, inputs, calib, "fp32", [], None)
     return lp.Probe(key, lp.WHOLE, prog, inputs, calib, "int8",
@@ -772,12 +774,13 @@ def stage_bench(st: RunState, out: Path) -> BenchResult:
     st.say(f"bench: where the speed-up comes from ({bc.repeats} interleaved rounds on "
            f"{st.target}, {threads} thread(s)): teacher {bc.teacher_steps} steps eager, teacher "
            "1 step eager, teacher .pte fp32 / plan, student .pte")
+    t_inputs = recipe.inputs_for(teacher, inputs)  # same audio; states of the teacher's width
     jobs: dict[str, Callable[[], list[float]]] = {
-        "teacher_eager_steps": _eager_samples(recipe, teacher, inputs, bc.teacher_steps,
+        "teacher_eager_steps": _eager_samples(recipe, teacher, t_inputs, bc.teacher_steps,
                                               threads, 1),
-        "teacher_eager_device": _eager_samples(recipe, teacher, inputs, None, threads, 3),
-        "teacher_pte_fp32": lambda: samples(Path(lat.whole_programs["teacher_fp32"]), inputs),
-        "teacher_pte_plan": lambda: samples(Path(lat.whole_programs["teacher_plan"]), inputs),
+        "teacher_eager_device": _eager_samples(recipe, teacher, t_inputs, None, threads, 3),
+        "teacher_pte_fp32": lambda: samples(Path(lat.whole_programs["teacher_fp32"]), t_inputs),
+        "teacher_pte_plan": lambda: samples(Path(lat.whole_programs["teacher_plan"]), t_inputs),
         "student_pte": lambda: samples(Path(pte), inputs),
     }
     stats = _interleaved(jobs, bc.repeats)

@@ -280,6 +280,13 @@ class Recipe(ABC):
                        chunk_seconds: float, offset: int = 0) -> list[Inputs]:
         """`n` real input tuples of the device program from `split`."""
 
+    def inputs_for(self, model: nn.Module, inputs: Inputs) -> Inputs:
+        """`inputs` (made by :meth:`example_inputs` for another architecture of the family)
+        fitted to `model`'s device program: the same audio, and whatever depends on the
+        architecture (e.g. recurrent states sized by a narrowed layer) rebuilt. Default: as
+        given."""
+        return inputs
+
     @abstractmethod
     def int8_groups(self, model: nn.Module) -> list[str]:
         """Module paths that may be quantized to int8, one sensitivity group each."""

@@ -422,6 +422,11 @@ class StsRecipe(Recipe):
                         *prog.initial_state()))
         return out
 
+    def inputs_for(self, model: nn.Module, inputs: Inputs) -> Inputs:
+        """``(x, c)`` kept, the latent GRU states replaced by `model`'s zero states (their
+        width follows a narrowed GRU; :meth:`example_inputs` always gives zeros)."""
+        return (*inputs[:2], *_program(model).initial_state())
+
     def int8_groups(self, model: nn.Module) -> list[str]:
         """Each encoder's latent GRU and its linear map, and the decoder's blocks and output
         conv: the encoders' convolutions and latent instance norms stay fp32

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from compress.errors import CompressError
-from compress.latency_probe import capture
+from compress.latency_probe import capture, plan_probes
 from compress.recipes import recipe_for
 from compress.recipes.base import Action
 from compress.recipes.sts import GRU_UNIT, WIDTH_UNIT, StsRecipe, chunk_frames, run_chunks
@@ -212,6 +212,28 @@ def test_latency_capture_sees_the_network_inside_the_program(setup):
     with torch.no_grad():
         direct = model.net(*args)
         torch.testing.assert_close(direct[0], prog(*xs[0])[0])
+
+
+def test_latency_probes_of_a_narrowed_gru_get_states_of_its_width(setup):
+    """The latency table captures every narrowed variant with the teacher's audio chunks; a
+    narrowed GRU needs zero states of its own width (the demo run failed there: h1 (1, 1, 48)
+    expected, (1, 1, 64) given)."""
+    recipe, _cfg, splits, path, _out = setup
+    model = recipe.load(path)
+    xs = recipe.example_inputs(model, splits, "val", 2, CHUNK_SECONDS)
+    narrow = recipe.load(path)
+    recipe.apply(narrow, Action("narrow", GRU_UNIT, 0.5))
+    fitted = recipe.inputs_for(narrow, xs[0])
+    assert [tuple(t.shape) for t in fitted] == [(1, 513, 24), (1, 513, 24), (1, 1, 4), (1, 1, 4)]
+    assert fitted[0] is xs[0][0] and float(fitted[2].abs().sum()) == 0.0
+    with torch.no_grad():
+        recipe.device_program(narrow)(*fitted)
+    _pm, probes = plan_probes(recipe, model, xs[0], xs[1:], precision={}, width_steps=1,
+                              narrow_factor=0.5, tag="t")
+    states = {tuple(p.inputs[-1].shape) for p in probes if len(p.inputs) == 4}
+    gru_in = {tuple(p.inputs[0].shape) for p in probes if "gru" in p.key}
+    assert probes and gru_in, [p.key for p in probes]
+    assert states <= {(1, 1, 8), (1, 1, 4)}
 
 
 UT_CONFIG = """\
