@@ -10,7 +10,7 @@ Usage::
 **Clips.** The held-out ("test" in ``meta.json``) songs of a corpus written by ``compress data
 synth`` (:func:`models.data.corpus.synthesize_corpus`): ``--corpus DIR``, else the command's
 default corpus (4 singers, 2 minutes, seed 0, 16 kHz) synthesised into a temporary folder
-(~30 s). Every clip of that layout carries its true F0: ``labels/<singer>/<song>_<style>.npz``
+(~20 s). Every clip of that layout carries its true F0: ``labels/<singer>/<song>_<style>.npz``
 holds ``f0`` (float32 Hz, 0 = unvoiced) and ``phonemes``, one frame every ``label_hop``
 samples (``meta.json``; 128 at 16 kHz = 8 ms), ``1 + T // hop`` frames, frame i being the
 synthesiser's per-sample F0 *at sample* ``i * hop`` (:func:`models.data.synth.frame_labels`).
@@ -421,7 +421,8 @@ def print_table(results: dict[str, dict[str, Any]], styles: Sequence[str]) -> No
 def print_acceptance(acc: dict[str, dict[str, Any]]) -> None:
     order = [s for s in STYLES if s in acc]
     if "sung" not in acc:
-        print("acceptance not judged: no sung clip measured with CREPE")
+        print("acceptance not judged: it is on the sung clips, and none was measured with "
+              "CREPE (--styles / --estimators)")
     for style in order:
         for model in ("full", "tiny"):
             e = acc[style].get(model)

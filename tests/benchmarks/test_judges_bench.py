@@ -4,10 +4,8 @@ two synthetic sung tones writes the documented JSON, scores on the 1..5 scale, O
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +17,6 @@ JUDGES = {"sig", "bak", "ovrl", "p808"}
 QUICK_RUNGS = ["clean", "noise_10db", "lowpass_2k", "mulaw_8bit"]
 
 
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("judges_bench",
-                                                  ROOT / "benchmarks" / "judges.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # registered first, as importlib's recipe does: its dataclasses look their module up
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -57,8 +46,8 @@ def _sung_tone(path: Path, f0: float, formants: tuple[float, ...], seed: int) ->
 
 
 @pytest.fixture(scope="module")
-def bench():
-    return _bench_module()
+def bench(load_benchmark):
+    return load_benchmark("judges")
 
 
 def test_quick_ladder_writes_the_json_and_noise_lowers_ovrl(bench, tmp_path, capsys):

@@ -5,10 +5,8 @@ estimator stops it with a one-line error (exit 2)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +18,6 @@ ROW = {"id", "style", "rca", "rmse_cents", "voiced_both", "recall", "false_alarm
        "audio_seconds"}
 
 
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("pitch_judges_bench",
-                                                  ROOT / "benchmarks" / "pitch_judges.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # registered first, as importlib's recipe does: its dataclasses look their module up
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,8 +36,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_quick_scores_dio_and_crepe_tiny(corpus: Path, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
-    bench = _bench_module()
+                                         capsys: pytest.CaptureFixture[str],
+                                         load_benchmark) -> None:
+    bench = load_benchmark("pitch_judges")
     out = tmp_path / "pitch.json"
     assert bench.main(["--corpus", str(corpus), "--quick", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -85,8 +75,8 @@ def test_quick_scores_dio_and_crepe_tiny(corpus: Path, tmp_path: Path,
     assert abs(tiny["diff_vs_dio"]) <= 0.02
 
 
-def test_align_interpolates_voiced_and_keeps_unvoiced() -> None:
-    bench = _bench_module()
+def test_align_interpolates_voiced_and_keeps_unvoiced(load_benchmark) -> None:
+    bench = load_benchmark("pitch_judges")
     times = np.array([0.0, 0.01, 0.02, 0.03])
     f0 = np.array([100.0, 200.0, 0.0, 300.0])
     got = bench.align(times, f0, np.array([0.0, 0.005, 0.012, 0.018, 0.03, 0.05]))
@@ -95,8 +85,8 @@ def test_align_interpolates_voiced_and_keeps_unvoiced() -> None:
 
 
 def test_missing_corpus_and_unknown_estimator_exit_2(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bench = _bench_module()
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], load_benchmark) -> None:
+    bench = load_benchmark("pitch_judges")
     assert bench.main(["--corpus", str(tmp_path / "nope"), "--quick"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"pitch_judges: error: --corpus {tmp_path / 'nope'}: no such corpus folder"]

@@ -3,7 +3,6 @@ corpus trains, evaluates, exports and times the separators and merges one record
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -17,13 +16,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SR = 8000
 
 
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("separation_bench",
-                                                  ROOT / "benchmarks" / "separation.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_corpus(root: Path) -> Path:
@@ -54,8 +46,9 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def test_quick_trained_run_merges_finite_records_with_latency(tmp_path, capsys, _one_thread):
-    bench = _bench_module()
+def test_quick_trained_run_merges_finite_records_with_latency(tmp_path, capsys, _one_thread,
+                                                              load_benchmark):
+    bench = load_benchmark("separation")
     corpus = _write_corpus(tmp_path / "corpus")
     work = tmp_path / "work"
     out = tmp_path / "separation.json"
@@ -93,8 +86,8 @@ def _record(model: str, k: int, sdr: dict[str, float], latency: float) -> dict:
             "sdr_per_song": sdr, "latency_ms_per_audio_s": latency}
 
 
-def test_verdict_checks_sdri_and_the_k4_k1_pair_with_the_per_song_noise():
-    bench = _bench_module()
+def test_verdict_checks_sdri_and_the_k4_k1_pair_with_the_per_song_noise(load_benchmark):
+    bench = load_benchmark("separation")
     one = _record("mdensenet", 1, {"a": 5.0, "b": 6.0, "c": 7.0}, 40.0)
     four = _record("mdensenet", 4, {"a": 5.5, "b": 6.4, "c": 6.9}, 12.0)
     lines = bench.verdict([one, four])
@@ -124,11 +117,11 @@ def test_every_demo_and_unittest_preset_has_a_training_budget():
     assert not any(name in PRESET_TRAINING for name in STEMS.values())  # paper size: defaults
 
 
-def test_quick_run_of_the_other_separators(tmp_path, capsys, _one_thread):
+def test_quick_run_of_the_other_separators(tmp_path, capsys, _one_thread, load_benchmark):
     """``--others``: Vox-TasNet (and whatever else is named) through the same train / evaluate /
     export / time path, with its size at the paper's hyper-parameters, the parameter count its
     hyper-parameters give, and the stereo asymmetry score."""
-    bench = _bench_module()
+    bench = load_benchmark("separation")
     corpus = _write_corpus(tmp_path / "corpus")
     work = tmp_path / "work"
     out = tmp_path / "separation.json"

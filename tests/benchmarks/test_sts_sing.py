@@ -3,10 +3,8 @@ MIDI melodies through both renderings, the JSON and the printed summary."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,24 +16,19 @@ from models.checkpoint import save_checkpoint
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("sts_sing", ROOT / "benchmarks" / "sts_sing.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["sts_sing"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is installed by make")
 def test_both_renderings_are_scored_and_the_vocoder_follows_the_melody(tmp_path, capsys,
-                                                                        one_thread):
+                                                                        one_thread, load_benchmark):
     model = registry.build("sts-unittest")
     ckpt = save_checkpoint(tmp_path / "m.safetensors", model, model_name="sts-unittest",
                            config=model.config)
     out = tmp_path / "sing.json"
     keep = tmp_path / "keep"
-    assert _bench().main(["--model", str(ckpt), "--json", str(out), "--voices", "en,en+f3",
-                          "--sentences", "1", "--gl-iters", "4", "--keep", str(keep)]) == 0
+    bench = load_benchmark("sts_sing")
+    assert bench.main(["--model", str(ckpt), "--json", str(out), "--voices", "en,en+f3",
+                       "--sentences", "1", "--gl-iters", "4", "--keep", str(keep)]) == 0
     res = json.loads(out.read_text())
     assert set(res["renders"]) == {"griffin-lim", "vocoder"} and res["vocoder"] == "dsp"
     assert len(res["items"]) == 2

@@ -5,7 +5,6 @@ checkpoints instead of training again."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -18,13 +17,6 @@ PAPER = {"b1": (14.19, 0.221), "b2": (11.71, 0.769), "allnorm": (11.72, 0.771),
          "p-mse": (11.22, 0.829), "p-mtl": (10.97, 0.857), "autoencoder": (5.51, 0.991)}
 
 
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("sts_table_bench",
-                                                  ROOT / "benchmarks" / "sts_table.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -49,8 +41,8 @@ def _argv(out: Path, corpus: Path, runs: Path) -> list[str]:
 
 
 def test_table1_trains_six_systems_scores_them_on_shared_items_and_reuses_them(
-        corpus, tmp_path, capsys):
-    bench = _bench_module()
+        corpus, tmp_path, capsys, load_benchmark):
+    bench = load_benchmark("sts_table")
     runs, out = tmp_path / "runs", tmp_path / "table.json"
     assert bench.main(_argv(out, corpus, runs)) == 0
     first = capsys.readouterr()
@@ -144,8 +136,8 @@ def test_table1_trains_six_systems_scores_them_on_shared_items_and_reuses_them(
     assert "seed differs" in capsys.readouterr().err
 
 
-def test_a_missing_corpus_or_unknown_system_is_a_one_line_error(tmp_path, capsys):
-    bench = _bench_module()
+def test_a_missing_corpus_or_unknown_system_is_a_one_line_error(tmp_path, capsys, load_benchmark):
+    bench = load_benchmark("sts_table")
     argv = ["--json", str(tmp_path / "t.json"), "--runs", str(tmp_path / "runs"),
             "--size", "unittest"]
     assert bench.main([*argv, "--data", str(tmp_path / "nowhere")]) == 1
@@ -160,8 +152,9 @@ def test_a_missing_corpus_or_unknown_system_is_a_one_line_error(tmp_path, capsys
     assert not (tmp_path / "t.json").exists()
 
 
-def test_systems_scored_on_different_samples_stop_the_table(tmp_path, monkeypatch, capsys):
-    bench = _bench_module()
+def test_systems_scored_on_different_samples_stop_the_table(tmp_path, monkeypatch, capsys,
+                                                            load_benchmark):
+    bench = load_benchmark("sts_table")
     import models.sts.data
     import models.sts.evaluate
 
