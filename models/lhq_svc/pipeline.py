@@ -680,7 +680,8 @@ class SVCPipeline(nn.Module):
         """Convert ``(T,)`` or ``(1, T)`` audio; returns ``(T,)`` on the CPU (the pipeline runs
         on its own :attr:`device`).
 
-        ``f0_method``: ``"torch"`` (:class:`TorchF0`, as on device) or ``"dio"`` (pyworld DIO,
+        ``f0_method``: ``"torch"`` (:class:`TorchF0`, as on device), ``"crepe"`` /
+        ``"crepe-full"`` (CREPE tiny / full, :func:`crepe_frames`) or ``"dio"`` (pyworld DIO,
         the preprocessing estimator the decoder is trained with, §IV.B). ``temperature``:
         see :meth:`generate_mel` (default: the pipeline's).
         """
@@ -716,8 +717,12 @@ class SVCPipeline(nn.Module):
             f0_np, v_np = dio_f0(wav[0].cpu().numpy(), self.sample_rate, self.hop_length)
             f0 = torch.from_numpy(f0_np).unsqueeze(0).to(dev)
             voiced = torch.from_numpy(v_np.astype(np.float32)).unsqueeze(0).to(dev)
+        elif f0_method in ("crepe", "crepe-full"):
+            f0, voiced = crepe_frames(wav[0].cpu().numpy(), self.sample_rate, self.hop_length,
+                                      "tiny" if f0_method == "crepe" else "full")
+            f0, voiced = f0.to(dev), voiced.to(dev)
         elif f0_method != "torch":
-            raise ValueError(f"f0_method={f0_method!r}; valid: 'torch', 'dio'")
+            raise ValueError(f"f0_method={f0_method!r}; valid: {', '.join(F0_METHODS)}")
         cond, f0_shifted = self.features(wav.to(dev), spk, sh, f0, voiced)
         n = cond.shape[-1]
         # noise is drawn on the CPU (the same numbers on every device); the ancestral
@@ -803,6 +808,27 @@ class SVCPipeline(nn.Module):
             if progress is not None:
                 progress(i + 1, len(starts))
         return out
+
+
+#: the F0 estimators of :meth:`SVCPipeline.convert` (``compress convert --f0``)
+F0_METHODS = ("dio", "torch", "crepe", "crepe-full")
+
+
+def crepe_frames(wav: np.ndarray, sample_rate: int, hop_length: int, model: str = "tiny"
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """CREPE's F0 (:func:`models.judges.crepe_f0`, Viterbi, its periodicity threshold) on the
+    pipeline's frames: ``(f0 (1, F) Hz, voiced (1, F) float)``, ``F = 1 + T // hop`` like
+    DIO's. CREPE runs at 16 kHz; its hop is the pipeline's hop in 16-kHz samples."""
+    from models.judges import crepe_f0
+
+    n = 1 + wav.shape[-1] // hop_length
+    hop16 = max(1, round(hop_length * 16000 / sample_rate))
+    _, f0, _ = crepe_f0(wav, sample_rate, hop_length=hop16, model=model)
+    f0 = np.asarray(f0[:n], dtype=np.float32)
+    if f0.size < n:
+        f0 = np.pad(f0, (0, n - f0.size))
+    t = torch.from_numpy(f0).unsqueeze(0)
+    return t, (t > 0).float()
 
 
 def build_pipeline(**config: Any) -> SVCPipeline:

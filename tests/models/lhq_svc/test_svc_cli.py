@@ -51,6 +51,22 @@ def test_convert_writes_audio_of_input_length(ckpt, song, tmp_path):
     assert sf.read(out2)[0].shape == wav.shape
 
 
+def test_crepe_f0_on_the_pipelines_frames_and_convert_with_it(ckpt, song, tmp_path):
+    from models.data.features import dio_f0
+    from models.lhq_svc.pipeline import crepe_frames
+
+    wav = sf.read(song, dtype="float32")[0]
+    f0, voiced = crepe_frames(wav, SR, 128, "tiny")
+    dio, _ = dio_f0(wav, SR, 128)
+    assert f0.shape == voiced.shape == (1, dio.size)  # DIO's frames: 1 + T // hop
+    inner = f0[0, 10:-10].numpy()  # the 220 Hz tone (its harmonic at 440 Hz is weaker)
+    assert voiced[0, 10:-10].min() == 1.0
+    assert np.max(np.abs(1200 * np.log2(inner / 220.0))) < 25.0
+    out = tmp_path / "crepe.wav"
+    assert _convert(ckpt, song, out, "bass", "--f0", "crepe") == 0
+    assert sf.read(out)[0].shape == wav.shape
+
+
 @pytest.mark.parametrize("case", ["unknown_speaker", "missing_ckpt", "corrupt_wav", "silent",
                                   "missing_input", "bad_temperature"])
 def test_convert_bad_input_one_line_no_output(case, ckpt, song, tmp_path, capsys):
