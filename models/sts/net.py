@@ -248,7 +248,14 @@ def _axis_conv(cin: int, cout: int, k: int, axis: str, up: bool) -> nn.Module:
 
 
 class AxisBlock(nn.Module):
-    """[InstanceNorm2d (AllNorm)] → stride-2 conv or transposed conv along one axis → ReLU."""
+    """[InstanceNorm2d (AllNorm)] → stride-2 conv or transposed conv along one axis → ReLU.
+
+    Extra inputs are concatenated to the first on the channel axis inside the block (the
+    decoder's skips, and E2's latent beside E1's): an int8 plan that quantizes block by block
+    then quantizes each concatenation with the block, with one scale for all its inputs, which
+    XNNPACK's quantized concatenation requires (a concatenation left between two quantized
+    blocks with different scales fails to load: ``xnn_status_invalid_parameter`` on its
+    ``cat2`` node)."""
 
     def __init__(self, cin: int, cout: int, k: int, axis: str, up: bool, norm: bool):
         super().__init__()
@@ -260,7 +267,9 @@ class AxisBlock(nn.Module):
     def in_channels(self) -> int:
         return int(self.conv.in_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
+        if more:
+            x = torch.cat([x, *more], dim=1)
         return F.relu(self.conv(self.norm(x)))
 
 
@@ -323,13 +332,19 @@ class Decoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.out = nn.Conv2d(c[0], 1, 1)
 
-    def forward(self, z: torch.Tensor, skips: list[torch.Tensor]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor, skips: list[torch.Tensor],
+                z2: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(output, block-3 map)`` of the latent `z` (⊕ E2's latent `z2` when given), with
+        E1's block outputs `skips`; every concatenation happens inside a block
+        (:class:`AxisBlock`)."""
         tap = z
         for j, block in enumerate(self.blocks):
-            if j and self.skips:
-                z = torch.cat([z, skips[5 - j]], dim=1)
-            z = block(z)
+            if j == 0:
+                z = block(z) if z2 is None else block(z, z2)
+            elif self.skips:
+                z = block(z, skips[5 - j])
+            else:
+                z = block(z)
             if j == 2:
                 tap = z
         return self.out(z), tap
@@ -434,11 +449,10 @@ class StsNet(nn.Module):
             raise StsError(f"c must have x's shape {tuple(x.shape)}, got {tuple(c.shape)}")
         f, t = x.shape[1], x.shape[2]
         z, maps, h1 = self.encoder1(self._pad(x), h1, return_state=True)
-        h2_out = None
+        h2_out = z2 = None
         if self.encoder2 is not None:
             z2, _, h2_out = self.encoder2(self._pad(c), h2, return_state=True)
-            z = torch.cat([z, z2], dim=1)
-        y, tap = self.decoder(z, maps)
+        y, tap = self.decoder(z, maps, z2)  # E1's latent ⊕ E2's, inside the first block
         y = y[:, 0, :f, :t]
         if not self.training:  # log(1 + |S|) >= 0; training keeps the gradient of every bin
             y = y.clamp_min(0.0)

@@ -236,6 +236,31 @@ def test_latency_probes_of_a_narrowed_gru_get_states_of_its_width(setup):
     assert states <= {(1, 1, 8), (1, 1, 4)}
 
 
+@pytest.mark.slow
+def test_int8_by_groups_loads_in_the_runtime(setup):
+    """The export stage quantizes only the recipe's int8 groups; a concatenation left between
+    two of them (the decoder's skips, E1 ⊕ E2) used to lower to an XNNPACK cat with mixed
+    scales that failed to load (every group of the sts-demo student fell back to fp32)."""
+    from export.calibration import CalibrationSet
+    from export.parity import sqnr_db
+    from export.pte import lower_to_xnnpack, quantize_pt2e_xnnpack, torch_export
+    from export.runtime import PteRunner
+
+    recipe, _cfg, splits, path, _out = setup
+    model = recipe.load(path)
+    xs = recipe.example_inputs(model, splits, "train", 3, CHUNK_SECONDS)
+    prog = recipe.device_program(model)
+    with torch.no_grad():
+        ref = prog(*xs[0])
+        graph = quantize_pt2e_xnnpack(prog, xs[0], CalibrationSet([tuple(x) for x in xs],
+                                                                  {"kind": "test"}),
+                                      keep_fp32=list(recipe.keep_fp32(model)),
+                                      only_modules=recipe.int8_groups(model))
+        data, _ = lower_to_xnnpack(torch_export(graph, xs[0], None, "sts"), {"name": "sts"})
+    out = PteRunner(data, threads=1)(*xs[0])
+    assert sqnr_db(ref[0], out[0]) > 15.0
+
+
 UT_CONFIG = """\
 name: sts-ut
 model: {name: sts-unittest}
