@@ -19,16 +19,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         example="compress sing --model runs/sts/model.safetensors --speech speech.wav "
         "--melody tune.mid --out sung.wav\n"
         "  compress sing --model sts-demo_xnnpack_fp32.pte --speech speech.wav "
-        "--melody reference_singing.wav --out sung.wav --gl-iters 60\n"
+        "--melody reference_singing.wav --out sung.wav --render griffin-lim --gl-iters 60\n"
         "  compress sing --model runs/sts/model.safetensors --speech speech.wav "
-        "--melody tune.mid --out sung.wav --render vocoder --vocoder runs/demo/teacher.safetensors",
+        "--melody tune.mid --out sung.wav --vocoder runs/demo/01_teacher/model.safetensors",
         run=run,
         description="Speech-to-singing (Parekh et al., ICASSP 2020): the speech's silences are "
         "removed and it is time-stretched by one factor to the melody's length (§2.1), the "
         "network maps its log-magnitude spectrogram and the melody image to singing (§2.2), "
-        "and Griffin-Lim makes the waveform (§2.4); with --render vocoder the harmonic-plus-noise "
-        "vocoder of LHQ-SVC sings the network's spectrogram (the envelope) at the melody's F0 "
-        "(the source) instead. The melody is a MIDI file (the first track "
+        "and the harmonic-plus-noise vocoder of LHQ-SVC sings that spectrogram (the envelope) "
+        "at the melody's F0 (the source); --render griffin-lim makes the waveform with the "
+        "paper's Griffin-Lim instead (§2.4), whose pitch is the one the network drew. The "
+        "melody is a MIDI file (the first track "
         "with notes, or --track; overlapping notes become the highest), a 'time_s, hz' F0 "
         "file (.csv/.txt) or a sung reference whose pYIN F0 is used. The output lasts as long "
         "as the melody, at 16 kHz; its raw chroma accuracy against the melody is printed. A "
@@ -43,11 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="target melody: .mid/.midi, .csv/.txt (time_s, hz; 0 = unvoiced) or "
                    "a sung reference recording")
     p.add_argument("--out", required=True, help="output wav (16 kHz, mono)")
-    p.add_argument("--gl-iters", type=int, default=100, metavar="N",
-                   help="Griffin-Lim iterations (default 100; fewer is faster, rougher)")
+    p.add_argument("--gl-iters", type=int, default=None, metavar="N",
+                   help="Griffin-Lim iterations (default 100; fewer is faster, rougher); "
+                   "implies --render griffin-lim")
     p.add_argument("--render", choices=("griffin-lim", "vocoder"), default=None,
-                   help="waveform synthesis: griffin-lim (the paper's, default) or vocoder "
-                   "(default when --vocoder is given)")
+                   help="waveform synthesis: vocoder (default; the melody's F0 drives it: "
+                   "RCA 0.97 on unseen espeak-ng speech) or griffin-lim (the paper's; 0.49 "
+                   "with the 1000-step sts-demo)")
     p.add_argument("--vocoder", default=None, metavar="CKPT",
                    help="LHQ-SVC checkpoint whose harmonic-plus-noise vocoder renders "
                    "(--render vocoder; default: the untrained DSP vocoder)")
@@ -85,11 +88,14 @@ def run(args: argparse.Namespace) -> int:
     from models.sts.preprocess import SAMPLE_RATE
     from models.sts.vocode import load_vocoder
 
-    if args.gl_iters < 1:
+    if args.gl_iters is not None and args.gl_iters < 1:
         raise CompressError(f"--gl-iters {args.gl_iters}: expected >= 1")
     if args.track is not None and args.track < 0:
         raise CompressError(f"--track {args.track}: expected a track index >= 0")
-    render = args.render or ("vocoder" if args.vocoder else "griffin-lim")
+    render = args.render or ("griffin-lim" if args.gl_iters is not None else "vocoder")
+    if args.gl_iters is not None and render != "griffin-lim":
+        raise CompressError("--gl-iters is for --render griffin-lim; drop one of them")
+    gl_iters = 100 if args.gl_iters is None else args.gl_iters
     if args.vocoder and render != "vocoder":
         raise CompressError("--vocoder renders with the vocoder; drop --render griffin-lim or "
                             "--vocoder")
@@ -103,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.speech}: {changed}", file=sys.stderr)
         print(f"melody {melody.description}", file=sys.stderr)
         try:
-            wav, info = sing(model, speech, melody, gl_iters=args.gl_iters,
+            wav, info = sing(model, speech, melody, gl_iters=gl_iters,
                              log=lambda line: print(line, file=sys.stderr), render=render,
                              vocoder=vocoder)
         except StsError as exc:
@@ -120,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{model.frames} frames)" if model.frames else f"program {model.path}")
     else:
         what = f"checkpoint {args.model}"
-    synthesis = (f"{args.gl_iters} Griffin-Lim iterations" if render == "griffin-lim" else
+    synthesis = (f"{gl_iters} Griffin-Lim iterations" if render == "griffin-lim" else
                  f"rendered by the {'DSP' if args.vocoder is None else args.vocoder} vocoder at "
                  "the melody's F0")
     rca_text = "n/a (output shorter than one analysis window)" if rca != rca else f"{rca:.1%}"

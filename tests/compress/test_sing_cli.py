@@ -99,7 +99,7 @@ def test_sing_rendered_by_the_vocoder_follows_the_melody(files, tmp_path, capsys
     out = tmp_path / "sung.wav"
     argv = ["sing", "--model", str(files["ckpt"]), "--speech", str(files["speech"]),
             "--melody", str(files["midi"]), "--out", str(out)]
-    argv += ["--render", "vocoder"] if vocoder is None else ["--vocoder", str(files[vocoder])]
+    argv += [] if vocoder is None else ["--vocoder", str(files[vocoder])]  # the default render
     assert main(argv) == 0
     assert abs(sf.info(out).frames - 1.5 * SAMPLE_RATE) <= HOP
     text = capsys.readouterr().out
@@ -108,16 +108,19 @@ def test_sing_rendered_by_the_vocoder_follows_the_melody(files, tmp_path, capsys
     assert rca >= 0.9, text
 
 
-@pytest.mark.parametrize("case", ["melgan", "griffin-lim with vocoder"])
+@pytest.mark.parametrize("case", ["melgan", "griffin-lim with vocoder", "gl-iters with vocoder"])
 def test_vocoder_errors(files, tmp_path, capsys, case):
     argv = ["sing", "--model", str(files["ckpt"]), "--speech", str(files["speech"]),
             "--melody", str(files["midi"]), "--out", str(tmp_path / "x.wav")]
     if case == "melgan":
         argv += ["--vocoder", str(files["melgan"])]
         want = "not the harmonic-plus-noise vocoder"
-    else:
+    elif case == "griffin-lim with vocoder":
         argv += ["--vocoder", str(files["svc"]), "--render", "griffin-lim"]
         want = "--vocoder renders with the vocoder"
+    else:
+        argv += ["--render", "vocoder", "--gl-iters", "8"]
+        want = "--gl-iters is for --render griffin-lim"
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and want in err[0], err
