@@ -385,3 +385,45 @@ class Recipe(ABC):
 
     def params(self, model: nn.Module) -> int:
         return int(sum(p.numel() for p in model.parameters()))
+
+
+class ItemScoredRecipe(Recipe):
+    """A recipe whose every score is a list of per-item values from one :meth:`_score_all`
+    (separation, speech-to-singing): :meth:`scorer` (one score, for decisions) and
+    :meth:`evaluate` (every score of :attr:`scores`) are written once here."""
+
+    #: the family's score names; ``family_label`` names the family in errors
+    scores: tuple[str, ...] = ()
+    family_label = ""
+
+    @abstractmethod
+    def _warm(self, model: nn.Module, data: DataSplits, split: str, items: int,
+              seconds: float) -> None:
+        """Build (and cache) the scored items of `split`; raise now when there are none."""
+
+    @abstractmethod
+    def _score_all(self, subject: Any, model: nn.Module, data: DataSplits, split: str,
+                   items: int, seconds: float, chunk_seconds: float, names: tuple[str, ...],
+                   first: int | None = None) -> dict[str, list[float]]:
+        """Per-item values of each score in `names` for `subject` (the first `first` items)."""
+
+    def scorer(self, model: nn.Module, data: DataSplits, split: str, *, items: int,
+               seconds: float, chunk_seconds: float, score: str, steps: int | None = None
+               ) -> Any:
+        if score not in self.scores:
+            raise CompressError(f"score {score!r}; the {self.family_label} family has "
+                                f"{', '.join(self.scores)}")
+        self._warm(model, data, split, items, seconds)  # fail early, warm the cache
+
+        def run(subject: Any, tag: str, first: int | None = None) -> ScoreResult:
+            vals = self._score_all(subject, model, data, split, items, seconds, chunk_seconds,
+                                   (score,), first)
+            return ScoreResult.from_items(score, vals[score])
+
+        return run
+
+    def evaluate(self, subject: Any, tag: str, model: nn.Module, data: DataSplits, split: str,
+                 *, items: int, seconds: float, chunk_seconds: float, teacher_steps: int | None
+                 ) -> dict[str, ScoreResult]:
+        return score_results(self._score_all(subject, model, data, split, items, seconds,
+                                             chunk_seconds, self.scores), tag, split)

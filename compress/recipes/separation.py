@@ -55,12 +55,10 @@ from compress.recipes.base import (
     Action,
     DataSplits,
     Inputs,
-    Recipe,
+    ItemScoredRecipe,
     Say,
-    ScoreResult,
     Unit,
     guarded_distill,
-    score_results,
     synthetic_corpus,
 )
 from models.separation.separator import Separator
@@ -98,8 +96,10 @@ def _first(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, list | tuple) else out
 
 
-class SeparationRecipe(Recipe):
+class SeparationRecipe(ItemScoredRecipe):
     family = "separation"
+    scores = SCORES
+    family_label = "separation"
     default_score = "si_sdr"
 
     def __init__(self) -> None:
@@ -449,26 +449,9 @@ class SeparationRecipe(Recipe):
                 vals[k].append(float(v))
         return vals
 
-    def scorer(self, model: nn.Module, data: DataSplits, split: str, *, items: int,
-               seconds: float, chunk_seconds: float, score: str, steps: int | None = None
-               ) -> Any:
-        if score not in SCORES:
-            raise CompressError(f"score {score!r}; the separation family has "
-                                f"{', '.join(SCORES)}")
-        self._excerpts(model, data, split, items, seconds)  # fail early, warm the cache
-
-        def run(subject: Any, tag: str, first: int | None = None) -> ScoreResult:
-            vals = self._score_all(subject, model, data, split, items, seconds, chunk_seconds,
-                                   (score,), first)
-            return ScoreResult.from_items(score, vals[score])
-
-        return run
-
-    def evaluate(self, subject: Any, tag: str, model: nn.Module, data: DataSplits, split: str,
-                 *, items: int, seconds: float, chunk_seconds: float, teacher_steps: int | None
-                 ) -> dict[str, ScoreResult]:
-        return score_results(self._score_all(subject, model, data, split, items, seconds,
-                                             chunk_seconds, SCORES), tag, split)
+    def _warm(self, model: nn.Module, data: DataSplits, split: str, items: int,
+              seconds: float) -> None:
+        self._excerpts(model, data, split, items, seconds)
 
     def write_examples(self, out: Path, teacher: nn.Module, program: Any, student: nn.Module,
                        data: DataSplits, teacher_steps: int, chunk_seconds: float

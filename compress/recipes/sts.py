@@ -54,12 +54,10 @@ from compress.recipes.base import (
     Action,
     DataSplits,
     Inputs,
-    Recipe,
+    ItemScoredRecipe,
     Say,
-    ScoreResult,
     Unit,
     guarded_distill,
-    score_results,
     synthetic_corpus,
 )
 
@@ -135,8 +133,10 @@ def run_chunks(program: Any, x: np.ndarray, c: np.ndarray, frames: int) -> np.nd
     return np.concatenate(outs, axis=1)[:, :t]
 
 
-class StsRecipe(Recipe):
+class StsRecipe(ItemScoredRecipe):
     family = "sts"
+    scores = SCORES
+    family_label = "speech-to-singing"
     default_score = "neg_lsd_db"
 
     def __init__(self) -> None:
@@ -497,26 +497,9 @@ class StsRecipe(Recipe):
                 vals["rca"].append(raw_chroma_accuracy(ref_t, f0, est_t, est_f0))
         return vals
 
-    def scorer(self, model: nn.Module, data: DataSplits, split: str, *, items: int,
-               seconds: float, chunk_seconds: float, score: str, steps: int | None = None
-               ) -> Any:
-        if score not in SCORES:
-            raise CompressError(f"score {score!r}; the speech-to-singing family has "
-                                f"{', '.join(SCORES)}")
-        self._items(data, split, items, seconds)  # fail early, warm the cache
-
-        def run(subject: Any, tag: str, first: int | None = None) -> ScoreResult:
-            vals = self._score_all(subject, model, data, split, items, seconds, chunk_seconds,
-                                   (score,), first)
-            return ScoreResult.from_items(score, vals[score])
-
-        return run
-
-    def evaluate(self, subject: Any, tag: str, model: nn.Module, data: DataSplits, split: str,
-                 *, items: int, seconds: float, chunk_seconds: float, teacher_steps: int | None
-                 ) -> dict[str, ScoreResult]:
-        return score_results(self._score_all(subject, model, data, split, items, seconds,
-                                             chunk_seconds, SCORES), tag, split)
+    def _warm(self, model: nn.Module, data: DataSplits, split: str, items: int,
+              seconds: float) -> None:
+        self._items(data, split, items, seconds)
 
     def write_examples(self, out: Path, teacher: nn.Module, program: Any, student: nn.Module,
                        data: DataSplits, teacher_steps: int, chunk_seconds: float
