@@ -59,7 +59,9 @@ Usage::
   of clipped samples per rung is printed and saved); so are degraded clips, should noise push
   a peak past full scale.
 
-**Judges.** DNSMOS SIG, BAK, OVRL (P.835) and P808, all higher-is-better on 1..5. Printed per
+**Judges.** DNSMOS SIG, BAK, OVRL (P.835) and P808, and PLCMOS v2 (the next candidate
+whose weights ship in a wheel: :func:`models.judges.plcmos`, also in speechmos), all
+higher-is-better on 1..5. Printed per
 rung: n, mean ± standard error (``std(ddof=1) / sqrt(n)``) with the std, and the mean paired
 difference from ``clean`` over the same clips with its standard error.
 
@@ -121,7 +123,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RATE = 16000  # DNSMOS's rate: every clip is scored at 16 kHz
-JUDGES = ("sig", "bak", "ovrl", "p808")
+JUDGES = ("sig", "bak", "ovrl", "p808", "plcmos")
 LADDER = ("clean", "noise_30db", "noise_20db", "noise_10db", "lowpass_4k", "lowpass_2k",
           "mulaw_8bit", "griffin_lim")
 QUICK_RUNGS = ("clean", "noise_10db", "lowpass_2k", "mulaw_8bit")
@@ -510,15 +512,18 @@ def print_verdicts(verdict: dict[str, dict[str, Any]], chains: list[tuple[str, .
     else:
         print("  OVRL DOES NOT QUALIFY for decisions: " + "; ".join(ovrl["reasons"]))
     others = [j.upper() for j in JUDGES if j != "ovrl" and verdict[j]["qualifies"]]
+    if not verdict["plcmos"]["qualifies"]:
+        print("  PLCMOS (the candidate replacement) does not qualify either: "
+              + "; ".join(verdict["plcmos"]["reasons"]))
     print(f"  (by the same rule: {', '.join(others) or 'none'} of the other judges would "
           "qualify)")
 
 
 # ---- main -----------------------------------------------------------------------------------
 def score(wav: np.ndarray) -> dict[str, float]:
-    from models.judges import dnsmos
+    from models.judges import dnsmos, plcmos
 
-    return dnsmos(wav, RATE)
+    return {**dnsmos(wav, RATE), "plcmos": plcmos(wav, RATE)}
 
 
 def gather_clips(args: argparse.Namespace, tmp: Path) -> list[ClipInfo]:

@@ -167,7 +167,17 @@ class EvolveConfig:
         help="the search aims this fraction under the latency budget: a guard band for the "
              "table's prediction error and the timing noise of the shipped program (a student "
              "predicted 0.1 % under the budget measured 1 % over it)")
-    score: str = option("sim_stoi", help="a registered score (compress/scores.py)")
+    score: str = option("combined", help="a registered score (compress/scores.py); "
+                        "LHQ-SVC's default, combined, weighs the parts of score_weights")
+    score_weights: dict[str, float] = field(default_factory=dict, metadata={"help": (
+        "weights of the combined score's parts (similarity, naturalness, intelligibility, "
+        "pitch); a part not given keeps its default (1, 0, 1, 1: compress/scores.py says why)")})
+    naturalness_judge: Literal["ovrl", "sig", "bak", "p808"] = option(
+        "ovrl", help="the DNSMOS score of the naturalness part")
+    pitch_judge: Literal["tiny", "full"] = option(
+        "tiny", help="the CREPE model of the pitch scores in the search and the report (tiny: "
+                     "the same chroma accuracy as full on sung clips at 1/20 of its cost)")
+    pitch_stride: int = option(2, lo=1, hi=8, help="CREPE on every k-th frame (cost / k)")
     max_rounds: int = option(12, lo=0)
     narrow_factor: float = option(0.5, lo=0.05, hi=0.95,
                                   help="a narrow action keeps this fraction of the channels")
@@ -194,9 +204,20 @@ class EvolveConfig:
         True, help="over the budget, apply a round's actions that each cost no measurable "
                    "score together (one per component), when together they cost none either")
 
+    def weights(self) -> dict[str, float]:
+        """The combined score's weights: the defaults, updated by ``score_weights``."""
+        from compress.scores import DEFAULT_WEIGHTS
+
+        return {**DEFAULT_WEIGHTS, **{k: float(v) for k, v in self.score_weights.items()}}
+
     def problems(self, path: str) -> list[Problem]:
         # the score is checked by RunConfig.problems: the valid names are the model family's
+        from compress.scores import PARTS, check_weights
+
         out: list[Problem] = []
+        for msg in check_weights(self.weights()):
+            out.append(Problem(f"{path}.score_weights", dict(self.score_weights), msg,
+                               tuple(PARTS)))
         given = [k for k in ("budget_ms", "budget_rtf", "budget_fraction")
                  if getattr(self, k) is not None]
         if len(given) > 1:
@@ -306,9 +327,21 @@ class BenchConfig:
     teacher_steps: int = option(50, lo=1, help="DDIM steps of the eager teacher")
     eval_clips: int = option(6, lo=1, help="held-out clips scored for teacher and student")
     eval_seconds: float = option(4.0, lo=0.5, hi=60.0)
+    iso_quality: float = option(
+        0.95, lo=0.0, hi=1.0,
+        help="the iso-quality teacher: its fewest DDIM steps (at the best of iso_temperatures) "
+             "keeping this fraction of its own teacher_steps score (0: no search)")
+    iso_steps: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16], metadata={
+        "help": "teacher step counts tried, fewest first"})
+    iso_temperatures: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0], metadata={
+        "help": "sampler temperatures tried at each count"})
 
     def problems(self, path: str) -> list[Problem]:
         out: list[Problem] = []
+        out += [Problem(f"{path}.iso_steps", k, "a step count >= 1")
+                for k in self.iso_steps if k < 1]
+        out += [Problem(f"{path}.iso_temperatures", t, "a temperature in [0, 2]")
+                for t in self.iso_temperatures if not 0.0 <= t <= 2.0]
         for i, t in enumerate(self.targets):
             out += target_problems(t, f"{path}.targets[{i}]")
         return out

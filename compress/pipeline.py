@@ -775,6 +775,18 @@ def stage_bench(st: RunState, out: Path) -> BenchResult:
            f"{st.target}, {threads} thread(s)): teacher {bc.teacher_steps} steps eager, teacher "
            "1 step eager, teacher .pte fp32 / plan, student .pte")
     t_inputs = recipe.inputs_for(teacher, inputs)  # same audio; states of the teacher's width
+    ev = {"items": bc.eval_clips, "seconds": bc.eval_seconds,
+          "chunk_seconds": cfg.export.chunk_seconds}
+    # the teacher's scores first: the iso-quality teacher is searched against them and timed
+    # in the same rounds as the others
+    st.say(f"bench: scoring the teacher ({bc.teacher_steps} steps) on {bc.eval_clips} test "
+           "clips")
+    t_scores = recipe.evaluate(teacher, "teacher", teacher, st.splits, "test",
+                               teacher_steps=bc.teacher_steps, **ev)
+    iso = None
+    if cfg.evolve.score in t_scores:
+        iso = recipe.iso_quality_teacher(teacher, st.splits, cfg, t_scores[cfg.evolve.score],
+                                         st.say)
     jobs: dict[str, Callable[[], list[float]]] = {
         "teacher_eager_steps": _eager_samples(recipe, teacher, t_inputs, bc.teacher_steps,
                                               threads, 1),
@@ -783,9 +795,20 @@ def stage_bench(st: RunState, out: Path) -> BenchResult:
         "teacher_pte_plan": lambda: samples(Path(lat.whole_programs["teacher_plan"]), t_inputs),
         "student_pte": lambda: samples(Path(pte), inputs),
     }
+    if iso is not None and iso["steps"] != bc.teacher_steps:
+        jobs["teacher_eager_iso"] = _eager_samples(recipe, teacher, t_inputs, iso["steps"],
+                                                   threads, 1)
     stats = _interleaved(jobs, bc.repeats)
     p = {k: v.p50_ms for k, v in stats.items()}
     speedup, breakdown = speedup_breakdown(p)
+    iso_speedup = None
+    if iso is not None:
+        iso_speedup = p.get("teacher_eager_iso", p["teacher_eager_steps"]) / p["student_pte"]
+        st.say(f"bench: iso-quality teacher {iso['steps']} step(s) at temperature "
+               f"{iso['temperature']:g} ({100 * iso['kept_fraction']:.1f} % of its "
+               f"{bc.teacher_steps}-step {cfg.evolve.score}): the student is "
+               f"{iso_speedup:.1f}x faster than it ({speedup:.1f}x than {bc.teacher_steps} "
+               "steps)")
     targets: dict[str, Any] = {}
     for tgt in bc.targets:
         if tgt == st.target and bc.threads == threads:
@@ -819,12 +842,7 @@ def stage_bench(st: RunState, out: Path) -> BenchResult:
     st.say(f"bench: speed-up {speedup:.1f}x = " + " x ".join(
         f"{k} {v:.2f}" for k, v in breakdown.items()) + f"; table error on the student "
         f"{err:+.1f} %")
-    st.say(f"bench: scoring teacher ({bc.teacher_steps} steps) and student (.pte) on "
-           f"{bc.eval_clips} test clips")
-    ev = {"items": bc.eval_clips, "seconds": bc.eval_seconds,
-          "chunk_seconds": cfg.export.chunk_seconds}
-    t_scores = recipe.evaluate(teacher, "teacher", teacher, st.splits, "test",
-                               teacher_steps=bc.teacher_steps, **ev)
+    st.say(f"bench: scoring the student (.pte) on {bc.eval_clips} test clips")
     from export.runtime import PteRunner
 
     runner = PteRunner(pte, threads=bc.threads)
@@ -842,7 +860,7 @@ def stage_bench(st: RunState, out: Path) -> BenchResult:
         {"predicted_ms": anchored, "measured_ms": p["student_pte"], "error_pct": err,
          "predicted_unanchored_ms": predicted, "error_unanchored_pct": raw_err,
          "machine_drift": drift, "target": st.target}, pte, recipe.params(teacher),
-        recipe.params(student), audio)
+        recipe.params(student), audio, iso, iso_speedup)
 
 
 def _operator_profile(st: RunState, pte: str, target: str, raw: Path, out: Path

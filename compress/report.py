@@ -432,6 +432,27 @@ def render_html(d: dict[str, Any], run_dir: Path, embed_audio_max_bytes: int = 0
           d["searched_latency_fraction"], d["quality_retention"], err]],
         "summary",
     ))
+    iso = d.get("iso_quality")
+    if iso and d.get("iso_quality_speedup") is not None:
+        rows = [[r["steps"], r["temperature"], r["score"], r["paired_noise"],
+                 r["kept_fraction"], r["keeps"]] for r in iso.get("tried", [])]
+        parts.append(_section("iso", "Iso-quality baseline", (
+            f"<p>The teacher's fewest sampler steps keeping "
+            f"{_fmt(100 * float(d.get('iso_quality_fraction') or 0))} % of its own "
+            f"{_e(str(d.get('score_name')))} ({_fmt(iso['reference'])}): {iso['steps']} "
+            f"step(s) at temperature {_fmt(iso['temperature'])}, score {_fmt(iso['score'])}. "
+            f"The student is {_fmt(d['iso_quality_speedup'])}x faster than that teacher "
+            f"({_fmt(d['speedup'])}x than the teacher's own setting).</p>")
+            + (_table(["steps", "temperature", "score", "paired noise", "kept fraction",
+                       "keeps the score"], rows) if rows else "")))
+    sp = d.get("score_parts") or {}
+    if sp:
+        rows = [[part, r["score"], r["weight"], r["teacher"], r["teacher_noise"],
+                 r["student"], r["student_noise"], r["paired_noise"], r["delta"],
+                 r["delta_counted"]] for part, r in sp.items()]
+        parts.append(_section("parts", "The search score's parts", _table(
+            ["part", "score", "weight", "teacher", "± noise", "student", "± noise",
+             "paired noise", "Δ", "Δ counted (0 within the noise)"], rows)))
     bd = d["speedup_breakdown"]
     parts.append(_section("breakdown", "Where the speed-up comes from", _table(
         ["factor", "×"], [[k, v] for k, v in bd.items()]

@@ -22,6 +22,15 @@ The figures (:mod:`compress.report` renders them):
   be within the parameter budget (``budget_check.params_budget``);
 * ``score_noise`` — the standard error over the test items of each teacher score, and
   ``decision_noise`` the one over the val items the search decided on;
+* ``score_deltas`` — per score, teacher and student with their noise, the paired noise of
+  their per-item differences (the same test clips), the raw difference ``delta`` and
+  ``delta_counted``: 0 when ``|delta|`` is within the paired noise; ``score_parts`` — the same
+  for the parts of the ``combined`` score, with their weights. The teacher and the student
+  program are deterministic (temperature-0 or a fixed noise buffer), so the noise is the
+  clips' alone: another seed gives the same outputs;
+* ``iso_quality`` / ``iso_quality_speedup`` — the teacher's fewest sampler steps (and best
+  temperature) keeping ``bench.iso_quality`` of its own score, and the student's speed-up
+  against the teacher at that setting (beside ``speedup``, against ``bench.teacher_steps``);
 * ``operator_profile`` — per bench target, the student program's time per operator from one
   run with ExecuTorch's ETDump profiler (:mod:`device_bench.etdump`), the operators' total
   beside that run's measured latency (``check``), or ``{error}`` when it could not be made.
@@ -43,13 +52,54 @@ def _summary(params: int, size_mb: float, ms_per_s: float, scores: dict[str, Any
             "scores": {k: v["value"] for k, v in scores.items()}}
 
 
+def score_deltas(teacher: dict[str, Any], student: dict[str, Any]) -> dict[str, Any]:
+    """Per score in both: values, noise, paired noise over the shared items and the
+    difference, counted as 0 within that noise (module docstring)."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for name, t in teacher.items():
+        s = student.get(name)
+        if s is None:
+            continue
+        a, b = np.asarray(t["items"], dtype=float), np.asarray(s["items"], dtype=float)
+        if a.size == b.size and a.size >= 2:
+            paired = float((b - a).std(ddof=1) / math.sqrt(a.size))
+        else:
+            paired = max(float(t["noise"]), float(s["noise"]))
+        delta = float(s["value"]) - float(t["value"])
+        out[name] = {"teacher": t["value"], "teacher_noise": t["noise"],
+                     "student": s["value"], "student_noise": s["noise"],
+                     "paired_noise": paired, "delta": delta,
+                     "delta_counted": 0.0 if abs(delta) <= paired else delta,
+                     "items": int(a.size)}
+    return out
+
+
+def _score_parts(cfg: Any, deltas: dict[str, Any]) -> dict[str, Any]:
+    """The ``combined`` score's parts with their weights (LHQ-SVC), from `deltas`."""
+    from compress.scores import PARTS
+
+    if "combined" not in deltas:
+        return {}
+    weights = cfg.evolve.weights()
+    return {part: {"score": name, "weight": weights.get(part, 0.0), **deltas[name]}
+            for part, name in PARTS.items() if name in deltas}
+
+
 def verdict(d: dict[str, Any]) -> str:
     """One sentence: what the run achieved, in the report's own numbers."""
     bd = d["speedup_breakdown"]
     ret = d.get("quality_retention")
+    iso = d.get("iso_quality")
+    iso_text = ""
+    if d.get("iso_quality_speedup") is not None and iso:
+        iso_text = (f"; {d['iso_quality_speedup']:.1f}x faster than the teacher at "
+                    f"{iso['steps']} step(s), temperature {iso['temperature']:g}, its fewest "
+                    f"that keep {100 * d['iso_quality_fraction']:.0f} % of its own score")
     parts = [f"{d['speedup']:.1f}x faster than the teacher "
              f"(steps {bd['steps']:.1f}x, runtime {bd['runtime']:.2f}x, precision "
-             f"{bd['precision']:.2f}x, architecture {bd['architecture']:.2f}x)",
+             f"{bd['precision']:.2f}x, architecture {bd['architecture']:.2f}x){iso_text}",
              f"budget {'met' if d['budget_met'] else 'NOT met'} "
              f"({d['student']['latency_ms_per_audio_s']:.1f} of "
              f"{d['budget_check']['limit_ms_per_audio_s']:.1f} ms per audio second"
@@ -81,6 +131,7 @@ def report_data(st: RunState) -> dict[str, Any]:
         sv = student["scores"].get(name)
         retention[name] = (sv / tv if sv is not None and tv and math.isfinite(tv) and tv > 0
                            else None)
+    deltas = score_deltas(b.teacher_scores, b.student_scores)
     evo = ev.evolution
     chosen = int(evo.get("chosen_decisions", evo["chosen_round"]))
     history = [{**h, "chosen": i < chosen} for i, h in enumerate(evo["history"])]
@@ -121,6 +172,11 @@ def report_data(st: RunState) -> dict[str, Any]:
         "score_name": score,
         "quality_retention": retention.get(score),
         "quality_retention_all": retention,
+        "iso_quality": b.iso_quality,
+        "iso_quality_speedup": b.iso_quality_speedup,
+        "iso_quality_fraction": cfg.bench.iso_quality,
+        "score_deltas": deltas,
+        "score_parts": _score_parts(cfg, deltas),
         "score_noise": {k: v["noise"] for k, v in b.teacher_scores.items()},
         "student_score_noise": {k: v["noise"] for k, v in b.student_scores.items()},
         "decision_noise": ev.score_noise,

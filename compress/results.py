@@ -120,6 +120,9 @@ class BenchResult(Result):
     teacher_params: int
     student_params: int
     audio: list[dict[str, Any]] = field(default_factory=list)
+    # the iso-quality teacher (Recipe.iso_quality_teacher) and the speed-up against it
+    iso_quality: dict[str, Any] | None = None
+    iso_quality_speedup: float | None = None
 
 
 @dataclass

@@ -15,8 +15,25 @@ Registered scores (``score_names()``):
 * ``chroma_accuracy`` — F0 raw chroma accuracy of the output vs the source melody + shift;
 * ``neg_f0_rmse_cents`` — negated F0 RMSE (cents) on frames voiced in both;
 * ``sim_stoi`` — the mean of ``speaker_similarity`` and ``stoi``: timbre and intelligibility
-  together (the default score of ``compress run``'s search: with speaker similarity alone the
-  search removed the blocks that carry content — see README).
+  together (the search's score before the judges below; with speaker similarity alone the
+  search removed the blocks that carry content — see README);
+* ``dnsmos_sig`` / ``dnsmos_bak`` / ``dnsmos_ovrl`` / ``dnsmos_p808`` — Microsoft's DNSMOS
+  (:func:`models.judges.dnsmos`, 1..5), reference-free; ``naturalness`` — the DNSMOS score
+  named by :attr:`EvalSet.naturalness_judge` mapped to 0..1 (``(mos - 1) / 4``);
+* ``crepe_chroma`` / ``neg_crepe_f0_rmse_cents`` — the pitch scores above with CREPE
+  (:func:`models.judges.crepe_f0`, :attr:`EvalSet.pitch_judge` ``tiny`` or ``full``, Viterbi)
+  as the estimator of the output's F0: independent of the DIO the model is conditioned on;
+* ``combined`` — one score of named parts (:data:`PARTS`), the weighted mean of those whose
+  weight (:attr:`EvalSet.weights`, from ``evolve.score_weights``) is positive. A part that
+  cannot be computed on an item (``intelligibility`` without a ground truth) is left out of
+  that item's mean, with the weights of the others renormalised.
+
+**Default weights** (:data:`DEFAULT_WEIGHTS`), from ``benchmarks/judges.py``'s degradation
+ladder on held-out singing (docs/results.md, "Judges"): similarity, intelligibility and pitch
+1 each; naturalness 0, because DNSMOS OVRL failed the ladder here (it does not fall for a
+2-kHz low-pass, 8-bit mu-law or Griffin-Lim phase, and it is confounded by the singer's
+pitch). A user who trusts it on their material sets ``naturalness`` > 0 (and may choose
+``naturalness_judge: p808``, which passed the ladder weakly).
 """
 
 from __future__ import annotations
@@ -66,7 +83,13 @@ class EvalSet:
     sampler: str = "ddim"
     seed: int = 0
     f0_method: str = "dio"
+    temperature: float | None = None  # None: the pipeline's own
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    pitch_judge: str = "tiny"  # CREPE model of the crepe_* scores
+    pitch_stride: int = 2  # CREPE on every k-th frame of the pipeline's (k * 8 ms at 16 kHz)
+    naturalness_judge: str = "ovrl"  # DNSMOS score of the naturalness part
     _cache: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
+    _judged: dict[str, list[Any]] = field(default_factory=dict, repr=False)
     _emb: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def speaker_embedding(self, name: str) -> np.ndarray:
@@ -78,6 +101,26 @@ class EvalSet:
                 [metrics.speaker_embedding(r, self.sample_rate) for r in refs], axis=0
             )
         return self._emb[name]
+
+
+#: the parts of the ``combined`` score: part -> the registered score it reads
+PARTS: dict[str, str] = {"similarity": "speaker_similarity", "naturalness": "naturalness",
+                         "intelligibility": "stoi", "pitch": "crepe_chroma"}
+#: the default weights (module docstring: why naturalness is 0)
+DEFAULT_WEIGHTS: dict[str, float] = {"similarity": 1.0, "naturalness": 0.0,
+                                     "intelligibility": 1.0, "pitch": 1.0}
+PITCH_JUDGES = ("tiny", "full")
+NATURALNESS_JUDGES = ("ovrl", "sig", "bak", "p808")
+
+
+def check_weights(weights: dict[str, float]) -> list[str]:
+    """What a ``combined`` weight map should be, one phrase per problem (none: valid)."""
+    out = [f"a part name (not {k!r})" for k in weights if k not in PARTS]
+    out += [f"a finite weight >= 0 for {k} (not {v!r})" for k, v in weights.items()
+            if not (isinstance(v, int | float) and np.isfinite(v) and v >= 0)]
+    if not out and not any(v > 0 for v in weights.values()):
+        out.append("at least one positive weight (all are 0)")
+    return out
 
 
 _PINNED: dict[int, str] = {}
@@ -111,7 +154,7 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
 def converted(model: torch.nn.Module, eval_set: EvalSet) -> list[np.ndarray]:
     """The model's outputs for every item (cached per model fingerprint)."""
-    key = model_fingerprint(model) + f"/{eval_set.steps}/{eval_set.sampler}/{eval_set.seed}"
+    key = _conversion_key(model, eval_set)
     if key not in eval_set._cache:
         if not hasattr(model, "convert_long"):
             raise CompressError(
@@ -122,13 +165,108 @@ def converted(model: torch.nn.Module, eval_set: EvalSet) -> list[np.ndarray]:
         outs = []
         for item in eval_set.items:
             spk = svc.speaker_index(item.target_speaker)
+            kw = {} if eval_set.temperature is None else {"temperature": eval_set.temperature}
             outs.append(svc.convert_long(item.source, spk, item.shift, steps=eval_set.steps,
                                          sampler=eval_set.sampler, seed=eval_set.seed,
-                                         f0_method=eval_set.f0_method))
+                                         f0_method=eval_set.f0_method, **kw))
         while len(eval_set._cache) >= CONVERSIONS_KEPT:  # oldest first (insertion order)
             eval_set._cache.pop(next(iter(eval_set._cache)))
         eval_set._cache[key] = outs
     return eval_set._cache[key]
+
+
+def _conversion_key(model: torch.nn.Module, eval_set: EvalSet) -> str:
+    return (model_fingerprint(model) + f"/{eval_set.steps}/{eval_set.sampler}/{eval_set.seed}"
+            f"/{eval_set.temperature}")
+
+
+def _judged(model: torch.nn.Module, eval_set: EvalSet, judge: str,
+            fn: Callable[[EvalItem, np.ndarray], Any]) -> list[Any]:
+    """`fn(item, output)` for every item, kept per model and judge (several scores read one
+    judge's output: DNSMOS's four, CREPE's chroma and RMSE)."""
+    outs = converted(model, eval_set)
+    key = _conversion_key(model, eval_set) + "/" + judge
+    if key not in eval_set._judged:
+        while len(eval_set._judged) >= 4 * CONVERSIONS_KEPT:
+            eval_set._judged.pop(next(iter(eval_set._judged)))
+        eval_set._judged[key] = [fn(it, y) for it, y in zip(eval_set.items, outs)]
+    return eval_set._judged[key]
+
+
+def _dnsmos(model: torch.nn.Module, eval_set: EvalSet, key: str) -> float:
+    from models.judges import JudgeError, dnsmos
+
+    def judge(item: EvalItem, y: np.ndarray) -> dict[str, float]:
+        try:  # clipped to full scale, as `compress convert` writes the output
+            return dnsmos(np.clip(y, -1.0, 1.0), eval_set.sample_rate)
+        except (metrics.AudioError, JudgeError) as exc:  # e.g. a clip under 0.5 s
+            log.warning("DNSMOS of %s: %s", item.id, exc)
+            return {}
+
+    vals = [d.get(key, float("nan")) for d in _judged(model, eval_set, "dnsmos", judge)]
+    return _mean(vals, f"dnsmos_{key}")
+
+
+def naturalness(model: torch.nn.Module, eval_set: EvalSet) -> float:
+    """The DNSMOS score :attr:`EvalSet.naturalness_judge` on 0..1: ``(mos - 1) / 4``."""
+    if eval_set.naturalness_judge not in NATURALNESS_JUDGES:
+        raise CompressError(f"naturalness judge {eval_set.naturalness_judge!r}; valid: "
+                            f"{', '.join(NATURALNESS_JUDGES)}")
+    return (_dnsmos(model, eval_set, eval_set.naturalness_judge) - 1.0) / 4.0
+
+
+def _crepe(model: torch.nn.Module, eval_set: EvalSet, key: str) -> float:
+    """CREPE (:attr:`EvalSet.pitch_judge`) on the output against the source melody + shift,
+    on every :attr:`EvalSet.pitch_stride`-th frame of the pipeline's: CREPE's hop is
+    ``stride * hop`` in 16-kHz samples, so its frame i is at ``i * stride * hop / rate``, the
+    time of the reference's frame ``i * stride``. Stride 2 (16 ms at the demo's rate) halves
+    CREPE's cost (tiny, one thread: 0.30 vs 0.69 s per audio second on a loaded host) and
+    keeps Viterbi's 220-cent-per-frame limit above a singer's vibrato."""
+    from models.judges import JudgeError, crepe_f0
+
+    if eval_set.pitch_judge not in PITCH_JUDGES:
+        raise CompressError(f"pitch judge {eval_set.pitch_judge!r}; valid: "
+                            f"{', '.join(PITCH_JUDGES)}")
+    sr, hop, k = eval_set.sample_rate, eval_set.hop_length, max(1, int(eval_set.pitch_stride))
+    hop16 = max(1, round(k * hop * 16000 / sr))
+
+    def judge(item: EvalItem, y: np.ndarray) -> dict[str, float]:
+        try:
+            _, est, _ = crepe_f0(y, sr, hop_length=hop16, model=eval_set.pitch_judge)
+            ref = (item.source_f0 * 2.0 ** (item.shift / 12.0))[::k]
+            return metrics.f0_metrics(ref, est, k * hop / sr)
+        except (metrics.AudioError, JudgeError) as exc:  # e.g. an output under one frame
+            log.warning("CREPE on %s: %s", item.id, exc)
+            return {"raw_chroma_accuracy": float("nan"), "f0_rmse_cents": float("nan")}
+
+    vals = [d[key] for d in _judged(model, eval_set, f"crepe-{eval_set.pitch_judge}-{k}", judge)]
+    return _mean(vals, f"crepe {key}")
+
+
+def combined_parts(model: torch.nn.Module, eval_set: EvalSet) -> dict[str, float]:
+    """The weighted parts of ``combined`` that could be computed: ``part -> value``."""
+    problems = check_weights(eval_set.weights)
+    if problems:
+        raise CompressError(f"combined score weights {eval_set.weights}: expected "
+                            + "; ".join(problems) + f" (parts: {', '.join(PARTS)})")
+    out: dict[str, float] = {}
+    for part, w in eval_set.weights.items():
+        if w <= 0:
+            continue
+        try:
+            out[part] = float(get_score(PARTS[part])(model, eval_set))
+        except CompressError as exc:  # e.g. no ground truth for intelligibility
+            log.debug("combined score: part %s left out: %s", part, exc)
+    return out
+
+
+def combined(model: torch.nn.Module, eval_set: EvalSet) -> float:
+    """The weighted mean of the parts (module docstring)."""
+    parts = combined_parts(model, eval_set)
+    if not parts:
+        raise CompressError("combined score: none of its weighted parts could be computed")
+    w = {k: eval_set.weights[k] for k in parts}
+    return float(sum(w[k] * v for k, v in parts.items()) / sum(w.values()))
 
 
 def _mean(values: list[float], what: str) -> float:
@@ -193,6 +331,14 @@ _SCORES: dict[str, Score] = {
     "neg_f0_rmse_cents": lambda m, e: -_f0(m, e, "f0_rmse_cents"),
     "sim_stoi": lambda m, e: 0.5 * (speaker_similarity(m, e)
                                     + _with_reference(m, e, metrics.stoi)),
+    "dnsmos_sig": lambda m, e: _dnsmos(m, e, "sig"),
+    "dnsmos_bak": lambda m, e: _dnsmos(m, e, "bak"),
+    "dnsmos_ovrl": lambda m, e: _dnsmos(m, e, "ovrl"),
+    "dnsmos_p808": lambda m, e: _dnsmos(m, e, "p808"),
+    "naturalness": naturalness,
+    "crepe_chroma": lambda m, e: _crepe(m, e, "raw_chroma_accuracy"),
+    "neg_crepe_f0_rmse_cents": lambda m, e: -_crepe(m, e, "f0_rmse_cents"),
+    "combined": combined,
 }
 
 

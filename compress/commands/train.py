@@ -48,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    choices=["all", "content", "vocoder", "decoder"],
                    help="which part to train (default: all, in that order)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--f0", choices=["dio", "crepe", "crepe-full"], default="dio",
+                   help="SVC: the F0 the model is conditioned on — DIO (the paper's), or CREPE "
+                   "tiny (crepe: 0.27 s per audio second on one thread, 20x DIO's cost) / full "
+                   "(5.9 s); recorded in the checkpoint, which convert then uses by default")
     p.add_argument("--content-model", default=None, metavar="PATH",
                    help="a LOCAL pretrained HuBERT / ContentVec content encoder: a transformers "
                    "save_pretrained directory (config.json + model.safetensors or "
@@ -190,6 +194,6 @@ def run(args: argparse.Namespace) -> int:
     comps = list(COMPONENTS) if args.component == "all" else [args.component]
     path = train(args.model, args.data, args.out, components=comps, steps=args.steps,
                  resume=args.resume, cfg=cfg, content_model=args.content_model,
-                 allow_pickle=args.allow_pickle, device=device)
+                 allow_pickle=args.allow_pickle, device=device, f0_method=args.f0)
     print(f"checkpoint: {path}")
     return 0

@@ -332,6 +332,13 @@ class Recipe(ABC):
 
         return list(score_names())
 
+    def iso_quality_teacher(self, teacher: nn.Module, data: DataSplits, cfg: RunConfig,
+                            reference: ScoreResult, say: Say) -> dict[str, Any] | None:
+        """The teacher's cheapest sampler setting that keeps ``bench.iso_quality`` of its own
+        score (``{steps, temperature, score, reference, kept_fraction, tried}``); None for a
+        family without a sampler (its teacher has one setting)."""
+        return None
+
     def write_examples(self, out: Path, teacher: nn.Module, program: Any, student: nn.Module,
                        data: DataSplits, teacher_steps: int, chunk_seconds: float
                        ) -> list[dict[str, Any]]:

@@ -89,16 +89,21 @@ def load_corpus(
     hop_length: int = 128,
     splits: tuple[str, ...] = ("train", "test"),
     max_clips: int | None = None,
+    f0_method: str = "dio",
 ) -> Corpus:
     """Load the sung clips of `root` (via ``models.data.datasets.SingingCorpus``) with features.
 
     Log-mel and DIO F0 follow the contract; phoneme labels and the corpus's ground-truth F0
     (``label_f0``) come from the labels when present. A folder without meta.json has every
-    clip in the ``train`` split. Raises :class:`DataError` on a bad layout.
+    clip in the ``train`` split. Raises :class:`DataError` on a bad layout. ``f0_method``
+    (:data:`models.data.features.CORPUS_F0_METHODS`) replaces DIO by CREPE tiny (``crepe``)
+    or full (``crepe-full``) for the F0 the model is conditioned on.
     """
     from models.data.datasets import SingingCorpus
-    from models.data.features import MelConfig, dio_f0, log_mel
+    from models.data.features import CORPUS_F0_METHODS, MelConfig, estimate_f0, log_mel
 
+    if f0_method not in CORPUS_F0_METHODS:
+        raise DataError(f"F0 method {f0_method!r}; valid: {', '.join(CORPUS_F0_METHODS)}")
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"corpus {root}: no such directory")
@@ -112,7 +117,7 @@ def load_corpus(
             continue
         wav = item.audio
         mel = log_mel(wav, cfg)
-        f0, voiced = dio_f0(wav, sample_rate, hop_length)
+        f0, voiced = estimate_f0(wav, sample_rate, hop_length, f0_method)
         n = mel.shape[1]
         labelled = item.f0_source == "labels"
         ph = _fit(item.phonemes.astype(np.int64), n) if item.phonemes is not None else None

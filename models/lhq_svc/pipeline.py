@@ -819,14 +819,9 @@ def crepe_frames(wav: np.ndarray, sample_rate: int, hop_length: int, model: str 
     """CREPE's F0 (:func:`models.judges.crepe_f0`, Viterbi, its periodicity threshold) on the
     pipeline's frames: ``(f0 (1, F) Hz, voiced (1, F) float)``, ``F = 1 + T // hop`` like
     DIO's. CREPE runs at 16 kHz; its hop is the pipeline's hop in 16-kHz samples."""
-    from models.judges import crepe_f0
+    from models.data.features import crepe_f0_frames
 
-    n = 1 + wav.shape[-1] // hop_length
-    hop16 = max(1, round(hop_length * 16000 / sample_rate))
-    _, f0, _ = crepe_f0(wav, sample_rate, hop_length=hop16, model=model)
-    f0 = np.asarray(f0[:n], dtype=np.float32)
-    if f0.size < n:
-        f0 = np.pad(f0, (0, n - f0.size))
+    f0, _ = crepe_f0_frames(wav, sample_rate, hop_length, model)
     t = torch.from_numpy(f0).unsqueeze(0)
     return t, (t > 0).float()
 

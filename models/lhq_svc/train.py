@@ -486,8 +486,14 @@ def train(
     content_model: str | os.PathLike[str] | None = None,
     allow_pickle: bool = False,
     device: str | torch.device = "cpu",
+    f0_method: str = "dio",
 ) -> Path:
     """Train preset `model_name` on the corpus at `data`; returns the checkpoint path.
+
+    ``f0_method``: the F0 the model is conditioned on in training — ``dio`` (the paper's
+    preprocessing, §IV.B) or CREPE ``crepe`` (tiny) / ``crepe-full``. It is recorded in the
+    checkpoint (``extra.f0_method``) so that ``compress convert`` uses the same estimator by
+    default; a resume must use the checkpoint's.
 
     ``steps`` overrides every selected component's step budget. With ``resume`` and an
     existing checkpoint in `out`, training continues where it stopped. ``content_model``: a
@@ -536,8 +542,13 @@ def train(
     provenance: dict[str, Any] = {}
     if content_model is not None and not resuming:  # a bad path fails before the corpus loads
         encoder, provenance = _pretrained_content(content_model, base, allow_pickle)
+    if resuming:  # the estimator the checkpoint was trained with, checked before the corpus
+        trained_with = checkpoint.read_header(ckpt).extra.get("f0_method", "dio")
+        if trained_with != f0_method:
+            raise CheckpointError(f"{ckpt} was trained on {trained_with} F0; resume it with "
+                                  f"--f0 {trained_with} (not {f0_method})")
     corpus = load_corpus(data, sample_rate=base["sample_rate"], hop_length=base["hop_length"],
-                         max_clips=max_clips)
+                         max_clips=max_clips, f0_method=f0_method)
     model: SVCPipeline
     if resuming:
         loaded, header = checkpoint.load_model(ckpt)
@@ -563,6 +574,7 @@ def train(
     if model.speakers != corpus.singers:
         raise DataError(f"checkpoint speakers {model.speakers} differ from the corpus's "
                         f"singers {corpus.singers}")
+    provenance["f0_method"] = f0_method
     trainer = Trainer(model, model_name, corpus, out, cfg, progress, history, show_progress,
                       device=device, provenance=provenance)
     trainer.run(comps)

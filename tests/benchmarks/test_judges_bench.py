@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE = 16000
-JUDGES = {"sig", "bak", "ovrl", "p808"}
+JUDGES = {"sig", "bak", "ovrl", "p808", "plcmos"}
 QUICK_RUNGS = ["clean", "noise_10db", "lowpass_2k", "mulaw_8bit"]
 
 

@@ -251,3 +251,41 @@ def test_student_operator_profile_is_in_json_and_html(tmp_path: Path) -> None:
     assert "(5 more operators)" in sec
     assert "operators total 9.700 ms per forward" in sec and "within 15 %" in sec
     assert "No profile: no runner" in sec
+
+
+def test_score_deltas_count_a_difference_within_the_paired_noise_as_zero(tmp_path: Path) -> None:
+    from compress.report_data import score_deltas
+
+    def res(items: list[float]) -> dict[str, Any]:
+        a = np.asarray(items)
+        return {"value": float(a.mean()), "noise": float(a.std(ddof=1) / np.sqrt(a.size)),
+                "items": items}
+
+    teacher = {"stoi": res([0.70, 0.60, 0.80, 0.75]), "crepe_chroma": res([0.9, 0.9, 0.9, 0.9]),
+               "only_teacher": res([1.0, 2.0])}
+    student = {"stoi": res([0.71, 0.59, 0.81, 0.74]),  # +0.01/-0.01 per item: within noise
+               "crepe_chroma": res([0.7, 0.72, 0.69, 0.71])}  # a clear drop
+    d = score_deltas(teacher, student)
+    assert set(d) == {"stoi", "crepe_chroma"}
+    assert d["stoi"]["delta"] == pytest.approx(0.0) and d["stoi"]["delta_counted"] == 0.0
+    assert d["stoi"]["paired_noise"] == pytest.approx(np.std([.01, -.01, .01, -.01], ddof=1) / 2)
+    c = d["crepe_chroma"]
+    assert c["delta"] == pytest.approx(-0.195) and c["delta_counted"] == c["delta"]
+    assert c["paired_noise"] < 0.01 and c["items"] == 4
+    # the parts and the iso-quality baseline are shown on the page
+    data = realistic(tmp_path)
+    data["score_parts"] = {"pitch": {"score": "crepe_chroma", "weight": 1.0, **c}}
+    data["iso_quality"] = {"steps": 2, "temperature": 0.5, "score": 0.78, "reference": 0.8,
+                           "kept_fraction": 0.975, "tried": [
+                               {"steps": 1, "temperature": 0.0, "score": 0.70,
+                                "paired_noise": 0.01, "kept_fraction": 0.875, "keeps": False},
+                               {"steps": 2, "temperature": 0.5, "score": 0.78,
+                                "paired_noise": 0.01, "kept_fraction": 0.975, "keeps": True}]}
+    data["iso_quality_speedup"], data["iso_quality_fraction"] = 3.25, 0.95
+    _, hpath = write_report(tmp_path / "run", data)
+    page = hpath.read_text()
+    iso = page.split('id="iso"')[1].split("</section>")[0]
+    assert "2 step(s) at temperature 0.5" in iso and "3.25x faster" in iso
+    assert iso.count("<tr>") == 3  # header and the two settings tried
+    parts = page.split('id="parts"')[1].split("</section>")[0]
+    assert "crepe_chroma" in parts and "-0.195" in parts

@@ -101,6 +101,29 @@ def test_dnsmos_matches_speechmos_reference(voice3, clean_scores):
 
 
 @needs_speechmos
+def test_plcmos_matches_speechmos_with_seeded_raters(voice3):
+    """Our front end equals speechmos's PLCMOS features exactly; with the same rater
+    embeddings the score is the same, and it is deterministic per seed. (It is no judge of
+    noise on this synthetic voice: measured 1.85 clean, 3.21 with 0-dB white noise.)"""
+    ref_mod = pytest.importorskip("speechmos.plcmos")
+    ref = object.__new__(ref_mod.PLCMOS)  # its __init__ opens a multi-threaded session
+    feats = np.float32(ref.stft_transform(voice3.astype(np.float64)))[None, None]
+    ours = judges._plcmos_features(voice3.astype(np.float64))
+    assert ours.shape == feats.shape and np.array_equal(ours, feats)
+    sess = judges._onnx_session("plcmos_models/plcmos_v2.onnx")
+    rng = np.random.default_rng(3)
+    expected = np.mean([float(np.asarray(sess.run(None, {
+        "degraded_audio": feats, "rater_embed": rng.standard_normal((1, 64)).astype(
+            np.float32)})[0]).reshape(-1)[0]) for _ in range(15)])
+    score = judges.plcmos(voice3, SR, seed=3)
+    assert score == pytest.approx(expected, abs=1e-6) and 1.0 <= score <= 5.0
+    assert judges.plcmos(voice3, SR, seed=3) == score
+    assert judges.plcmos(voice3, SR, seed=4) != score
+    with pytest.raises(AudioError, match="plcmos"):
+        judges.plcmos(voice3[:100], SR)
+
+
+@needs_speechmos
 def test_dnsmos_resamples_44k(clean_scores):
     x44 = _voice(3.0, sr=44100)
     x16 = scipy.signal.resample_poly(x44, 160, 441).astype(np.float32)  # not soxr: independent

@@ -113,5 +113,50 @@ def test_eval_writes_json(svc_corpus, tmp_path):
     assert set(conv) >= {"stoi", "neg_lsd", "chroma_accuracy", "items"}
     assert -1.0 <= conv["stoi"] <= 1.0 and conv["neg_lsd"] < 0
     assert rep["reconstruction"]["items"] == 1
+    assert rep["pitch_judge"] == "crepe-full" and rep["temperature"] is None
+    # the judges: CREPE (tiny here, for time) and the search's combined score
+    assert main(["eval", "--checkpoint", str(ck), "--data", str(svc_corpus), "--json", str(out),
+                 "--steps", "1", "--max-items", "1", "--seconds", "1.5", "--pitch-judge",
+                 "tiny", "--temperature", "0", "--scores",
+                 "crepe_chroma,neg_crepe_f0_rmse_cents,combined"]) == 0
+    rep = json.loads(out.read_text())
+    conv = rep["conversion"]
+    assert rep["pitch_judge"] == "crepe-tiny" and rep["temperature"] == 0.0
+    assert 0.0 <= conv["crepe_chroma"] <= 1.0 and conv["neg_crepe_f0_rmse_cents"] <= 0.0
+    assert -1.0 <= conv["combined"] <= 1.0
     assert main(["eval", "--checkpoint", str(ck), "--data", str(svc_corpus),
                  "--scores", "clip"]) == 1
+
+
+def test_train_on_crepe_f0_records_it_and_convert_uses_it(svc_corpus, song, tmp_path,
+                                                          monkeypatch, capsys):
+    """`train(f0_method="crepe")` (`compress train --f0 crepe`): the corpus's F0 is CREPE
+    tiny's (close to the synthetic corpus's true F0), the checkpoint records it, `convert`
+    uses it by default, and a resume on another estimator is refused before any work."""
+    from models.checkpoint import read_header
+    from models.lhq_svc import pipeline
+    from models.lhq_svc.data import load_corpus
+    from models.lhq_svc.train import train
+    from models.metrics import f0_metrics
+
+    corpus = load_corpus(svc_corpus, f0_method="crepe", max_clips=1)
+    for c in corpus.clips:
+        m = f0_metrics(c.label_f0, c.f0, 128 / SR)
+        assert m["raw_chroma_accuracy"] >= 0.9 and m["f0_rmse_cents"] < 60, (c.id, m)
+    out = tmp_path / "ck"
+    ck = train("lhq-svc-unittest", svc_corpus, out, components=["decoder"], steps=1,
+               max_clips=2, f0_method="crepe", show_progress=False)
+    header = read_header(ck)
+    assert header.extra["f0_method"] == "crepe"
+    used = []
+    real = pipeline.crepe_frames
+    monkeypatch.setattr(pipeline, "crepe_frames", lambda *a: used.append(a[3]) or real(*a))
+    assert main(["convert", "--checkpoint", str(ck), "--input", str(song), "--speaker",
+                 header.extra["speakers"][0], "--output", str(tmp_path / "o.wav"),
+                 "--steps", "1"]) == 0
+    assert used and set(used) == {"tiny"}
+    capsys.readouterr()
+    assert main(["train", "--model", "lhq-svc-unittest", "--data", str(svc_corpus), "--out",
+                 str(out), "--steps", "1", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "was trained on crepe F0; resume it with --f0 crepe (not dio)" in err
