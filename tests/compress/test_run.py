@@ -29,6 +29,7 @@ train: {steps: 20, content_steps: 10, vocoder_steps: 10, batch_size: 2}
 robust: {steps: 5}
 latency: {warmup: 1, iterations: 10, width_steps: 1, validate: false}
 evolve: {budget_fraction: 0.85, params_fraction: 0.8, max_rounds: 5, finetune_steps: 2,
+         pitch_stride: 4,
          duplicate_candidates: 1, swap_candidates: 1, duplicate_finetune_steps: 1, val_clips: 2,
          val_seconds: 1.0, screen_clips: 1, screen_keep: 2}
 distill: {teacher_steps: 4, steps_per_stage: 3}

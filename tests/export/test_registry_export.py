@@ -51,10 +51,13 @@ SLOW_COMPONENTS = {"pipeline"}
 # run-time failure (delegate error 0x10) came from the softplus output of the first network: an
 # int8 XNNPACK partition ending in the last conv's output and its exp (softplus's other ops ran
 # on portable kernels) handed one of them back with a permuted shape; the output is a clamp now.
+# chimera-mi-unittest's .onnx (19 s here): the same network and export as chimera-unittest's,
+# whose .onnx is in the suite (alpha, 0 for the mask-inference variant, only weighs the loss).
 # vox-tasnet-causal-unittest's .pte (26 s at int8 here): tests/benchmarks/
 # test_separation_trained.py::test_quick_run_of_the_other_separators exports it at fp32 and int8
 # from a trained checkpoint through the same export_model and asserts both parity gates passed.
 NOT_IN_SUITE = {("sts-unittest", "pte", "fp32"),
+                ("chimera-mi-unittest", "onnx", "fp32"),
                 ("vox-tasnet-causal-unittest", "pte", "fp32"),
                 ("vox-tasnet-causal-unittest", "pte", "int8"),
                 ("sts-unittest", "pte", "int8"),
