@@ -19,7 +19,8 @@ Usage::
   (``04_evolve``), at one DDIM step: what plain one-step sampling of the searched model gives;
 * ``student_eager`` — the distilled one-step student (``05_distill``) as the device program
   runs it (its fixed noise buffer, its temperature), fp32 eager PyTorch;
-* ``student_int8_pte`` — the shipped ``.pte`` (``07_export``) in the ExecuTorch runtime.
+* ``student_int8_pte`` — the shipped ``.pte`` (``07_export``'s ``pte_<precision>``, the whole
+  pipeline's program) in the ExecuTorch runtime.
 
 **Clips and scores.** The run's ``test`` split (held-out songs no stage trained or decided
 on), ``--clips`` conversion jobs A → B (round robin over the test songs, as the run's report
@@ -168,11 +169,12 @@ def build_systems(run: Run, steps: Sequence[int], temperatures: Sequence[float],
     teacher = rc.load(root / "01_teacher" / "model.safetensors").eval()
     evolved = rc.load(root / "04_evolve" / "model.safetensors").eval()
     student = rc.load(root / "05_distill" / "model.safetensors").eval()
-    ptes = sorted((root / "07_export").glob("*student*int8*.pte")) or sorted(
-        (root / "07_export").glob("*student*.pte"))
-    if not ptes:
-        raise CompressError(f"{root}/07_export: no student .pte")
-    pte = ptes[0]
+    art = json.loads((root / "07_export" / "done.json").read_text())["result"]["artifacts"]
+    # the whole pipeline's program at the export precision (beside it: the decoder alone)
+    key = f"pte_{run.cfg.export.precision}"
+    if key not in art or not Path(art[key]).is_file():
+        raise CompressError(f"{root}/07_export: no {key} program ({sorted(art)})")
+    pte = Path(art[key])
     audio, spk, shift = inputs
     t_inputs = rc.inputs_for(teacher, inputs)
 
@@ -333,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds")
     ap.add_argument("--quick", action="store_true", help="a smoke test (module docstring)")
     args = ap.parse_args(argv)
+    import logging
+
+    from compress.cli_util import quiet_dependencies
+
+    quiet_dependencies(logging.WARNING)  # dependency warnings stay out of the terminal
     try:
         steps = [int(x) for x in args.steps.split(",") if x.strip()]
         temps = [float(x) for x in args.temperatures.split(",") if x.strip()]
@@ -396,4 +403,7 @@ def _run(args: argparse.Namespace, steps: list[int], temps: list[float]) -> int:
 
 
 if __name__ == "__main__":
+    from compress.cli_util import filter_native_stderr
+
+    filter_native_stderr()  # the runtime's own stderr lines (cpuinfo, threadpool)
     sys.exit(main())
