@@ -191,15 +191,48 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+#: values a config may expand to: the default config has about 100; a document whose aliases
+#: expand past this (a "billion laughs" alias bomb: 9 aliases of 9 aliases ... of 9 values)
+#: is refused before anything walks it
+MAX_CONFIG_VALUES = 100_000
+
+
+def _too_many_values(data: Any, limit: int = MAX_CONFIG_VALUES) -> bool:
+    """Whether `data` (aliases expanded: a shared list counts once per reference) holds more
+    than `limit` values; stops counting at the limit, so it costs at most `limit` steps."""
+    stack, n = [data], 0
+    while stack:
+        v = stack.pop()
+        n += 1
+        if n > limit:
+            return True
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list | tuple):
+            stack.extend(v)
+    return False
+
+
 def read_yaml(path: str | os.PathLike[str]) -> Any:
-    """The plain data of a YAML file; a missing or unparsable file is a ConfigError."""
+    """The plain data of a YAML file; a missing or unparsable file is a ConfigError, and so
+    is one that nests thousands deep or expands past :data:`MAX_CONFIG_VALUES` values."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError([Problem("", str(p), "an existing YAML file")], str(p))
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        if _too_many_values(data):
+            raise ConfigError([Problem("", str(p), f"a config of at most {MAX_CONFIG_VALUES:,} "
+                                       "values (its aliases expand past that: an alias bomb?)")],
+                              str(p))
+        return data
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem("", str(p), f"valid YAML ({exc})")], str(p)) from exc
+        what = " ".join(str(exc).split())  # the parser's message spans lines: one line here
+        raise ConfigError([Problem("", str(p), f"valid YAML ({what})")], str(p)) from exc
+    except RecursionError:  # thousands of nested [ or {: the parser recurses per level
+        raise ConfigError([Problem("", str(p), "YAML nested less deeply (the file nests "
+                                   "deeper than a config ever needs)")], str(p)) from None
 
 
 def load_yaml(cls: type[T], path: str | os.PathLike[str],

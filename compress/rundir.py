@@ -7,16 +7,20 @@ Each stage of `compress run` writes into ``RUN/<NN>_<stage>/`` and, last, a ``do
 * the first stage without one is run again; its directory is wiped first unless the stage
   declares itself ``resumable`` (it then continues from its own checkpoints, e.g. training);
 * a run directory made with a different config is refused (start a new ``--out`` instead), so
-  results of one config are never mixed with another's.
+  results of one config are never mixed with another's;
+* one writer at a time: :class:`RunLock` (``RUN/run.lock``) refuses a second ``compress run``
+  on the same directory while the first lives, and takes over the lock of one that died.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +49,106 @@ def atomic_write_text(path: Path, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+LOCK = "run.lock"
+
+
+class RunLock:
+    """The one-writer lock of a run directory: ``RUN/run.lock``, an exclusive ``flock`` held
+    on an open file descriptor for the life of the process, the file naming its holder
+    (``{"pid", "host", "since", "command"}``).
+
+    The kernel drops a ``flock`` when its process dies, however it dies (``kill -9``
+    included), so a lock file whose ``flock`` can be taken is stale: its holder is gone, and
+    the new run takes it over with a warning naming the old holder. A lock that cannot be
+    taken is held by a live process: :meth:`acquire` raises a one-line :class:`CompressError`
+    naming it, before anything in the directory is touched. (On a network file system without
+    ``flock`` the lock is advisory at best.)"""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.path = self.root / LOCK
+        self._fd: int | None = None
+
+    @staticmethod
+    def _describe(holder: dict[str, Any]) -> str:
+        since = holder.get("since")
+        when = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(since)))
+                if isinstance(since, int | float) else "an unknown time")
+        return (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {when}"
+                + (f" ({holder['command']})" if holder.get("command") else ""))
+
+    def _read(self, fd: int) -> dict[str, Any]:
+        os.lseek(fd, 0, os.SEEK_SET)
+        raw = b""
+        while chunk := os.read(fd, 65536):
+            raw += chunk
+        try:
+            holder = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            holder = {"unreadable": raw[:80].decode("utf-8", "replace")}
+        return holder if isinstance(holder, dict) else {}
+
+    def acquire(self, command: str = "") -> None:
+        if self._fd is not None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._read(fd)
+            os.close(fd)
+            raise CompressError(
+                f"run {self.root} is in use by {self._describe(holder)}; wait for it to "
+                "finish, or use another --out") from None
+        except OSError as exc:
+            os.close(fd)
+            raise CompressError(f"run {self.root}: cannot lock {self.path} ({exc})") from None
+        old = self._read(fd)
+        if old:
+            log.warning("run %s: took over the lock of %s, which is no longer running",
+                        self.root, self._describe(old))
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
+              "command": command}
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps(me).encode())
+        os.fsync(fd)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Empty the lock file and drop the lock (the file stays: removing it would race a
+        second process that opened it already)."""
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def clear_run_dir(root: Path) -> None:
+    """Delete everything in a run directory but its lock (``--fresh`` under the lock)."""
+    if not root.is_dir():
+        return
+    for p in root.iterdir():
+        if p.name == LOCK:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def config_digest(config: dict[str, Any]) -> str:

@@ -41,7 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
-    import shutil
     import sys
     import time
     from dataclasses import replace
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from compress.pipeline import RunState, build_stages, run_config_dict
     from compress.preflight import check_run
     from compress.recipes import recipe_for
-    from compress.rundir import RunDir, StageRecord, run_stages
+    from compress.rundir import RunDir, RunLock, StageRecord, clear_run_dir, run_stages
 
     device = resolve_device(args.device)
     if args.config:
@@ -69,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
     if target.startswith("host:threads="):
         cfg = replace(cfg, latency=replace(cfg.latency, threads=int(target.split("=")[1])))
     out = Path(args.out or f"runs/{cfg.name}")
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
+    # one writer per run directory: refused here, before --fresh or any stage touches it
+    lock = RunLock(out)
+    lock.acquire(" ".join(["compress", "run", *sys.argv[2:]]))
+    if args.fresh:
+        clear_run_dir(out)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
 
@@ -91,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
                   command=" ".join(["compress", "run", *sys.argv[2:]]))
     say(f"run {out} (config {args.config or 'embedded default'}, family {recipe.family}, "
         f"target {target}, device {device})")
-    run_stages(RunDir(out, run_config_dict(cfg, target)), build_stages(), st, on_stage)
+    try:
+        run_stages(RunDir(out, run_config_dict(cfg, target)), build_stages(), st, on_stage)
+    finally:
+        lock.release()
     rep = st.need("report")
     print(f"report: {rep.report_html}")
     tail = (f", {cfg.evolve.score} retention {rep.quality_retention:.3f}"
