@@ -37,9 +37,10 @@ and ``compress convert --model``.
 
 **Outcomes** per input and entry point:
 
-* *clean error* — a non-zero exit with one line on stderr that names the input's file (for the
-  library: an :class:`~models.errors.ModelsError` / :class:`~compress.errors.CompressError`
-  whose message does);
+* *clean error* — exit status 1 with one ``compress CMD: error:`` line on stderr that names
+  the input's file (beside it only the native runtime's own diagnostic lines, which the
+  message refers to, and a command's progress lines; for the library: a
+  :class:`~models.errors.ModelsError` whose one-line message names the file);
 * *handled* — success, with finite output (a warning allowed: e.g. a truncated file converts
   its readable part);
 * *crash* — any other exception, a traceback, more than one stderr line, a message that does
@@ -64,6 +65,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -382,8 +384,17 @@ def _names_file(msg: str, path: str) -> bool:
     return path in msg or p.name in msg
 
 
+#: lines that are not the command's message: the ExecuTorch runtime's own diagnostics
+#: (``[program.cpp:114] File size is too small ...``; the console command hides the cpuinfo /
+#: threadpool ones, :data:`compress.cli_util.NATIVE_NOISE`, and keeps the runtime's errors,
+#: which the command's message points to), libmpg123's, and a command's progress lines
+_NOT_THE_MESSAGE = re.compile(r"^(\[[\w/]+\.(cpp|cc|c|h):\d+\]|\[src/libmpg123/|Warning: "
+                              r"Xing|Note: |melody .*: F0 contour|WARNING |INFO )")
+
+
 def _cli(argv: list[str], path: str) -> tuple[str, str]:
-    """`compress ARGV` in process: (outcome, message)."""
+    """`compress ARGV` in process: (outcome, message). A clean error is exit status 1 with one
+    ``compress CMD: error:`` line naming the file (other lines: :data:`_NOT_THE_MESSAGE`)."""
     from compress.cli import main
 
     err, out = io.StringIO(), io.StringIO()
@@ -394,8 +405,11 @@ def _cli(argv: list[str], path: str) -> tuple[str, str]:
         rc = int(exc.code or 0)
     except BaseException as exc:  # every escape is a crash to count
         return "crash", f"{type(exc).__name__}: {exc}"
-    lines = [line for line in err.getvalue().splitlines() if line.strip()
-             and not line.startswith(("WARNING ", "INFO "))]
+    text = err.getvalue()
+    if "Traceback (most recent call last)" in text:
+        return "crash", text[-500:]
+    lines = [line for line in text.splitlines()
+             if line.strip() and not _NOT_THE_MESSAGE.match(line)]
     if rc == 0:
         return "handled", ""
     if len(lines) == 1 and _names_file(lines[0], path):
@@ -545,8 +559,11 @@ def real_process(inp: Input, models: dict[str, str], out: Path, timeout: float) 
     except subprocess.TimeoutExpired:
         return Result(inp.case, inp.path, "cli_process", "hang", f"no exit in {timeout:g} s",
                       time.perf_counter() - t0)
-    lines = [line for line in p.stderr.splitlines() if line.strip()
-             and not line.startswith(("WARNING ", "INFO "))]
+    if "Traceback (most recent call last)" in p.stderr:
+        return Result(inp.case, inp.path, "cli_process", "crash", p.stderr[-500:],
+                      time.perf_counter() - t0)
+    lines = [line for line in p.stderr.splitlines()
+             if line.strip() and not _NOT_THE_MESSAGE.match(line)]
     secs = time.perf_counter() - t0
     if p.returncode == 0:
         return Result(inp.case, inp.path, "cli_process", "handled", "", secs)

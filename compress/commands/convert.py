@@ -61,6 +61,11 @@ def _pitch(text: str) -> float | str:
                                          ) from None
 
 
+#: the shortest input converted: a few of the content encoder's and F0's analysis frames (a
+#: 29-sample file made the mel front end's reflect padding fail)
+MIN_SECONDS = 0.1
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -105,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
     if args.speaker not in speakers:
         raise CompressError(f"unknown speaker {args.speaker!r}; valid: {', '.join(speakers)}")
     wav, sr = load_audio(args.input, sample_rate=model.sample_rate)
+    n = wav.shape[-1]
+    if n < MIN_SECONDS * sr:  # shorter than the analysis windows of the features
+        raise CompressError(f"{args.input}: {n} samples ({1000 * n / sr:.1f} ms) of audio; "
+                            f"convert needs at least {MIN_SECONDS:g} s")
     pitch = args.pitch
     if pitch == "auto":
         from models.lhq_svc.pitch import auto_pitch, require_medians

@@ -223,6 +223,8 @@ def separate_file(
 
     reader = AudioReader(src)
     sr_in, c_in = reader.sample_rate, reader.channels
+    # a channel count the model cannot take is refused now, naming the file
+    to_channels(np.zeros((c_in, 1), np.float32), int(model.channels), str(src))  # type: ignore
     sr = int(model.sample_rate)  # type: ignore[arg-type]
     chunk, overlap = round(chunk_seconds * sr), round(overlap_seconds * sr)
     stream = ChunkStream(model, c_in, chunk, overlap)

@@ -72,3 +72,49 @@ def test_bad_checkpoints_are_clean_errors(faults, tmp_path) -> None:
         seen[(inp.case, o)] += 1
     for case in ("ckpt_truncated", "pickle_renamed", "random_bytes", "empty", "newer_schema"):
         assert seen[(case, "handled")] == 0, (case, seen)
+
+
+# ---- what the campaign found, fixed ---------------------------------------------------------
+def test_random_bytes_are_refused_before_the_runtime_sees_them(tmp_path) -> None:
+    """2 KB of random bytes named .pte kept the runtime from answering for 60 s."""
+    from export.errors import ExportError
+    from export.runtime import PteRunner, check_pte_bytes
+
+    rnd = random.Random(0).randbytes(2048)
+    with pytest.raises(ExportError, match="not an ExecuTorch program"):
+        PteRunner(rnd)
+    for bad in (b"", b"1234", b"\0" * 4 + b"ETxx", b"\0" * 4 + b"XT12"):
+        with pytest.raises(ExportError):
+            check_pte_bytes(bad)
+    check_pte_bytes(b"\x3c\0\0\0ET12eh00")
+
+
+def test_a_few_samples_and_too_many_channels_are_one_line_errors(faults, tmp_path) -> None:
+    """A 29-sample file made `convert` raise from the mel front end's padding; a 3-channel
+    file made `separate` say "separate input: has 3 channel(s)" without naming the file."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from models import registry
+    from models.checkpoint import save_checkpoint
+    from models.errors import DataError
+    from models.separation.infer import separate_file
+
+    torch.manual_seed(0)
+    svc = registry.build("lhq-svc-unittest", speakers=["singer00", "singer01"])
+    ck = save_checkpoint(tmp_path / "svc", svc, model_name="lhq-svc-unittest",
+                         config=svc.config, architecture=svc.architecture,
+                         extra={"speakers": svc.speakers})
+    short = tmp_path / "short.wav"
+    sf.write(short, 0.3 * np.ones(29, np.float32), 16000)
+    o, msg = faults._cli(["convert", "--model", str(ck), "--input", str(short), "--speaker",
+                          "singer00", "--output", str(tmp_path / "o.wav")], str(short))
+    assert o == "clean_error" and "29 samples (1.8 ms) of audio; convert needs at least 0.1 s" \
+        in msg, msg
+    assert not (tmp_path / "o.wav").exists()
+    three = tmp_path / "three.wav"
+    sf.write(three, 0.1 * np.ones((8000, 3), np.float32), 16000)
+    with pytest.raises(DataError, match=f"{three}: has 3 channel"):
+        separate_file(registry.build("cws-unet5-unittest").eval(), three, tmp_path / "stems")
+    assert not (tmp_path / "stems").exists() or not any((tmp_path / "stems").iterdir())
