@@ -181,7 +181,7 @@ def audio_inputs(root: Path, rng: random.Random, scale: int) -> list[Input]:
             _header(0, rng.choice([8000, 16000, 48000]), rng.choice([1, 2]),
                     rng.choice([8, 16, 24, 32])))
     good = _wav_bytes(16000)
-    for i in range(n(100)):
+    for i in range(n(200)):
         cut = rng.randrange(1, len(good))
         add("truncated_wav", f"trunc_{i}.wav", good[:cut], f"{cut} of {len(good)} bytes")
     for fmt, ext in (("FLAC", "flac"), ("OGG", "ogg"), ("MP3", "mp3")):
@@ -198,7 +198,7 @@ def audio_inputs(root: Path, rng: random.Random, scale: int) -> list[Input]:
                 pos = rng.randrange(len(b))
                 b[pos] ^= 1 << rng.randrange(8)
             add(f"bitflip_{ext}", f"flip_{i}.{ext}", bytes(b))
-    for i in range(n(50)):
+    for i in range(n(100)):
         b = bytearray(good)
         for _ in range(rng.choice([1, 2, 8, 64])):
             pos = rng.randrange(len(b))
@@ -212,7 +212,7 @@ def audio_inputs(root: Path, rng: random.Random, scale: int) -> list[Input]:
         add("header_size_huge", f"huge_{i}.wav", _header(lie, riff=rng.choice([None, 4, lie]))
             + body)
     for ext in ("wav", "flac", "ogg", "mp3"):
-        for i in range(n(25)):
+        for i in range(n(50)):
             add("random_bytes", f"rand_{i}.{ext}", rng.randbytes(rng.randrange(1, 65536)))
     for magic, ext in ((b"RIFF", "wav"), (b"fLaC", "flac"), (b"OggS", "ogg"), (b"ID3", "mp3"),
                        (b"\xff\xfb", "mp3")):
