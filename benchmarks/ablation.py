@@ -58,8 +58,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -228,33 +226,33 @@ def score_system(run: Run, s: System, clips: int, seconds: float, seeds: int
     return out
 
 
-def time_systems(systems: list[System], repeats: int, per_round: int) -> dict[str, float]:
-    """Median ms per chunk of each system over `repeats` interleaved rounds."""
+def time_systems(systems: list[System], repeats: int) -> dict[str, float]:
+    """Median ms per chunk of each system over `repeats` interleaved rounds (the bench
+    stage's :func:`compress.pipeline._interleaved`), after one warm-up call each."""
+    from compress.pipeline import _interleaved
+
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for s in systems:  # warm-up
+        for s in systems:
             s.timer()
-        pooled: dict[str, list[float]] = {s.name: [] for s in systems}
-        for _ in range(max(1, repeats)):
-            for s in systems:
-                pooled[s.name] += [s.timer() for _ in range(per_round)]
+        stats = _interleaved({s.name: (lambda s=s: [s.timer()]) for s in systems}, repeats)
     finally:
         torch.set_num_threads(old)
-    return {k: float(statistics.median(v)) for k, v in pooled.items()}
+    return {k: float(v.p50_ms) for k, v in stats.items()}
 
 
 def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """a − b over the shared clips, with the standard error of the per-clip differences; a
-    difference within it is ``"none"``."""
-    x, y = np.asarray(a["items"], float), np.asarray(b["items"], float)
-    if x.size != y.size or x.size < 2:
-        return {"delta": a["value"] - b["value"], "noise": None, "verdict": "unpaired"}
-    d = x - y
-    noise = float(d.std(ddof=1) / math.sqrt(d.size))
-    delta = float(d.mean())
-    verdict = "none" if abs(delta) <= noise else ("higher" if delta > 0 else "lower")
-    return {"delta": delta, "noise": noise, "verdict": verdict}
+    """a − b over the shared clips with the paired noise, as the run's report counts it
+    (:func:`compress.report_data.score_deltas`): a difference within it is ``"none"``."""
+    from compress.report_data import score_deltas
+
+    d = score_deltas({"s": b}, {"s": a})["s"]
+    if len(a["items"]) != len(b["items"]) or len(a["items"]) < 2:
+        return {"delta": d["delta"], "noise": None, "verdict": "unpaired"}
+    verdict = ("none" if d["delta_counted"] == 0.0
+               else "higher" if d["delta"] > 0 else "lower")
+    return {"delta": d["delta"], "noise": d["paired_noise"], "verdict": verdict}
 
 
 def answers(records: list[dict[str, Any]], student_temperature: float | None
@@ -353,9 +351,11 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --clips >= 2 (the noise needs two), steps >= 1, --seeds >= 1",
               file=sys.stderr)
         return 2
+    from models.errors import ModelsError
+
     try:
         return _run(args, steps, temps)
-    except CompressError as exc:
+    except (CompressError, ModelsError) as exc:  # e.g. a run whose corpus was moved
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
@@ -372,7 +372,7 @@ def _run(args: argparse.Namespace, steps: list[int], temps: list[float]) -> int:
     systems = build_systems(run, steps, temps, inputs)
     say(f"ablation of {run.root}: {len(systems)} systems, {args.clips} test clips of "
         f"{args.seconds:g} s, timing {secs:g}-s chunks ({args.repeats} rounds)")
-    timings = time_systems(systems, args.repeats, 1)
+    timings = time_systems(systems, args.repeats)
     records = []
     for i, s in enumerate(systems):
         t0 = time.time()

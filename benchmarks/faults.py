@@ -405,14 +405,19 @@ def _cli(argv: list[str], path: str) -> tuple[str, str]:
         rc = int(exc.code or 0)
     except BaseException as exc:  # every escape is a crash to count
         return "crash", f"{type(exc).__name__}: {exc}"
-    text = err.getvalue()
-    if "Traceback (most recent call last)" in text:
-        return "crash", text[-500:]
-    lines = [line for line in text.splitlines()
+    return classify(rc, err.getvalue(), path)
+
+
+def classify(rc: int, stderr: str, path: str) -> tuple[str, str]:
+    """The outcome of a command (in process or a real process) from its exit status and
+    stderr (module docstring, **Outcomes**)."""
+    if "Traceback (most recent call last)" in stderr:
+        return "crash", stderr[-500:]
+    lines = [line for line in stderr.splitlines()
              if line.strip() and not _NOT_THE_MESSAGE.match(line)]
     if rc == 0:
         return "handled", ""
-    if len(lines) == 1 and _names_file(lines[0], path):
+    if rc == 1 and len(lines) == 1 and _names_file(lines[0], path):
         return "clean_error", lines[0]
     # `compress validate` lists every problem: "FILE: N problem(s)" and one "  - " line each
     if (rc == 1 and len(lines) > 1 and _names_file(lines[0], path)
@@ -559,18 +564,8 @@ def real_process(inp: Input, models: dict[str, str], out: Path, timeout: float) 
     except subprocess.TimeoutExpired:
         return Result(inp.case, inp.path, "cli_process", "hang", f"no exit in {timeout:g} s",
                       time.perf_counter() - t0)
-    if "Traceback (most recent call last)" in p.stderr:
-        return Result(inp.case, inp.path, "cli_process", "crash", p.stderr[-500:],
-                      time.perf_counter() - t0)
-    lines = [line for line in p.stderr.splitlines()
-             if line.strip() and not _NOT_THE_MESSAGE.match(line)]
-    secs = time.perf_counter() - t0
-    if p.returncode == 0:
-        return Result(inp.case, inp.path, "cli_process", "handled", "", secs)
-    if p.returncode == 1 and len(lines) == 1 and _names_file(lines[0], inp.path):
-        return Result(inp.case, inp.path, "cli_process", "clean_error", lines[0], secs)
-    return Result(inp.case, inp.path, "cli_process", "crash",
-                  f"exit {p.returncode}: " + " | ".join(lines)[-500:], secs)
+    o, m = classify(p.returncode, p.stderr, inp.path)
+    return Result(inp.case, inp.path, "cli_process", o, m, time.perf_counter() - t0)
 
 
 # ---- models for the entry points ----------------------------------------------------------------

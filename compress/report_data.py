@@ -53,26 +53,24 @@ def _summary(params: int, size_mb: float, ms_per_s: float, scores: dict[str, Any
 
 
 def score_deltas(teacher: dict[str, Any], student: dict[str, Any]) -> dict[str, Any]:
-    """Per score in both: values, noise, paired noise over the shared items and the
-    difference, counted as 0 within that noise (module docstring)."""
-    import numpy as np
+    """Per score in both (:meth:`ScoreResult.to_json` dicts): values, noise, paired noise
+    over the shared items (:meth:`ScoreResult.paired_noise`) and the difference, counted as 0
+    within that noise (module docstring)."""
+    from compress.recipes.base import ScoreResult
 
     out: dict[str, Any] = {}
     for name, t in teacher.items():
         s = student.get(name)
         if s is None:
             continue
-        a, b = np.asarray(t["items"], dtype=float), np.asarray(s["items"], dtype=float)
-        if a.size == b.size and a.size >= 2:
-            paired = float((b - a).std(ddof=1) / math.sqrt(a.size))
-        else:
-            paired = max(float(t["noise"]), float(s["noise"]))
+        t_res, s_res = (ScoreResult(name, float(x["value"]), tuple(x["items"])) for x in (t, s))
+        paired = s_res.paired_noise(t_res)
         delta = float(s["value"]) - float(t["value"])
         out[name] = {"teacher": t["value"], "teacher_noise": t["noise"],
                      "student": s["value"], "student_noise": s["noise"],
                      "paired_noise": paired, "delta": delta,
                      "delta_counted": 0.0 if abs(delta) <= paired else delta,
-                     "items": int(a.size)}
+                     "items": len(t_res.items)}
     return out
 
 

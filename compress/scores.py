@@ -222,20 +222,21 @@ def _crepe(model: torch.nn.Module, eval_set: EvalSet, key: str) -> float:
     time of the reference's frame ``i * stride``. Stride 2 (16 ms at the demo's rate) halves
     CREPE's cost (tiny, one thread: 0.30 vs 0.69 s per audio second on a loaded host) and
     keeps Viterbi's 220-cent-per-frame limit above a singer's vibrato."""
-    from models.judges import JudgeError, crepe_f0
+    from models.data.features import crepe_f0_frames
+    from models.errors import ModelsError
+    from models.judges import JudgeError
 
     if eval_set.pitch_judge not in PITCH_JUDGES:
         raise CompressError(f"pitch judge {eval_set.pitch_judge!r}; valid: "
                             f"{', '.join(PITCH_JUDGES)}")
     sr, hop, k = eval_set.sample_rate, eval_set.hop_length, max(1, int(eval_set.pitch_stride))
-    hop16 = max(1, round(k * hop * 16000 / sr))
 
     def judge(item: EvalItem, y: np.ndarray) -> dict[str, float]:
-        try:
-            _, est, _ = crepe_f0(y, sr, hop_length=hop16, model=eval_set.pitch_judge)
+        try:  # CREPE on frames of k hops: frame i is the reference's frame i * k
+            est, _ = crepe_f0_frames(y, sr, k * hop, eval_set.pitch_judge)
             ref = (item.source_f0 * 2.0 ** (item.shift / 12.0))[::k]
             return metrics.f0_metrics(ref, est, k * hop / sr)
-        except (metrics.AudioError, JudgeError) as exc:  # e.g. an output under one frame
+        except (ModelsError, JudgeError) as exc:  # e.g. an output under one frame, or NaN
             log.warning("CREPE on %s: %s", item.id, exc)
             return {"raw_chroma_accuracy": float("nan"), "f0_rmse_cents": float("nan")}
 

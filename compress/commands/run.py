@@ -69,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, latency=replace(cfg.latency, threads=int(target.split("=")[1])))
     out = Path(args.out or f"runs/{cfg.name}")
     # one writer per run directory: refused here, before --fresh or any stage touches it
+    command = " ".join(["compress", "run", *sys.argv[2:]])
     lock = RunLock(out)
-    lock.acquire(" ".join(["compress", "run", *sys.argv[2:]]))
+    lock.acquire(command)
     if args.fresh:
         clear_run_dir(out)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     recipe.configure(cfg)
     st = RunState(cfg=cfg, recipe=recipe, target=target, say=say,
                   progress=sys.stderr.isatty(), stage_rows=rows,
-                  command=" ".join(["compress", "run", *sys.argv[2:]]))
+                  command=command)
     say(f"run {out} (config {args.config or 'embedded default'}, family {recipe.family}, "
         f"target {target}, device {device})")
     try:

@@ -70,6 +70,7 @@ class LHQSVCRecipe(Recipe):
         self.cfg: Any = None
         self._corpora: dict[str, Any] = {}
         self._emb: dict[str, dict[str, np.ndarray]] = {}
+        self._jobs: dict[tuple[Any, ...], Any] = {}
 
     def configure(self, cfg: Any) -> None:
         self.cfg = cfg
@@ -348,9 +349,16 @@ class LHQSVCRecipe(Recipe):
 
         if split == "train":
             raise CompressError("scores are never computed on the train split")
-        full = build_eval_set(data.root, model.speakers, sample_rate=model.sample_rate,
-                              hop_length=model.hop_length, max_items=None, seconds=seconds,
-                              split="test", steps=steps, f0_method="dio")
+        # the corpus's held-out jobs, read once per corpus and clip length (the bench stage
+        # scores the teacher at several sampler settings on the same jobs)
+        key = (data.root, tuple(model.speakers), int(model.sample_rate),
+               int(model.hop_length), seconds)
+        if key not in self._jobs:
+            self._jobs[key] = build_eval_set(
+                data.root, model.speakers, sample_rate=model.sample_rate,
+                hop_length=model.hop_length, max_items=None, seconds=seconds, split="test",
+                f0_method="dio")
+        full = self._jobs[key]
         songs = set(getattr(data, split))
         corpus = self.corpus(data.root)
         song_of = {c.id: c.song for c in corpus.clips}
