@@ -73,6 +73,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors as exc:
         print(f"compress {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        from models.fileio import is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"compress {args.command}: error: no space left on device{where}: free some "
+              "space or write to another directory, then run the command again",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"compress {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -49,6 +49,7 @@ from typing import Any
 
 from compress.errors import CompressError
 from compress.rundir import atomic_write_text
+from models.fileio import atomic_path
 
 SCHEMA = "lhq-mobile/report/v1"
 REPORT_JSON = "report.json"
@@ -249,7 +250,8 @@ def _copy_audio(run_dir: Path, audio: Any) -> list[dict[str, Any]]:
             dst = out_dir / f"{i:02d}_{_safe_name(name)}_{role}{src.suffix.lower() or '.wav'}"
             out_dir.mkdir(parents=True, exist_ok=True)
             if src.resolve() != dst.resolve():
-                shutil.copyfile(src, dst)
+                with atomic_path(dst, suffix=dst.suffix) as tmp:
+                    shutil.copyfile(src, tmp)
             rec[role] = dst.relative_to(run_dir).as_posix()
         result.append(rec)
     return result

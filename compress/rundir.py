@@ -9,7 +9,9 @@ Each stage of `compress run` writes into ``RUN/<NN>_<stage>/`` and, last, a ``do
 * a run directory made with a different config is refused (start a new ``--out`` instead), so
   results of one config are never mixed with another's;
 * one writer at a time: :class:`RunLock` (``RUN/run.lock``) refuses a second ``compress run``
-  on the same directory while the first lives, and takes over the lock of one that died.
+  on the same directory while the first lives, and takes over the lock of one that died;
+* every file is written through :func:`models.fileio.atomic_path` (complete or absent), and
+  the temporary files of a killed run are removed when the directory is opened again.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,26 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from compress.errors import CompressError
+from models.fileio import atomic_write_text, sweep_temporaries
 
 log = logging.getLogger(__name__)
 
 DONE = "done.json"
 CONFIG = "config.json"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 LOCK = "run.lock"
@@ -187,7 +174,8 @@ class RunDir:
         self.digest = config_digest(config)
 
     def open(self) -> None:
-        """Create the run dir, or check that an existing one was made with the same config."""
+        """Create the run dir, or check that an existing one was made with the same config
+        (and remove the temporary files a killed writer left in it)."""
         cfg_path = self.root / CONFIG
         if cfg_path.exists():
             try:
@@ -200,6 +188,8 @@ class RunDir:
                     f"(digest {saved.get('digest')} vs {self.digest}); "
                     "use another --out, or delete the run directory to start over"
                 )
+            for p in sweep_temporaries(self.root):
+                log.info("removed %s, left by a killed writer", p)
             return
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(

@@ -15,7 +15,6 @@ import importlib.metadata
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 
 from export.errors import ExportError
 from export.parity import GateConfig, evaluate_gate
+from models.fileio import atomic_write_bytes
 
 BACKENDS = {"pte": "xnnpack", "onnx": "onnxruntime", "tflite": "litert"}
 EXTENSIONS = {"pte": "pte", "onnx": "onnx", "tflite": "tflite"}
@@ -79,22 +79,6 @@ def describe_tensors(tensors: Sequence[Any]) -> list[dict[str, Any]]:
         else:
             out.append({"type": type(t).__name__, "value": repr(t)})
     return out
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass

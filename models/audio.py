@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import scipy.signal
 
 from models.errors import AudioError
+from models.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -272,15 +272,8 @@ def write_wav(
     data = arr.T if arr.ndim == 2 else arr
     if subtype.startswith("PCM"):
         data = np.clip(data, -1.0, 1.0)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp.wav", dir=p.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, data, sample_rate, subtype=subtype, format="WAV")
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(p, suffix=".wav") as tmp:
+        sf.write(str(tmp), data, sample_rate, subtype=subtype, format="WAV")
     return p
 
 

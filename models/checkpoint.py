@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 
 from models.errors import CheckpointError, ModelsError
+from models.fileio import atomic_path
 
 SCHEMA_VERSION = 1
 HEADER_KEY = "lhq_mobile"
@@ -121,14 +121,8 @@ def save_checkpoint(
         json.dumps(header.history)
     except TypeError as exc:
         raise CheckpointError(f"checkpoint {p}: header is not JSON-serialisable: {exc}") from exc
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={HEADER_KEY: header.to_json()})
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(p) as tmp:
+        save_file(tensors, str(tmp), metadata={HEADER_KEY: header.to_json()})
     return p
 
 

@@ -28,3 +28,7 @@ class AudioError(ModelsError):
 
 class DataError(ModelsError):
     """A dataset layout or a cached feature is unusable."""
+
+
+class DiskFullError(ModelsError, OSError):
+    """A file was not written because its file system is full; the final name is untouched."""

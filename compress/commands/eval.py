@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from models.fileio import atomic_write_text
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from compress.cli_util import add_command, add_device_argument
@@ -60,9 +62,8 @@ def _eval_separator(args: argparse.Namespace, model, header,  # type: ignore[no-
     print(f"average (SDR, SIR, SAR of both sources): {res['average']:.2f} dB; "
           f"{len(res['tracks'])} test song(s)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"checkpoint": str(args.checkpoint), "model": header.model, **res}, f,
-                      indent=2)
+        atomic_write_text(args.json, json.dumps(
+            {"checkpoint": str(args.checkpoint), "model": header.model, **res}, indent=2))
         print(f"wrote {args.json}")
     return 0
 
@@ -101,9 +102,8 @@ def _eval_sts(args: argparse.Namespace, model, header,  # type: ignore[no-untype
     print(f"{res['items']} test sample(s) of {res['eligible']} with >= 1 s of speech, songs "
           f"{', '.join(res['songs'])}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"checkpoint": str(args.checkpoint), "model": header.model, **res}, f,
-                      indent=2)
+        atomic_write_text(args.json, json.dumps(
+            {"checkpoint": str(args.checkpoint), "model": header.model, **res}, indent=2))
         print(f"wrote {args.json}")
     return 0
 
@@ -150,7 +150,5 @@ def run(args: argparse.Namespace) -> int:
         line = ", ".join(f"{k}={v:.3f}" for k, v in r.items() if isinstance(v, float))
         print(f"{label}: {line}")
     if args.json:
-        from pathlib import Path
-
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        atomic_write_text(args.json, json.dumps(report, indent=2))
     return 0

@@ -50,7 +50,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +72,7 @@ from models.data.synth import (
     speak,
 )
 from models.errors import DataError
+from models.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -234,18 +234,6 @@ def _phone_lines(render: VoiceRender) -> str:
     )
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _prepare_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out}: exists and is not a directory")
@@ -355,10 +343,10 @@ def synthesize_corpus(
         raw_path = f"dataset_raw/{name}/{sname}.wav"
         write_wav(root / raw_path, sung.wav, sr)
         write_wav(root / f"nus48e/{name}/sing/{sname}.wav", sung.wav, sr)
-        _write_text(root / f"nus48e/{name}/sing/{sname}.txt", _phone_lines(sung))
+        atomic_write_text(root / f"nus48e/{name}/sing/{sname}.txt", _phone_lines(sung))
         read_path = f"nus48e/{name}/read/{sname}.wav"
         write_wav(root / read_path, spoken.wav, sr)
-        _write_text(root / f"nus48e/{name}/read/{sname}.txt", _phone_lines(spoken))
+        atomic_write_text(root / f"nus48e/{name}/read/{sname}.txt", _phone_lines(spoken))
         track = root / "musdb" / split / f"{sname}__{name}"
         write_wav(track / "mixture.wav", mixture.astype(np.float32), sr)
         write_wav(track / "vocals.wav", vocals.astype(np.float32), sr)
@@ -408,7 +396,7 @@ def synthesize_corpus(
         "clips": clips,
         "parallel": parallel,
     }
-    _write_text(root / "meta.json", json.dumps(meta, sort_keys=True, indent=1) + "\n")
+    atomic_write_text(root / "meta.json", json.dumps(meta, sort_keys=True, indent=1) + "\n")
     files += 1
     summary = CorpusSummary(
         root=root,

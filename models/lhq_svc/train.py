@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from models import checkpoint, registry
 from models.errors import CheckpointError, DataError
+from models.fileio import atomic_path
 from models.lhq_svc import diffusion
 from models.lhq_svc.data import Clip, Corpus, load_corpus
 from models.lhq_svc.mel import BandEnvelopeLoss
@@ -253,10 +254,9 @@ class Trainer:
             history=self.history, extra={**self.extra(), **self.provenance},
         )
         if optimizer is not None:
-            tmp = self.out / "train_state.pt.tmp"
-            torch.save({"component": component, "step": self.progress.get(component, 0),
-                        "optimizer": optimizer.state_dict()}, tmp)
-            os.replace(tmp, self.out / "train_state.pt")
+            with atomic_path(self.out / "train_state.pt") as tmp:
+                torch.save({"component": component, "step": self.progress.get(component, 0),
+                            "optimizer": optimizer.state_dict()}, tmp)
         self.plot()
         return p
 
@@ -289,7 +289,8 @@ class Trainer:
             ax.set_xlabel("step")
             ax.set_yscale("log")
         fig.tight_layout()
-        fig.savefig(self.out / "loss.png", dpi=80)
+        with atomic_path(self.out / "loss.png", suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
         plt.close(fig)
 
     def _restore_optimizer(self, opt: torch.optim.Optimizer, component: str) -> None:

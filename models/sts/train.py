@@ -47,6 +47,7 @@ import torch
 
 from models import checkpoint
 from models.errors import CheckpointError, ModelsError
+from models.fileio import atomic_path, atomic_write_text
 from models.sts.data import MIN_UNITS, VERSIONS, StsData, StsDataError
 from models.sts.metrics import lsd_db, phoneme_accuracy
 from models.sts.net import mtl_loss
@@ -215,9 +216,8 @@ class StsTrainer:
     def save_last(self) -> None:
         """The latest weights, then the optimizer state of the same step."""
         self._save(self.out / LAST_FILENAME)
-        tmp = self.out / (STATE_FILENAME + ".tmp")
-        torch.save({"step": self.step, "optimizer": self.optimizer.state_dict()}, tmp)
-        os.replace(tmp, self.out / STATE_FILENAME)
+        with atomic_path(self.out / STATE_FILENAME) as tmp:
+            torch.save({"step": self.step, "optimizer": self.optimizer.state_dict()}, tmp)
 
     def restore(self, header: checkpoint.CheckpointHeader, state: dict[str, torch.Tensor],
                 source: Path) -> None:
@@ -261,7 +261,7 @@ class StsTrainer:
                 continue
             if int(r.get("step", 0)) <= self.step:
                 keep.append(line)
-        path.write_text("".join(k + "\n" for k in keep))
+        atomic_write_text(path, "".join(k + "\n" for k in keep))
 
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.out / LOG_FILENAME, "a") as f:
@@ -303,7 +303,8 @@ class StsTrainer:
         ax2.set_xlabel("step")
         ax2.set_title("validation LSD (dB)")
         fig.subplots_adjust(left=0.08, right=0.98, bottom=0.16, top=0.9, wspace=0.25)
-        fig.savefig(self.out / "loss.png", dpi=80)
+        with atomic_path(self.out / "loss.png", suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
         plt.close(fig)
 
     # ---- validation -------------------------------------------------------------------------
