@@ -2,7 +2,8 @@
 
 ``get_parser()`` builds the parser from the command modules listed in ``COMMAND_MODULES``;
 ``main(argv)`` runs one command and turns the project's errors into one clear line on stderr
-and a non-zero exit (1 for a failed command, 2 for a usage error, 130 when interrupted).
+and a non-zero exit (1 for a failed command, 2 for a usage error, 3-9 for the device faults of
+`device_bench.errors.EXIT_CODES`, 130 when interrupted).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except errors as exc:
         print(f"compress {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return int(getattr(exc, "exit_code", 1))  # device faults: device_bench.errors
     except OSError as exc:
         from models.fileio import is_disk_full
 

@@ -10,6 +10,12 @@ that died mid-run surfaces as one clear `DeviceError` instead of a fresh, empty 
 (model, manufacturer, ``ro.soc.*``, ``ro.board.platform``, ABI, Android version), every core's
 ``cpuinfo_max_freq`` (grouped into clusters: big.LITTLE), the thermal status
 (``dumpsys thermalservice``) and the battery level (``dumpsys battery``).
+
+Every failure is a `DeviceError` whose class says what happened (`device_bench.errors`): the
+server is gone (`AdbServerError`), the device is not attached or dropped mid-operation
+(`DeviceDisconnected`), `DeviceUnauthorized`, `DeviceOffline`, or a push ran out of space
+(`DeviceStorageFull`; `Device.push` speaks sync SEND itself so the device's FAIL message is
+kept, where adbutils' push reports only ``FAIL``).
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ import logging
 import os
 import re
 import socket
+import stat
+import struct
 import subprocess
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,13 +36,22 @@ from typing import Any
 import adbutils
 from adbutils import AdbConnection
 
-from device_bench.errors import DeviceError
+from device_bench.errors import (
+    AdbServerError,
+    DeviceDisconnected,
+    DeviceError,
+    DeviceOffline,
+    DeviceStorageFull,
+    DeviceUnauthorized,
+)
 from device_bench.soc import soc_name, soc_part_number
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5037
 _EXIT_MARK = "__DEVICE_BENCH_RC="
+SYNC_DATA_MAX = 64 * 1024  # adbd's largest sync DATA chunk
+_NO_SPACE = "No space left on device"  # strerror(ENOSPC), in adbd's "write failed: ..."
 
 
 def default_port() -> int:
@@ -90,11 +108,11 @@ class AdbServer:
                 capture_output=True, text=True, timeout=timeout,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DeviceError(
+            raise AdbServerError(
                 f"could not start the adb server ({adb}) on port {self.port}: {exc}"
             ) from None
         if proc.returncode != 0 or not self.is_running():
-            raise DeviceError(
+            raise AdbServerError(
                 f"could not start the adb server on port {self.port} with {adb} "
                 f"(exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}"
             )
@@ -104,7 +122,7 @@ class AdbServer:
         if self.is_running():
             return
         if not start:
-            raise DeviceError(
+            raise AdbServerError(
                 f"the adb server is not running on {self.host}:{self.port}; start it with "
                 f"`adb -P {self.port} start-server` (or run `compress devices`)"
             )
@@ -142,11 +160,18 @@ class AdbServer:
             log.debug("disconnect %s: %s", address, exc)
 
     def explain(self, exc: BaseException, serial: str | None = None) -> DeviceError:
-        """Turn an adbutils/socket error into one clear DeviceError (checks server and state)."""
+        """Turn an adbutils/socket error into one clear DeviceError (checks server and state).
+
+        An error in the middle of an operation on a device adb still lists, as ``offline`` or
+        even ``device`` again (adb reconnects TCP devices on its own), is a dropped connection
+        too when the error is one of the connection (`DeviceDisconnected`): what was running
+        on the device is lost either way.
+        """
         if not self.is_running():
-            return DeviceError(
+            return AdbServerError(
                 f"the adb server on {self.host}:{self.port} is not running (it stopped or was "
-                f"never started): {exc}"
+                f"never started): {exc}; start it again (`adb -P {self.port} start-server`) "
+                "and re-run"
             )
         if serial is None:
             return DeviceError(f"adb error: {exc}")
@@ -154,11 +179,40 @@ class AdbServer:
             state = {d.serial: d.state for d in self.client().list()}.get(serial)
         except (adbutils.AdbError, OSError):
             state = None
+        again = "reconnect it (cable, or `adb connect` for Wi-Fi debugging) and re-run"
         if state is None:
-            return DeviceError(f"device {serial} disconnected (no longer listed by adb): {exc}")
-        if state != "device":
-            return DeviceError(f"device {serial} is {state}: {exc}")
+            return DeviceDisconnected(
+                f"device {serial} disconnected (no longer listed by adb): {exc}; {again}")
+        if state == "unauthorized":
+            return DeviceUnauthorized(f"device {serial} is unauthorized: {exc}; {_ACCEPT}")
+        if state != "device" or _connection_lost(exc):
+            return DeviceDisconnected(
+                f"device {serial} dropped the connection (adb now lists it as {state}): "
+                f"{exc}; {again}")
         return DeviceError(f"adb error on device {serial}: {exc}")
+
+
+_ACCEPT = ("unlock the phone and accept the 'Allow USB debugging?' dialog (check 'Always "
+           "allow'), then retry")
+
+
+def _brief(command: str, n: int = 60) -> str:
+    """`command` without a leading ``cd DIR &&`` and ``VAR=value`` words, cut to `n` chars."""
+    words = command.split(" && ")[-1].split()
+    while words and re.match(r"[A-Za-z_][A-Za-z0-9_]*=", words[0]):
+        words.pop(0)
+    text = " ".join(words)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` says the connection went away (a timeout or a refusal does not)."""
+    if isinstance(exc, TimeoutError):
+        return False
+    if isinstance(exc, (OSError, EOFError)):
+        return True
+    text = str(exc).lower()
+    return any(k in text for k in ("closed", "reset", "broken pipe", "offline", "eof"))
 
 
 @dataclass(frozen=True)
@@ -300,15 +354,21 @@ class Device:
         self._dev = server.client().device(serial)
 
     def check_online(self) -> None:
-        state = self.server.states().get(self.serial)
+        """Raise the DeviceError that says why the device cannot be used, if it cannot."""
+        states = self.server.states()
+        state = states.get(self.serial)
         if state is None:
-            known = ", ".join(sorted(self.server.states())) or "none"
-            raise DeviceError(f"device {self.serial} is not attached (attached: {known})")
+            known = ", ".join(sorted(states)) or "none"
+            raise DeviceDisconnected(
+                f"device {self.serial} is not attached (attached: {known}); plug it in with USB "
+                "debugging on (or `adb connect HOST:PORT`), check `compress devices`, and retry")
         if state == "unauthorized":
-            raise DeviceError(
-                f"device {self.serial} is unauthorized: unlock the phone and accept the "
-                "'Allow USB debugging?' dialog (check 'Always allow'), then retry"
-            )
+            raise DeviceUnauthorized(f"device {self.serial} is unauthorized: {_ACCEPT}")
+        if state == "offline":
+            raise DeviceOffline(
+                f"device {self.serial} is offline (adb has a connection but the device does not "
+                f"answer): unplug and replug it (Wi-Fi: `adb disconnect {self.serial}` then "
+                "`adb connect` again) or run `adb reconnect offline`, unlock it, and retry")
         if state != "device":
             raise DeviceError(f"device {self.serial} is {state}; expected 'device' "
                               "(reconnect the cable or run `adb reconnect`)")
@@ -323,7 +383,7 @@ class Device:
         idx = out.rfind(_EXIT_MARK)
         if idx < 0:
             raise self.server.explain(
-                ConnectionError(f"the shell ended before the command finished: {command[:80]}"),
+                ConnectionError(f"the shell ended before `{_brief(command)}` finished"),
                 self.serial,
             )
         rc_text = out[idx + len(_EXIT_MARK) :].strip()
@@ -336,11 +396,50 @@ class Device:
                               f"{out.strip()[-800:]}")
         return out
 
-    def push(self, local: str | Path, remote: str, mode: int = 0o644) -> int:
+    def push(self, local: str | Path, remote: str, mode: int = 0o644,
+             timeout: float = 120.0) -> int:
+        """Copy `local` to `remote` on the device (sync SEND); return the bytes sent.
+
+        The device's FAIL message ends up in the error; ``No space left on device`` (adbd's
+        ``write failed: ...``) is a `DeviceStorageFull`. `timeout` bounds each socket wait.
+        """
+        local = Path(local)
+        request = f"{remote},{stat.S_IFREG | (mode & 0o7777)}".encode()
+        sent = 0
         try:
-            return self._dev.sync.push(str(local), remote, mode=mode, check=True)
-        except (adbutils.AdbError, OSError) as exc:
+            f = open(local, "rb")  # noqa: SIM115 (closed by the `with` below)
+        except OSError as exc:
+            raise DeviceError(f"cannot push {local}: {exc.strerror}") from None
+        try:
+            with f, self._dev.open_transport(timeout=timeout) as c:
+                c.send_command("sync:")
+                c.check_okay()
+                c.conn.sendall(b"SEND" + struct.pack("<I", len(request)) + request)
+                try:
+                    while chunk := f.read(SYNC_DATA_MAX):
+                        c.conn.sendall(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
+                        sent += len(chunk)
+                    c.conn.sendall(b"DONE" + struct.pack("<I", int(time.time())))
+                except OSError as exc:
+                    # adbd answers FAIL at once and may close before it read everything:
+                    # its answer is still waiting in our socket buffer
+                    log.debug("push %s: send stopped after %d bytes: %s", local.name, sent, exc)
+                status = c.read_exact(4)
+                length = struct.unpack("<I", c.read_exact(4))[0]
+                message = c.read_exact(length).decode("utf-8", "replace") if status == b"FAIL" \
+                    else ""
+        except (adbutils.AdbError, OSError, EOFError) as exc:
             raise self.server.explain(exc, self.serial) from None
+        if status == b"OKAY":
+            return sent
+        size = local.stat().st_size
+        where = f"pushing {local.name} ({size / 1e6:.1f} MB) to {remote}"
+        if status != b"FAIL":
+            raise DeviceError(f"{where} on {self.serial}: unexpected sync answer {status!r}")
+        if _NO_SPACE in message:
+            raise DeviceStorageFull(
+                f"device {self.serial} storage is full: {where} failed ({message})")
+        raise DeviceError(f"{where} failed on {self.serial}: {message}")
 
     def pull(self, remote: str, local: str | Path) -> int:
         tmp = Path(str(local) + f".{uuid.uuid4().hex[:6]}.part")

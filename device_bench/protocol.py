@@ -16,7 +16,21 @@ On a device (`bench_device`), in order:
 
 Every repeat's raw JSON is pulled into `out_dir` as soon as it exists, and a partial
 bench_result is rewritten after each repeat, so when the device drops, the server stops or the
-runner fails, the error names the file that keeps what was already measured.
+runner fails, the error names the file that keeps what was already measured (status
+``partial``, or ``failed`` when no repeat finished, with the error in its ``errors``).
+
+Device faults are errors of their own class, each with its exit code (`device_bench.errors`):
+
+* a push that fails with ``No space left on device`` is `DeviceStorageFull`, and says how many
+  megabytes the runner bundle and the model need under ``/data/local/tmp``;
+* a runner that dies from a signal (the shell's exit status 128 + N: 137 for SIGKILL from the
+  low-memory killer, 139 for SIGSEGV) is `RunnerKilled`, naming the signal and the repeat;
+* a device that was cool at the start and gets hot mid-run (thermal status above
+  `max_thermal_status` before a later repeat, still there after `cooldown_timeout_s`) stops the
+  run with `DeviceTooHot`, the result flagged ``hot_mid_run``: the repeats already measured ran
+  cool, the rest would run throttled, and pooling both would describe neither. A device that is
+  already hot at the start is measured anyway and flagged ``hot_at_start`` (the user chose the
+  timeout; every repeat is then equally suspect).
 
 On the host (`bench_host`) the same runner bundle runs as a subprocess with the same repeats,
 statistics and result schema (no pinning; cpufreq from sysfs when the host exposes it).
@@ -33,6 +47,7 @@ import logging
 import os
 import platform
 import re
+import signal
 import subprocess
 import time
 import uuid
@@ -41,7 +56,13 @@ from pathlib import Path
 from typing import Any
 
 from device_bench.adb import AdbServer, Device, DeviceInfo
-from device_bench.errors import BenchError, DeviceError
+from device_bench.errors import (
+    BenchError,
+    DeviceError,
+    DeviceStorageFull,
+    DeviceTooHot,
+    RunnerKilled,
+)
 from device_bench.result import BenchResult, build_result, model_info, repeat_record, write_json
 from device_bench.runner_build import RUNNER_NAME, build_host_runner, host_abi, runner_bundle
 from device_bench.stats import REPLICATION_THRESHOLD
@@ -54,6 +75,8 @@ _STATE_SCRIPT = (
     "echo '@@cur'; for c in /sys/devices/system/cpu/cpu[0-9]*; do "
     "echo \"${c##*/} $(cat $c/cpufreq/scaling_cur_freq 2>/dev/null)\"; done"
 )
+# Android's thermal status levels (PowerManager.THERMAL_STATUS_*)
+THERMAL_NAMES = ("NONE", "LIGHT", "MODERATE", "SEVERE", "CRITICAL", "EMERGENCY", "SHUTDOWN")
 
 
 @dataclass(frozen=True)
@@ -291,24 +314,29 @@ def bench_device(
     col = _Collector(Path(out_dir), f"adb:{serial}", pte, cfg)
     col.device = info.result_device()
     remote = f"{REMOTE_ROOT}/device_bench_{uuid.uuid4().hex[:10]}"
+    pushes = [(f, f"{remote}/{f.name}", 0o755 if f.name == RUNNER_NAME else 0o644)
+              for f in sorted(bundle.iterdir()) if f.is_file()]
+    pushes.append((pte, f"{remote}/model.pte", 0o644))
+    if cfg.input_file is not None:
+        pushes.append((Path(cfg.input_file), f"{remote}/inputs.raw", 0o644))
     pushed = False
+    started_hot = False
     try:
         dev.check(f"mkdir -p {remote}")
         pushed = True
-        for f in sorted(bundle.iterdir()):
-            if f.is_file():
-                dev.push(f, f"{remote}/{f.name}", mode=0o755 if f.name == RUNNER_NAME else 0o644)
-        dev.push(pte, f"{remote}/model.pte")
-        if cfg.input_file is not None:
-            dev.push(Path(cfg.input_file), f"{remote}/inputs.raw")
+        _push_all(dev, pushes, bundle)
         prefix, col.pinned, reason = _pin_prefix(dev, info, cfg)
         if col.pinned is None:
             col.flags.append("not_pinned")
             log.warning("%s: not pinned to big cores (%s)", serial, reason)
         for i in range(cfg.repeats):
             t_before, f_before, waited, hot = _cooldown(dev, cfg)
-            if hot:
+            if hot and i == 0:
+                started_hot = True
                 col.flags.append("hot_at_start")
+            elif hot and not started_hot:
+                col.flags.append("hot_mid_run")
+                raise _too_hot(serial, t_before, i, waited, cfg)
             out_name = f"r{i}.json"
             args = " ".join(_runner_args(cfg, "model.pte", out_name,
                                          "inputs.raw" if cfg.input_file else None,
@@ -318,9 +346,11 @@ def bench_device(
                 timeout=cfg.run_timeout_s,
             )
             t_after, f_after = _device_state(dev)
+            if rc > 128 and _signal_name(rc - 128):
+                raise _killed(serial, rc, i, cfg)
             if rc != 0:
-                raise BenchError(f"the runner failed on {serial} in repeat {i} (exit {rc}): "
-                                 f"{_tail(out)}")
+                raise BenchError(f"the runner failed on {serial} in repeat {i + 1} of "
+                                 f"{cfg.repeats} (exit {rc}): {_tail(out)}")
             local = col.raw_path(i)
             dev.pull(f"{remote}/{out_name}", local)
             raw = json.loads(local.read_text())
@@ -338,6 +368,65 @@ def bench_device(
         if pushed:
             _cleanup(dev, remote)
     return col.finish()
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 1e6:.1f} MB"
+
+
+def _push_all(dev: Device, pushes: list[tuple[Path, str, int]], bundle: Path) -> None:
+    """Push every (local, remote, mode); a full device says how much space the push needs."""
+    try:
+        for local, remote, mode in pushes:
+            dev.push(local, remote, mode=mode)
+    except DeviceStorageFull as exc:
+        sizes = {local: local.stat().st_size for local, _, _ in pushes}
+        runner = sum(n for p, n in sizes.items() if p.parent == bundle)
+        need = sum(sizes.values())
+        raise DeviceStorageFull(
+            f"{exc}; the benchmark needs {_mb(need)} free under {REMOTE_ROOT} (runner bundle "
+            f"{_mb(runner)}, model and inputs {_mb(need - runner)}): free at least that much "
+            f"on the phone (delete files or apps; `adb -s {dev.serial} shell df -h /data` "
+            "shows what is free) and re-run") from None
+
+
+def _signal_name(number: int) -> str:
+    """``SIGKILL`` for 9; empty when `number` is no signal."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return ""
+
+
+def _killed(serial: str, rc: int, i: int, cfg: BenchConfig) -> RunnerKilled:
+    """The error for a runner that died from signal ``rc - 128`` in repeat `i`."""
+    number = rc - 128
+    if number == signal.SIGKILL:
+        why = ("the low-memory killer or a `kill -9` ended it: close other apps (or use fewer "
+               "--threads or a smaller model) and re-run")
+    else:
+        why = (f"it crashed: `adb -s {serial} logcat -d -b crash` shows where; re-run once "
+               "the cause is fixed")
+    return RunnerKilled(
+        f"the runner was killed by signal {number} ({_signal_name(number)}) on device {serial} "
+        f"in repeat {i + 1} of {cfg.repeats} (shell exit {rc}); {why}")
+
+
+def _thermal_name(status: int | None) -> str:
+    if status is None or not 0 <= status < len(THERMAL_NAMES):
+        return f"{status}"
+    return f"{status} {THERMAL_NAMES[status]}"
+
+
+def _too_hot(serial: str, status: int | None, i: int, waited: float,
+             cfg: BenchConfig) -> DeviceTooHot:
+    """The error for a device that got hot before repeat `i` and did not cool down."""
+    return DeviceTooHot(
+        f"device {serial} got hot mid-run: thermal status {_thermal_name(status)} before "
+        f"repeat {i + 1} of {cfg.repeats}, still above {_thermal_name(cfg.max_thermal_status)} "
+        f"after waiting {waited:.1f} s (--cooldown-timeout {cfg.cooldown_timeout_s:g}); the "
+        "remaining repeats would run throttled, so the run stopped: let the phone cool down "
+        "(off the charger, screen off, no other load) or raise --cooldown-timeout, and re-run")
 
 
 def _cleanup(dev: Device, remote: str) -> None:

@@ -1,4 +1,9 @@
-"""`compress bench`: measure `.pte` programs on the host or on adb devices, and compare results."""
+"""`compress bench`: measure `.pte` programs on the host or on adb devices, and compare results.
+
+A failure is one line on stderr and an exit code that says which fault it was: the table is
+`device_bench.errors.EXIT_CODES` (1 any other failure, 2 usage, 3 disconnected, 4 unauthorized,
+5 offline, 6 storage full, 7 runner killed, 8 too hot, 9 adb server), printed by ``--help``.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "native runner (--mode runner) or inside the sample Android app (--mode app). "
         "Result files (*.json, bench_result.v1) given as inputs are added to the comparison.",
     )
+    from device_bench.errors import exit_code_table
+
+    p.epilog = (f"{p.epilog}\n\nexit codes (a failure is one line on stderr; a run that "
+                "stopped keeps its measured\nrepeats in OUT_DIR/<model>__<target>.partial.json, "
+                f"named in that line):\n{exit_code_table()}")
     p.add_argument("inputs", nargs="+", metavar="MODEL.pte|RESULT.json")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--serial", action="append", default=[], metavar="S",
@@ -72,12 +82,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=None, help="adb server port (default 5037)")
     p.add_argument("--no-pin", action="store_true", help="do not pin to the big cores")
     p.add_argument("--cooldown-timeout", type=float, default=120.0,
-                   help="max seconds to wait for the device to cool down before each repeat")
+                   help="max seconds to wait for the device to cool down before each repeat; "
+                   "hot at the start: measured anyway and flagged hot_at_start; hot mid-run: "
+                   "the run stops, its repeats kept as partial (exit 8)")
     p.add_argument("--no-start-server", action="store_true",
                    help="fail instead of starting the adb server")
 
 
 def run(args: argparse.Namespace) -> int:
+    """`compress bench`: every failure one line on stderr, the exit code its error's
+    (`device_bench.errors.EXIT_CODES`)."""
+    from device_bench.errors import BenchError
+
+    try:
+        return bench(args)
+    except BenchError as exc:
+        print(f"compress bench: error: {one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line (a runner's output tail can span several)."""
+    return "; ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
+
+
+def exit_code(failures: list[BenchError]) -> int:
+    """The exit code for these failures: theirs when they agree, else 1 (0 for none)."""
+    from device_bench.errors import EXIT_FAILURE, EXIT_OK
+
+    codes = {f.exit_code for f in failures}
+    if not codes:
+        return EXIT_OK
+    return codes.pop() if len(codes) == 1 else EXIT_FAILURE
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Measure and compare (`run` without the error handling); returns the exit code."""
     from device_bench.adb import AdbServer
     from device_bench.api import measure_many
     from device_bench.compare import plot, rows, to_csv, to_markdown
@@ -156,8 +196,8 @@ def run(args: argparse.Namespace) -> int:
     if args.profile:
         failures += print_profiles(jobs, per_program, out_dir, server)
     for f in failures:
-        print(f"compress bench: error: {f}", file=sys.stderr)
-    return 1 if failures else 0
+        print(f"compress bench: error: {one_line(f)}", file=sys.stderr)
+    return exit_code(failures)
 
 
 def check_mode(args: argparse.Namespace) -> None:
@@ -189,7 +229,7 @@ def print_profiles(jobs: list[tuple[Path, str]], per_program: dict[str, Any], ou
         try:
             prof = profile(pte, target, per_program[str(pte)], out_dir, server)
         except BenchError as exc:
-            errors.append(BenchError(f"profile of {pte.name} on {target}: {exc}"))
+            errors.append(type(exc)(f"profile of {pte.name} on {target}: {exc}"))
             continue
         print(f"\nprofile: {pte.name} on {target}, ms per forward over {prof.forwards} timed "
               "forward calls (ETDump; the profiler's own cost is in these numbers)")

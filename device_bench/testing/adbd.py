@@ -15,11 +15,33 @@ daemon does not advertise `delayed_ack`, so the server does not use it), and two
 * ``sync:`` (AOSP `SYNC.TXT`) — STAT, STA2/LST2 (``stat_v2`` is advertised), LIST, SEND (parent
   directories are created: ``fixed_push_mkdir``), RECV, QUIT.
 
-Faults for tests: ``unauthorized=True`` answers the server's CNXN with an AUTH token and never
-accepts a signature or key, so the server lists the device as ``unauthorized``;
-``drop_after(kind, nbytes, match)`` closes the TCP connection once a push (``"push"``) or pull
-(``"pull"``) has moved `nbytes`, or when a shell command containing `match` starts
-(``"shell"``). Not a security boundary: commands run with this process's rights.
+Faults for tests (each one what a real phone does, as the real adb server sees it):
+
+* ``unauthorized=True`` answers the server's CNXN with an AUTH token and never accepts a
+  signature or key, so the server lists the device as ``unauthorized``.
+* ``offline=True`` accepts the TCP connection, reads the server's CNXN and never answers it,
+  like a phone whose adbd hangs. Measured with platform-tools 36: the server registers the
+  transport at once and lists it as ``offline`` (within 0.1 s); ``adb connect`` itself waits
+  10 s for the handshake and then reports ``failed to connect to HOST:PORT``, but the
+  transport stays listed as ``offline`` until ``adb disconnect`` (so connect with a short
+  client timeout and wait for the state).
+* ``storage_limit=N`` is the size in bytes of the phone's ``/data``: a push (sync SEND) that
+  would take the files under ``<sandbox>/data`` past it fails as adbd fails on ENOSPC — FAIL
+  ``write failed: No space left on device`` as soon as the chunk that does not fit arrives,
+  the rest of the file read and thrown away until DONE, the partial file removed, the sync
+  service ended.
+* ``drop_after(kind, nbytes, match)`` closes the TCP connection once a push (``"push"``) or
+  pull (``"pull"``) has moved `nbytes`, or when a shell command containing `match` starts
+  (``"shell"``): the cable pulled out.
+* ``kill_process(name, match, signum, after_s)`` sends `signum` (SIGKILL by default) to the
+  process called `name` that a shell command containing `match` started, `after_s` seconds
+  after it appears: the low-memory killer, or ``kill -9`` from another shell. ``/bin/sh``
+  then reports the command's exit status as 128 + `signum` (137), as the device shell does.
+* ``heat_after(match, status, temp_mc)`` changes the thermal readings when a shell command
+  containing `match` finishes: ``dumpsys thermalservice`` reports `status`, and every thermal
+  zone in sysfs `temp_mc` millidegrees (the phone heated up during that command).
+
+Not a security boundary: commands run with this process's rights.
 
 Use::
 
@@ -32,9 +54,11 @@ Use::
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
+import signal
 import socket
 import stat
 import struct
@@ -77,9 +101,14 @@ class _Dropped(Exception):
 
 @dataclass
 class _Fault:
-    kind: str  # "push" | "pull" | "shell"
+    kind: str  # "push" | "pull" | "shell" (drop) | "kill" | "heat"
     nbytes: int = 0
     match: str = ""
+    process: str = ""  # kill: the process name (its comm, at most 15 characters)
+    signum: int = signal.SIGKILL
+    after_s: float = 0.0
+    status: int = 0  # heat: the thermal status reported afterwards
+    temp_mc: int | None = None
 
 
 class _Stream:
@@ -215,7 +244,9 @@ class _Connection:
         if cmd == A_CNXN:
             self.version = min(arg0, A_VERSION)
             self.max_payload = max(256, min(arg1, DEVICE_MAX_PAYLOAD))
-            if self.device.unauthorized:
+            if self.device.offline:
+                log.info("loopback adbd: offline, leaving CNXN unanswered")
+            elif self.device.unauthorized:
                 self.send(A_AUTH, AUTH_TOKEN, 0, os.urandom(20))
             else:
                 self._online = True
@@ -281,11 +312,15 @@ class LoopbackDevice:
         host: str = "127.0.0.1",
         port: int = 0,
         unauthorized: bool = False,
+        offline: bool = False,
+        storage_limit: int | None = None,
     ) -> None:
         self.profile = profile
         self.sandbox = Path(sandbox).resolve()
         self.host = host
         self.unauthorized = unauthorized
+        self.offline = offline
+        self.storage_limit = storage_limit
         self._requested_port = port
         self._sock: socket.socket | None = None
         self._conns: list[_Connection] = []
@@ -339,13 +374,41 @@ class LoopbackDevice:
         with self._lock:
             self._faults.append(_Fault(kind, nbytes, match))
 
+    def kill_process(self, name: str, match: str = "", signum: int = signal.SIGKILL,
+                     after_s: float = 0.0) -> None:
+        """Send `signum` to the process `name` started by the next shell command containing
+        `match`, `after_s` seconds after it appears (see the module docstring)."""
+        with self._lock:
+            self._faults.append(_Fault("kill", match=match, process=name[:15], signum=signum,
+                                       after_s=after_s))
+
+    def heat_after(self, match: str, status: int, temp_mc: int | None = None) -> None:
+        """When the next shell command containing `match` finishes, report thermal status
+        `status` (and `temp_mc` in every thermal zone, when given)."""
+        with self._lock:
+            self._faults.append(_Fault("heat", match=match, status=status, temp_mc=temp_mc))
+
     def disconnect_all(self) -> None:
         """Drop every current connection (the cable pulled out)."""
         for c in list(self._conns):
             c.drop()
 
-    def set_thermal_status(self, status: int) -> None:
+    def set_thermal_status(self, status: int, temp_mc: int | None = None) -> None:
+        """What `dumpsys thermalservice` reports; with `temp_mc`, also every thermal zone's
+        sysfs ``temp`` (millidegrees Celsius)."""
         DeviceProfile.set_thermal_status(self.sandbox, status)
+        if temp_mc is not None:
+            for zone in (self.sandbox / "sys/class/thermal").glob("thermal_zone*"):
+                (zone / "temp").write_text(f"{int(temp_mc)}\n")
+
+    def data_bytes(self) -> int:
+        """Bytes of the files under the sandbox's ``/data`` (what `storage_limit` counts)."""
+        total = 0
+        for root, _, files in os.walk(self.sandbox / "data"):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(root, name)).st_size
+        return total
 
     def _take_fault(self, kind: str, text: str = "") -> _Fault | None:
         with self._lock:
@@ -410,6 +473,11 @@ class LoopbackDevice:
             start_new_session=True,
         )
         assert proc.stdout is not None
+        kill = self._take_fault("kill", command)
+        if kill is not None:
+            threading.Thread(target=_kill_when_seen, args=(proc, kill), daemon=True,
+                             name="adbd-kill").start()
+        heat = self._take_fault("heat", command)
         try:
             while True:
                 chunk = proc.stdout.read1(65536)  # type: ignore[attr-defined]
@@ -422,6 +490,8 @@ class LoopbackDevice:
                     os.killpg(proc.pid, 9)
             proc.wait()
             proc.stdout.close()
+            if heat is not None:
+                self.set_thermal_status(heat.status, heat.temp_mc)
 
     def _sync(self, stream: _Stream) -> None:
         while True:
@@ -498,12 +568,16 @@ class LoopbackDevice:
         fault = self._take_fault("push", path)
         received = 0
         error = ""
+        full = False
         try:
             host.parent.mkdir(parents=True, exist_ok=True)
             f = open(host, "wb")  # noqa: SIM115 (closed below on every path)
         except OSError as exc:
             f = None
             error = f"cannot open {path}: {exc.strerror}"
+        free = None
+        if self.storage_limit is not None and host.is_relative_to(self.sandbox / "data"):
+            free = self.storage_limit - self.data_bytes()
         try:
             while True:
                 ident, n = struct.unpack("<4sI", stream.read_exact(8))
@@ -515,6 +589,11 @@ class LoopbackDevice:
                     if fault is not None and received >= fault.nbytes:
                         stream.conn.drop()
                         raise _Dropped()
+                    if free is not None and received > free and not error:
+                        # adbd: FAIL at once, then read and discard the rest until DONE
+                        error = f"write failed: {os.strerror(errno.ENOSPC)}"
+                        full = True
+                        self._sync_fail(stream, error)
                     if f is not None and not error:
                         f.write(data)
                 elif ident == b"DONE":
@@ -526,6 +605,9 @@ class LoopbackDevice:
         finally:
             if f is not None:
                 f.close()
+        if full:
+            host.unlink(missing_ok=True)
+            raise _Dropped()  # adbd ends the sync service after a failed SEND
         if error:
             self._sync_fail(stream, error)
             return
@@ -556,3 +638,33 @@ class LoopbackDevice:
                     raise _Dropped()
         stream.write(b"DONE" + bytes(4))
 
+
+def _kill_when_seen(proc: subprocess.Popen, fault: _Fault) -> None:
+    """Wait for a process named `fault.process` in `proc`'s session, then signal it."""
+    while proc.poll() is None:
+        for pid in _session_pids(proc.pid, fault.process):
+            time.sleep(fault.after_s)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, fault.signum)
+                log.info("loopback adbd: sent signal %d to %s (pid %d)", fault.signum,
+                         fault.process, pid)
+            return
+        time.sleep(0.005)
+
+
+def _session_pids(session: int, comm: str) -> list[int]:
+    """Processes of `session` whose name (``/proc/PID/stat`` comm) is `comm`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text[text.find("(") + 1 : text.rfind(")")]
+        fields = text[text.rfind(")") + 2 :].split()
+        if name == comm and len(fields) > 3 and int(fields[3]) == session:
+            found.append(int(entry.name))
+    return found

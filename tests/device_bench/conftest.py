@@ -5,11 +5,14 @@
   build/device_bench_test_models/<hash of the generator source>.
 * `adb_server`: the real adb server shipped with adbutils on a free, non-default port, with its
   own HOME (its key pair is generated there); killed after the session.
-* `make_device`: starts loopback devices (sandbox under tmp_path) and `adb connect`s them.
+* `make_device`: starts loopback devices (sandbox under tmp_path) and `adb connect`s them
+  (an ``offline=True`` device never finishes the handshake: the connect is given up after
+  half a second and the server lists it as ``offline``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -24,6 +27,7 @@ import pytest
 import torch
 
 from device_bench.adb import AdbServer
+from device_bench.errors import DeviceError
 from device_bench.runner_build import build_host_runner, default_runner_root
 from device_bench.testing.adbd import LoopbackDevice
 from device_bench.testing.profile import DeviceProfile
@@ -180,11 +184,20 @@ def make_device(
     started: list[tuple[LoopbackDevice, AdbServer]] = []
 
     def make(profile: str | Path = "sm8650", unauthorized: bool = False,
-             server: AdbServer | None = None, name: str = "phone") -> LoopbackDevice:
+             server: AdbServer | None = None, name: str = "phone", offline: bool = False,
+             storage_limit: int | None = None) -> LoopbackDevice:
         srv = server or adb_server
         dev = LoopbackDevice(DeviceProfile.load(profile), tmp_path / name,
-                             unauthorized=unauthorized).start()
+                             unauthorized=unauthorized, offline=offline,
+                             storage_limit=storage_limit).start()
         started.append((dev, srv))
+        if offline:
+            # `adb connect` waits 10 s for a handshake that never comes; the server keeps the
+            # transport (offline) after the client gives up
+            with contextlib.suppress(DeviceError):
+                srv.connect(dev.serial, timeout=0.5)
+            wait_state(srv, dev.serial, "offline")
+            return dev
         srv.connect(dev.serial)
         wait_state(srv, dev.serial, "unauthorized" if unauthorized else "device")
         return dev
