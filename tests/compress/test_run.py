@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,26 +22,8 @@ from compress.quantize import choose_fp32, layer_groups, predicted_sqnr_db, sqnr
 from compress.svc_adapter import ChunkedSVC
 from models import registry
 
-# width_steps 0: the table times no narrowed probe, so this run's search removes and
-# duplicates only (2:58 alone, against 4:23 with the 20 narrowed probes of width_steps 1);
-# narrowing through the pipeline is run end to end by the separation and speech-to-singing
-# `compress run` tests, and the LHQ-SVC units' narrowing by tests/models/lhq_svc
-UT_CONFIG = """\
-name: ut
-data: {source: synthetic, singers: 2, minutes: 0.3, held_out_songs: 2}
-model: {name: lhq-svc-unittest}
-train: {steps: 20, content_steps: 10, vocoder_steps: 10, batch_size: 2}
-robust: {steps: 5}
-latency: {warmup: 1, iterations: 10, width_steps: 0, validate: false}
-evolve: {budget_fraction: 0.85, params_fraction: 0.8, max_rounds: 5, finetune_steps: 2,
-         pitch_stride: 4,
-         duplicate_candidates: 1, swap_candidates: 1, duplicate_finetune_steps: 1, val_clips: 2,
-         val_seconds: 1.0, screen_clips: 1, screen_keep: 2}
-distill: {teacher_steps: 4, steps_per_stage: 3}
-quantize: {calibration_clips: 2}
-export: {chunk_seconds: 0.25}
-bench: {iterations: 10, warmup: 1, repeats: 3, teacher_steps: 4, eval_clips: 2, eval_seconds: 1.0}
-"""
+# the tiny preset (its header says why it times no narrowed probe)
+UT_CONFIG = (Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml").read_text()
 
 
 def _sha(p: Path) -> str:
@@ -143,6 +126,23 @@ def test_run_resumes_after_a_kill_and_writes_the_report(tmp_path: Path) -> None:
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out
     assert out.count(": reused") == 10
+    # 4) the latency stage once more, on the cache step 2 filled: the table has every entry,
+    # so nothing is timed and the stage gives the numbers the search decided on (a second
+    # run on the same device, or a resume, decides from the same table)
+    before = json.loads((run / "03_latency" / "done.json").read_text())["result"]
+    shutil.rmtree(run / "03_latency")
+    p = _compress("run", str(cfg), "--out", str(run), cwd=tmp_path)
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    assert "has every entry" in out and "timing nothing" in out
+    after = json.loads((run / "03_latency" / "done.json").read_text())["result"]
+    for key in ("precision_plan", "teacher_ms", "teacher_fp32_ms", "searched_ms", "floor_ms",
+                "fingerprint_id", "path_model"):
+        assert after[key] == before[key], key
+    assert after["source"].startswith("reused") and not after["probes"].keys() - {
+        "teacher_plan", "teacher_fp32"}
+    assert all(Path(v).is_file() for v in after["whole_programs"].values())
+    assert out.count(": reused") == 9  # the later stages' records still stand
 
 
 def test_run_refuses_a_run_dir_of_another_config(tmp_path: Path) -> None:
