@@ -279,13 +279,15 @@ def whole_probe(st: RunState, model: nn.Module, inputs: Inputs, calib: list[Inpu
                     list(st.recipe.keep_fp32(model)), _plan_only_modules(st, model, plan))
 
 
-def validation_architecture(recipe: Recipe, teacher: nn.Module, factor: float) -> nn.Module:
+def validation_architecture(recipe: Recipe, teacher: nn.Module, factor: float,
+                            narrow: bool = True) -> nn.Module:
     """A model that is not the teacher, for checking the table on a whole program: every width
-    narrowed once and the first layer unit of each component removed, where the units allow
-    it (an action a unit lists that then fails is a bug, and raises)."""
+    narrowed once (when the table times narrowed widths: `narrow`) and the first layer unit of
+    each component removed, where the units allow it (an action a unit lists that then fails
+    is a bug, and raises)."""
     m = copy.deepcopy(teacher)
     for u in recipe.units(teacher):
-        if u.module is None and "narrow" in u.actions:
+        if narrow and u.module is None and "narrow" in u.actions:
             recipe.apply(m, Action("narrow", u.name, factor))
     seen: set[str] = set()
     for u in recipe.units(m):  # one removal per component: the other names stay valid
@@ -332,7 +334,8 @@ def stage_latency(st: RunState, out: Path) -> LatencyResult:
         whole.insert(0, whole_probe(st, model, inputs, calib, plan, "teacher_plan"))
     check_model = None
     if lc.validate:
-        check_model = validation_architecture(recipe, model, cfg.evolve.narrow_factor)
+        check_model = validation_architecture(recipe, model, cfg.evolve.narrow_factor,
+                                              narrow=lc.width_steps > 0)
         whole.append(whole_probe(st, check_model, inputs, calib, plan, "check"))
     known = _saved_whole(table, tag, plan) if source != "measured" and not probes else None
     if known is not None and check_model is None:
@@ -346,11 +349,15 @@ def stage_latency(st: RunState, out: Path) -> LatencyResult:
         details, stats = {k: det for k, (_, det) in exported.items()}, known
     else:
         st.say(f"latency: {len(probes)} unit probes and {len(whole)} whole programs to export "
-               f"({lc.export_workers} process(es)), then timing on {st.target}")
+               f"({lc.export_workers} process(es)), then timing on {st.target}" +
+               ("" if known is None else " (the table has every entry: the whole programs "
+                "are timed only to check it)"))
         details, stats = lp.measure_table(table, probes, whole, out_dir=out / "probes",
                                           samples_fn=samples, rounds=lc.repeats,
                                           progress=lambda s: st.say(f"latency: {s}"),
                                           workers=lc.export_workers)
+        if known is not None:  # decisions from the saved table, as without the check
+            stats.update(known)
     if "teacher_plan" not in details:
         details["teacher_plan"] = details["teacher_fp32"]
     stats.setdefault("teacher_plan", stats["teacher_fp32"])
