@@ -58,10 +58,10 @@ def _env(cache: Path) -> dict[str, str]:
 
 
 def _start(out: Path, cache: Path, log: Path) -> subprocess.Popen[bytes]:
-    fh = open(log, "ab")  # noqa: SIM115 - handed to the child
-    return subprocess.Popen([sys.executable, "-m", "compress", "run", str(CONFIG), "--out",
-                             str(out)], cwd=ROOT, env=_env(cache), stdout=fh,
-                            stderr=subprocess.STDOUT)
+    with open(log, "ab") as fh:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "compress", "run", str(CONFIG), "--out",
+                                 str(out)], cwd=ROOT, env=_env(cache), stdout=fh,
+                                stderr=subprocess.STDOUT)
 
 
 def _run_to_end(out: Path, cache: Path, log: Path) -> tuple[int, float]:

@@ -131,7 +131,7 @@ class LatencyTable:
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``<directory>/latency_<fingerprint_id>.json`` and return its path."""
-        from compress.rundir import atomic_write_text
+        from models.fileio import atomic_write_text
 
         p = Path(directory) / f"latency_{self.fingerprint_id}.json"
         atomic_write_text(p, json.dumps(self.to_json(), indent=2))

@@ -68,9 +68,9 @@ from compress.results import (
     ReportResult,
     searched_fraction,
 )
-from compress.rundir import Stage, atomic_write_text
+from compress.rundir import Stage
 from export.parity import stoi_sample_rate
-from models.fileio import atomic_path
+from models.fileio import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 

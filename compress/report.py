@@ -48,8 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.errors import CompressError
-from compress.rundir import atomic_write_text
-from models.fileio import atomic_path
+from models.fileio import atomic_path, atomic_write_text
 
 SCHEMA = "lhq-mobile/report/v1"
 REPORT_JSON = "report.json"

@@ -100,21 +100,18 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     os.close(fd)
     tmp = Path(name)
     try:
-        try:
-            yield tmp
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except Exception as exc:
-            full = is_disk_full(exc, final.parent)  # judged with the temporary file in place
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            if full:
-                raise disk_full_error(final, exc) from exc
-            raise
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except Exception as exc:
+        full = is_disk_full(exc, final.parent)  # judged with the temporary file in place
+        tmp.unlink(missing_ok=True)  # then the space left is what the user has
+        if full:
+            raise disk_full_error(final, exc) from exc
+        raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

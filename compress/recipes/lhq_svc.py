@@ -53,7 +53,7 @@ from compress.recipes.base import (
     Unit,
     synthetic_corpus,
 )
-from compress.rundir import atomic_write_text
+from models.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 

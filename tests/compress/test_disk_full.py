@@ -28,14 +28,14 @@ FS_BYTES = 2 << 20
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 2-MiB tmpfs mounted for this test (the suite runs as root, as `make test` installs
-    system packages; a host that refuses the mount skips with the reason)."""
+    """A 2-MiB tmpfs mounted for this test. `make test` runs as root (it installs system
+    packages), so a refused mount is a failure of the set-up, not a reason to skip."""
     mnt = tmp_path / "small_fs"
     mnt.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={FS_BYTES}", "tmpfs", str(mnt)],
                        capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    assert r.returncode == 0, (f"mounting a tmpfs for the disk-full tests failed: "
+                               f"{r.stderr.strip()} (run the tests as root, as `make test` does)")
     try:
         yield mnt
     finally:
