@@ -526,6 +526,14 @@ def stage_evolve(st: RunState, out: Path) -> EvolveStageResult:
               if budget["params_budget"] is not None else "")
            + f", score {ec.score} on "
            f"{ec.val_clips} val clips")
+    lat = st.need("latency")
+    if lat.floor_ms is not None and lat.floor_ms / lat.audio_seconds > budget["search_ms"]:
+        # the table already says that no architecture of this search space reaches the aim:
+        # the search will end with the fastest state it finds (budget NOT met)
+        st.say(f"evolve: warning: every action to its limit is predicted at "
+               f"{lat.floor_ms / lat.audio_seconds:.2f} ms per audio second, above the "
+               f"{budget['search_ms']:.2f} ms searched for; raise the budget or allow "
+               "narrowing (latency.width_steps)")
     narrow_memo: dict[str, dict[str, Any]] = {}
     ev = Evolver(units=recipe.units, apply=recipe.apply, architecture=recipe.architecture,
                  score=score, latency=predict, finetune=tuner(ec.finetune_steps, 0),

@@ -83,6 +83,10 @@ def quantize_pt2e_xnnpack(
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+    from export import pt2e_patterns
+
+    pt2e_patterns.install()  # convert_pt2e traces its conv-BN patterns once per process
+
     class _Quantizer(XNNPACKQuantizer):
         def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             return float_scalars_to_attrs(model)

@@ -56,6 +56,9 @@ def _convert(
                 from litert_torch.quantize.quant_config import QuantConfig
                 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+                from export import pt2e_patterns
+
+                pt2e_patterns.install()
                 assert calibration is not None
                 quantizer = PT2EQuantizer().set_global(
                     get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)

@@ -75,15 +75,30 @@ def test_run_resumes_after_a_kill_and_writes_the_report(tmp_path: Path) -> None:
     assert rep["target"] == "host"
     assert rep["budget_ms"] > 0 and rep["speedup"] > 0
     # the budget (0.85 of the teacher architecture) is met by the chosen architecture as the
-    # table predicts it, and by the shipped program as measured. This test runs beside the
-    # rest of the suite on the two workers (as a timing test alone it cost 4.5-7 min of the
+    # table predicts it whenever the table says it can be: every removal applied reaches the
+    # search's aim (3 % under the budget). The tiny preset only removes (width_steps 0), and
+    # what that takes off depends on how the probes time beside the other worker: 0.80 of the
+    # teacher with a busy core beside it here, more in one CI run, which then ended over the
+    # budget as the table predicted (the run warns up front). This test runs beside the rest
+    # of the suite on the two workers (as a timing test alone it cost 4.5-7 min of the
     # suite's 20), so the measured checks allow what a loaded 2-core host does to a ~6-ms
     # program: 1.5x the limit, a table error under 50 %. Alone on a quiet host the same run
     # measured 1.0-1.17x and +7.7 %; the demo run's report and benchmarks/ are the real check.
-    assert rep["budget_met_predicted"] is True
+    bud = rep["budget"]
+    floor_ms = (1.0 - rep["removable_latency_fraction"]) * bud["teacher_ms"]
+    final = rep["evolution_summary"]["final_latency_ms"]
+    assert rep["budget_met_predicted"] is (final <= bud["budget_ms"]
+                                           and rep["student"]["params"] <= bud["params_budget"])
+    if floor_ms <= bud["search_ms"]:
+        assert rep["budget_met_predicted"] is True, (floor_ms, bud, out)
+    else:
+        assert "every action to its limit is predicted at" in out
+        # the fastest state the search reached
+        assert final <= min(r["latency_ms"] for r in rep["evolution"]) + 1e-6, final
     chk = rep["budget_check"]
     assert chk["relative_to_teacher"]
-    assert chk["measured_ms_per_audio_s"] <= 1.5 * chk["limit_ms_per_audio_s"]
+    if rep["budget_met_predicted"]:
+        assert chk["measured_ms_per_audio_s"] <= 1.5 * chk["limit_ms_per_audio_s"]
     # the table predicts the shipped student (raw, or re-anchored on the teacher programs
     # timed again beside it)
     lt = rep["latency_table"]
@@ -119,6 +134,14 @@ def test_run_resumes_after_a_kill_and_writes_the_report(tmp_path: Path) -> None:
     assert rep["precision_plan"]["whole"] == "int8"
     assert sidecar["precision"] == "int8" and sidecar["delegation"]["hot_fallbacks"] == {}
     assert rep["quant_sensitivity"] and all("kept_fp32" in r for r in rep["quant_sensitivity"])
+    # the decoder alone, int8 (test_registry_export leaves the decoder preset's int8 .pte to
+    # this test: a trained decoder rather than a noise-filled one), parity-gated and delegated
+    dec = Path(rep["artifacts"]["decoder_pte_int8"])
+    dec_car = json.loads(dec.with_suffix(".json").read_text())
+    assert dec_car["precision"] == "int8" and dec_car["parity"]["passed"] is True
+    assert dec_car["delegation"]["hot_fallbacks"] == {}
+    for o in dec_car["parity"]["outputs"]:
+        assert o["scale"] > 1e-3 and (o["sqnr_db"] == "inf" or o["sqnr_db"] >= 20.0), o
     assert (run / "report.html").read_text().count("<audio") >= 3
     # 3) a finished run re-runs as a no-op
     p = _compress("run", str(cfg), "--out", str(run), cwd=tmp_path)

@@ -56,7 +56,17 @@ SLOW_COMPONENTS = {"pipeline"}
 # vox-tasnet-causal-unittest's .pte (26 s at int8 here): tests/benchmarks/
 # test_separation_trained.py::test_quick_run_of_the_other_separators exports it at fp32 and int8
 # from a trained checkpoint through the same export_model and asserts both parity gates passed.
+# cws-unet5-unittest's .pte (11 s fp32, 15 s int8 here): tests/benchmarks/
+# test_separation_trained.py::test_quick_trained_run_merges_finite_records_with_latency exports
+# both from a trained checkpoint through the same export_model and asserts both gates passed
+# (cws-unet6-unittest keeps the UNet separators' .pte here).
+# lhq-svc-decoder-unittest's int8 .pte (37-45 s here): tests/compress/test_run.py exports the
+# trained student's decoder alone at int8 (the run's decoder_pte_int8) and asserts its gate,
+# delegation and SQNR as here; its fp32 .pte stays in this test.
 NOT_IN_SUITE = {("sts-unittest", "pte", "fp32"),
+                ("cws-unet5-unittest", "pte", "fp32"),
+                ("cws-unet5-unittest", "pte", "int8"),
+                ("lhq-svc-decoder-unittest", "pte", "int8"),
                 ("chimera-mi-unittest", "onnx", "fp32"),
                 ("vox-tasnet-causal-unittest", "pte", "fp32"),
                 ("vox-tasnet-causal-unittest", "pte", "int8"),
