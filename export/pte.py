@@ -85,7 +85,7 @@ def quantize_pt2e_xnnpack(
 
     from export import pt2e_patterns
 
-    pt2e_patterns.install()  # convert_pt2e traces its conv-BN patterns once per process
+    pt2e_patterns.install()  # conv-BN patterns traced once per process, not per call
 
     class _Quantizer(XNNPACKQuantizer):
         def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:

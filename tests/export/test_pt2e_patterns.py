@@ -38,19 +38,21 @@ def _convert() -> torch.fx.GraphModule:
 
 
 def test_the_memo_traces_each_pattern_once_and_converts_the_same_program() -> None:
-    """A conversion asks for 96 patterns (12 match / replacement pairs for each of 4 conv
-    kinds); the first of the process traces them through torchao's own helper (the memo only
-    stores what it returns), every later one reuses them all and converts the same program.
-    The memo is process-wide, so an earlier test of this worker may have traced them."""
+    """A preparation and conversion asks for 108 patterns: 12 conv-BN(-ReLU) patterns the
+    XNNPACK quantizer annotates with, then 12 match / replacement pairs for each of 4 conv kinds
+    in torchao's conv-BN fold. The first of the process traces them through the libraries' own
+    helper (the memo only stores what it returns), every later one reuses them all and
+    converts the same program. The memo is process-wide, so an earlier test of this worker may
+    have traced them."""
     pt2e_patterns.install()
     s0 = pt2e_patterns.stats()
     first = _convert()
     s1 = pt2e_patterns.stats()
-    assert (s1["traced"] - s0["traced"]) + (s1["reused"] - s0["reused"]) == 96
-    assert s1["traced"] >= 96  # every pattern was traced once in this process
+    assert (s1["traced"] - s0["traced"]) + (s1["reused"] - s0["reused"]) == 108
+    assert s1["traced"] >= 108  # every pattern was traced once in this process
     second = _convert()
     s2 = pt2e_patterns.stats()
-    assert s2 == {"traced": s1["traced"], "reused": s1["reused"] + 96}
+    assert s2 == {"traced": s1["traced"], "reused": s1["reused"] + 108}
     assert second.code == first.code
     sd_1, sd_2 = first.state_dict(), second.state_dict()
     assert sd_1.keys() == sd_2.keys()
