@@ -429,11 +429,15 @@ def export_all(probes: Sequence[Probe], out_dir: Path, workers: int = 1,
             for p in probes]
     done: dict[str, tuple[Path, dict[str, Any]]] = {}
     if workers <= 1 or len(jobs) < 2:
-        for i, job in enumerate(jobs):
-            if progress:
-                progress(f"export {i + 1}/{len(jobs)} {job[0].key} ({job[0].precision})")
-            key, path, det = _export_job(job)
-            done[key] = (path, det)
+        threads = torch.get_num_threads()  # a job sets one thread: the run's own comes back
+        try:
+            for i, job in enumerate(jobs):
+                if progress:
+                    progress(f"export {i + 1}/{len(jobs)} {job[0].key} ({job[0].precision})")
+                key, path, det = _export_job(job)
+                done[key] = (path, det)
+        finally:
+            torch.set_num_threads(threads)
         return done
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed

@@ -167,3 +167,18 @@ def test_table_predicts_a_whole_other_architecture_within_15_percent(tmp_path: P
     r.apply(other, Action("narrow", "dec.width"))
     with pytest.raises(Exception, match="no entry"):
         predict(other)
+
+
+def test_exporting_in_process_gives_the_run_its_threads_back(tmp_path: Path) -> None:
+    """With one export worker the probes are lowered in the run's own process, each with one
+    thread; the stages after the latency table train with the threads they had before."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = (torch.randn(1, 4, 16),)
+        probes = [lp.Probe("null:a", "c", lp.Null(), x, [], "fp32", [], None)]
+        done = lp.export_all(probes, tmp_path, workers=1)
+        assert done["null:a"][0].is_file() and done["null:a"][0].stat().st_size > 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
