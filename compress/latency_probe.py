@@ -404,9 +404,12 @@ def bench_samples_fn(target: str, threads: int, warmup: int, iterations: int, wo
 
 
 def _quiet_worker(level: int) -> None:
-    """Export workers log like their parent: dependency warnings only with ``-v``."""
+    """Export workers log like their parent (dependency warnings only with ``-v``) and run one
+    thread each (two workers on two cores); exports in the run's own process keep its
+    threads for the stages after them."""
     from compress.cli_util import quiet_dependencies
 
+    torch.set_num_threads(1)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(level)
     quiet_dependencies(level)
@@ -414,7 +417,6 @@ def _quiet_worker(level: int) -> None:
 
 def _export_job(job: tuple[Probe, str, Path]) -> tuple[str, Path, dict[str, Any]]:
     p, name, out_dir = job
-    torch.set_num_threads(1)
     path, det = export_probe(p.module, p.inputs, p.calibration, p.precision, name, out_dir,
                              p.keep_fp32, p.only_modules)
     return p.key, path, det
@@ -429,15 +431,11 @@ def export_all(probes: Sequence[Probe], out_dir: Path, workers: int = 1,
             for p in probes]
     done: dict[str, tuple[Path, dict[str, Any]]] = {}
     if workers <= 1 or len(jobs) < 2:
-        threads = torch.get_num_threads()  # a job sets one thread: the run's own comes back
-        try:
-            for i, job in enumerate(jobs):
-                if progress:
-                    progress(f"export {i + 1}/{len(jobs)} {job[0].key} ({job[0].precision})")
-                key, path, det = _export_job(job)
-                done[key] = (path, det)
-        finally:
-            torch.set_num_threads(threads)
+        for i, job in enumerate(jobs):
+            if progress:
+                progress(f"export {i + 1}/{len(jobs)} {job[0].key} ({job[0].precision})")
+            key, path, det = _export_job(job)
+            done[key] = (path, det)
         return done
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
