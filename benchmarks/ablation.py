@@ -27,10 +27,11 @@ on), ``--clips`` conversion jobs A → B (round robin over the test songs, as th
 takes them) of ``--seconds`` each, scored by the recipe's own
 :meth:`~compress.recipes.lhq_svc.LHQSVCRecipe.evaluate`: every score of
 :mod:`compress.scores` — speaker similarity, STOI / PESQ / LSD / MCD against the parallel
-ground truth, DIO and CREPE pitch, DNSMOS P.835 / P.808 and the ``combined`` search score
-with the run's weights — chunked as the app runs (``export.chunk_seconds``). Each score is
-the mean over the clips with its noise (standard error over the clips); a difference between
-two systems is judged against the paired noise of their per-clip differences. At temperature
+ground truth, DIO and CREPE pitch, Distill-MOS, DNSMOS P.835 / P.808 and the ``combined``
+search score with the run's weights — chunked as the app runs (``export.chunk_seconds``).
+Each score is the mean over the clips with its noise (standard error over the clips); a
+difference between two systems is judged against the paired noise of their per-clip
+differences. At temperature
 above 0 the sampler's noise also moves a score: ``--seeds N`` (default 1) repeats those
 systems with N seeds and averages per clip.
 
@@ -78,7 +79,7 @@ from compress.recipes.base import DataSplits, ScoreResult  # noqa: E402
 
 # the scores the answers are given for (every other score is in the table and the JSON)
 ANSWER_SCORES = ("combined", "speaker_similarity", "stoi", "crepe_chroma", "neg_lsd", "neg_mcd",
-                 "dnsmos_ovrl", "dnsmos_p808")
+                 "distill_mos", "dnsmos_ovrl", "dnsmos_p808")
 
 
 def say(message: str) -> None:
@@ -295,7 +296,8 @@ def _fmt(r: dict[str, Any] | None) -> str:
 
 def print_table(records: list[dict[str, Any]]) -> None:
     cols = [n for n in ("combined", "speaker_similarity", "stoi", "crepe_chroma", "neg_lsd",
-                        "dnsmos_ovrl", "dnsmos_p808") if any(n in r["scores"] for r in records)]
+                        "distill_mos", "dnsmos_ovrl", "dnsmos_p808")
+            if any(n in r["scores"] for r in records)]
     head = f"{'system':24s} {'ms/audio s':>10s} " + " ".join(f"{c[:14]:>14s}" for c in cols)
     print(head)
     for r in records:

