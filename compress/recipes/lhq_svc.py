@@ -18,7 +18,7 @@ What the family tells the pipeline (:class:`~compress.recipes.base.Recipe`):
   distribution the shipped sampler uses (its temperature).
 * **scores** — :mod:`compress.scores` on conversion jobs A → B of held-out songs, per item so
   their noise is known; the decision score is ``combined`` by default (similarity,
-  Distill-MOS naturalness, intelligibility and CREPE pitch, weighted alike).
+  DNSMOS P.808 naturalness, intelligibility and CREPE pitch, weighted alike).
 * **iso-quality teacher** — the teacher's fewest DDIM steps, at the best of a few sampler
   temperatures, that keep ``bench.iso_quality`` of its own score at ``bench.teacher_steps``
   (:meth:`LHQSVCRecipe.iso_quality_teacher`): the honest baseline of the speed-up.
@@ -377,7 +377,7 @@ class LHQSVCRecipe(Recipe):
         ec = self.cfg.evolve if self.cfg else None
         judges = {"weights": ec.weights() if ec else dict(DEFAULT_WEIGHTS),
                   "pitch_judge": ec.pitch_judge if ec else "tiny",
-                  "naturalness_judge": ec.naturalness_judge if ec else "distillmos",
+                  "naturalness_judge": ec.naturalness_judge if ec else "p808",
                   "pitch_stride": ec.pitch_stride if ec else 2}
         return [EvalSet(items=[it], sample_rate=full.sample_rate, hop_length=full.hop_length,
                         speaker_refs=full.speaker_refs, steps=steps, sampler=full.sampler,

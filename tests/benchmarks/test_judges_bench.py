@@ -90,8 +90,8 @@ def test_quick_ladder_writes_the_json_and_noise_lowers_ovrl(bench, tmp_path, cap
         assert v["monotonic"] is falls and v["qualifies"] is falls, j
         assert len(v["violations"]) == sum(mean[r] >= mean["clean"] for r in QUICK_RUNGS[1:])
     assert "degradation ladder: 2 held-out singing clip(s)" in printed
-    assert res["decision_judge"] == "distillmos"
-    for j, role in (("DISTILLMOS", "the search's naturalness judge"),
+    assert res["decision_judge"] == "p808"
+    for j, role in (("P808", "the search's naturalness judge"),
                     ("OVRL", "DNSMOS overall, the first candidate")):
         ok = res["verdicts"][j.lower()]["qualifies"]
         assert (f"{j} ({role}) QUALIFIES" in printed) is ok

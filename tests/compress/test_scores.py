@@ -157,16 +157,16 @@ def test_combined_is_the_weighted_mean_of_its_parts_and_drops_a_part_it_cannot_s
     es.weights = {"similarity": 0.0, "intelligibility": 1.0, "pitch": 2.0, "naturalness": 0.5}
     stoi = scores.get_score("stoi")(m, es)
     pitch = scores.get_score("crepe_chroma")(m, es)
-    assert es.naturalness_judge == "distillmos"
+    assert es.naturalness_judge == "p808"
     nat = scores.get_score("naturalness")(m, es)
-    mos = scores.get_score("distill_mos")(m, es)
-    assert nat == pytest.approx((mos - 1.0) / 4.0)
+    p808 = scores.get_score("dnsmos_p808")(m, es)
+    assert nat == pytest.approx((p808 - 1.0) / 4.0)
     assert stoi > 0.9 and 0.0 < nat < 1.0
-    es.naturalness_judge = "ovrl"  # a DNSMOS score instead, on the same conversions
-    ovrl = scores.get_score("dnsmos_ovrl")(m, es)
-    assert scores.get_score("naturalness")(m, es) == pytest.approx((ovrl - 1.0) / 4.0)
-    assert abs(ovrl - mos) > 1e-3  # two judges, two numbers
-    es.naturalness_judge = "distillmos"
+    es.naturalness_judge = "distillmos"  # another judge, on the same conversions
+    mos = scores.get_score("distill_mos")(m, es)
+    assert scores.get_score("naturalness")(m, es) == pytest.approx((mos - 1.0) / 4.0)
+    assert abs(p808 - mos) > 1e-3  # two judges, two numbers
+    es.naturalness_judge = "p808"
     assert scores.combined_parts(m, es) == pytest.approx(
         {"intelligibility": stoi, "pitch": pitch, "naturalness": nat})
     assert scores.get_score("combined")(m, es) == pytest.approx(
@@ -186,9 +186,9 @@ def test_weights_are_checked_and_the_config_merges_them_with_the_defaults() -> N
     from compress.config import EvolveConfig
 
     assert scores.check_weights(scores.DEFAULT_WEIGHTS) == []
-    # every part weighs 1: Distill-MOS, the naturalness judge, passed the ladder
+    # every part weighs 1: DNSMOS P.808, the naturalness judge, passed the ladder
     assert dict.fromkeys(scores.PARTS, 1.0) == scores.DEFAULT_WEIGHTS
-    assert EvolveConfig().naturalness_judge == "distillmos"
+    assert EvolveConfig().naturalness_judge == "p808"
     assert scores.check_weights({"pitch": -1.0}) == ["a finite weight >= 0 for pitch (not -1.0)"]
     assert scores.check_weights({k: 0.0 for k in scores.PARTS}) == [
         "at least one positive weight (all are 0)"]
@@ -196,7 +196,7 @@ def test_weights_are_checked_and_the_config_merges_them_with_the_defaults() -> N
     assert ec.weights() == {**scores.DEFAULT_WEIGHTS, "naturalness": 0.5}
     from compress.config_io import from_dict
 
-    with pytest.raises(CompressError, match="naturalness_judge.*valid: distillmos, ovrl"):
+    with pytest.raises(CompressError, match="naturalness_judge.*valid: p808, distillmos"):
         from_dict(EvolveConfig, {"naturalness_judge": "nisqa"})
     assert [p.path for p in EvolveConfig(score_weights={"x": 1.0}).problems("evolve")] == [
         "evolve.score_weights"]
