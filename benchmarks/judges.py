@@ -6,6 +6,7 @@ Usage::
 
     .venv/bin/python benchmarks/judges.py [--clips DIR_OR_FILES...] [--run RUN_DIR] \
         [--json OUT] [--max-clips N] [--seconds S] [--seed S] [--convert-clips N] [--quick]
+    .venv/bin/python benchmarks/judges.py --pool LADDER_JSON... [--json OUT]
 
 **Clips.** Held-out singing, mono, resampled to 16 kHz by :func:`models.audio.load_audio`,
 ``--seconds`` (default 6) cut from the middle of each (a shorter clip is used whole), at most
@@ -87,6 +88,13 @@ are shown for context.
                             "vs_clean", "steps_50_vs_2", "capped", "teacher", "pte",
                             "temperature", "notes"},
      "seconds": {rung: total_seconds}, "clipped": {rung: samples}, "total_seconds"}
+
+``--pool A.json B.json ...`` scores nothing: it concatenates the clips of earlier ``--json``
+outputs (ladders run on different recordings, rates or clip lengths) per rung and judge, and
+prints the pooled table and verdicts by the same rule (rungs and judges common to all; the
+JSON has ``rungs``, ``vs_clean``, ``chains``, ``verdicts``, ``judges``, ``clips`` and
+``pooled_from``). More clips shrink the standard errors, so a step that rose within noise in
+one ladder is settled by the pool.
 
 ``--quick`` (for the test): 2 clips × 5 s, rungs clean / noise_10db / lowpass_2k / mulaw_8bit
 only, no conversions. Progress goes to stderr; a missing run folder, no clips or an unreadable
@@ -437,12 +445,12 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     return {"diff": float(d.mean()), "stderr": se}
 
 
-def verdicts(rungs: dict[str, dict[str, dict[str, Any]]],
-             chains: list[tuple[str, ...]]) -> dict[str, dict[str, Any]]:
+def verdicts(rungs: dict[str, dict[str, dict[str, Any]]], chains: list[tuple[str, ...]],
+             judges: Sequence[str] = JUDGES) -> dict[str, dict[str, Any]]:
     """Per judge: monotonic along every chain? qualifies (clean > worst rung of every chain
     and clean > every degraded rung)? with the steps that rise."""
     out: dict[str, dict[str, Any]] = {}
-    for j in JUDGES:
+    for j in judges:
         mean = {r: rungs[r][j]["mean"] for r in rungs}
         vals = {r: rungs[r][j]["values"] for r in rungs}
         violations, reasons, below = [], [], set()
@@ -477,21 +485,22 @@ def _dcell(d: dict[str, float] | None) -> str:
 
 
 def print_table(title: str, rungs: dict[str, dict[str, dict[str, Any]]],
-                diffs: dict[str, dict[str, dict[str, float]]], labels: dict[str, str]) -> None:
+                diffs: dict[str, dict[str, dict[str, float]]], labels: dict[str, str],
+                judges: Sequence[str] = JUDGES) -> None:
     """Two tables: mean ± stderr (std) per judge, then the paired difference from clean."""
-    head = "".join(f"{j.upper():>{W}s}" for j in JUDGES)
+    head = "".join(f"{j.upper():>{W}s}" for j in judges)
     print(title)
     print(f"{'rung':22s}{'n':>3s}{head}   mean±se (std)")
     for r, stats in rungs.items():
-        n = len(stats[JUDGES[0]]["values"])
+        n = len(stats[judges[0]]["values"])
         print(f"{labels.get(r, r):22s}{n:3d}" + "".join(f"{_cell(stats[j]):>{W}s}"
-                                                         for j in JUDGES))
-    print(f"{'paired diff vs clean':22s}{'':3s}" + "".join(f"{j.upper():>{W}s}" for j in JUDGES)
+                                                         for j in judges))
+    print(f"{'paired diff vs clean':22s}{'':3s}" + "".join(f"{j.upper():>{W}s}" for j in judges)
           + "   mean±se")
     for r in rungs:
         if r in diffs:
             print(f"{labels.get(r, r):22s}{'':3s}" + "".join(f"{_dcell(diffs[r][j]):>{W}s}"
-                                                             for j in JUDGES))
+                                                             for j in judges))
 
 
 def _noise(within: bool | None) -> str:
@@ -500,9 +509,10 @@ def _noise(within: bool | None) -> str:
     return "within 2 se: noise" if within else "beyond 2 se"
 
 
-def print_verdicts(verdict: dict[str, dict[str, Any]], chains: list[tuple[str, ...]]) -> None:
+def print_verdicts(verdict: dict[str, dict[str, Any]], chains: list[tuple[str, ...]],
+                   judges: Sequence[str] = JUDGES) -> None:
     print("verdicts (chains: " + "; ".join(" > ".join(c) for c in chains) + ")")
-    for j in JUDGES:
+    for j in judges:
         v = verdict[j]
         if v["monotonic"]:
             line = "monotonic: the mean falls at every step of every chain"
@@ -513,6 +523,8 @@ def print_verdicts(verdict: dict[str, dict[str, Any]], chains: list[tuple[str, .
         print(f"  {j.upper():10s} {line}")
     for j, role in ((DECISION_JUDGE, "the search's naturalness judge"),
                      ("ovrl", "DNSMOS overall, the first candidate")):
+        if j not in verdict:
+            continue
         v = verdict[j]
         if v["qualifies"]:
             print(f"  {j.upper()} ({role}) QUALIFIES for decisions: it falls on average from "
@@ -521,7 +533,7 @@ def print_verdicts(verdict: dict[str, dict[str, Any]], chains: list[tuple[str, .
         else:
             print(f"  {j.upper()} ({role}) DOES NOT QUALIFY for decisions: "
                   + "; ".join(v["reasons"]))
-    others = [j.upper() for j in JUDGES if j not in ("ovrl", DECISION_JUDGE)
+    others = [j.upper() for j in judges if j not in ("ovrl", DECISION_JUDGE)
               and verdict[j]["qualifies"]]
     print(f"  (by the same rule: {', '.join(others) or 'none'} of the other judges would "
           "qualify)")
@@ -654,6 +666,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="convert only the first N clips (default: all)")
     ap.add_argument("--quick", action="store_true",
                     help="2 clips x 5 s, rungs clean/noise_10db/lowpass_2k/mulaw_8bit only")
+    ap.add_argument("--pool", nargs="+", metavar="LADDER_JSON",
+                    help="score nothing: pool the clips of earlier --json outputs (e.g. ladders "
+                    "run on different recordings) into one ladder and verdict")
     args = ap.parse_args(argv)
     if argv is None:
         # run as a script: drop the ExecuTorch runtime's native cpuinfo / threadpool lines
@@ -661,10 +676,62 @@ def main(argv: list[str] | None = None) -> int:
 
         filter_native_stderr()
     try:
-        return _run(args)
+        return _pool(args) if args.pool else _run(args)
     except BenchError as exc:
         print(f"judges: error: {exc}", file=sys.stderr)
         return 2
+
+
+def pool_ladders(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One ladder from several ``--json`` outputs: per rung and judge, the clips of every input
+    concatenated (clip i of every rung is the same clip, so the paired differences stay
+    paired); only the rungs and judges present in every input; statistics and verdicts as for
+    a single run."""
+    if not results:
+        raise BenchError("--pool: no ladder given")
+    rungs = [r for r in LADDER if all(r in res.get("rungs", {}) for res in results)]
+    if "clean" not in rungs or len(rungs) < 2:
+        raise BenchError("--pool: the ladders share no degraded rung beside clean")
+    judges = [j for j in JUDGES if all(j in res["rungs"][r] for res in results for r in rungs)]
+    if not judges:
+        raise BenchError("--pool: the ladders share no judge")
+    stats = {r: {j: describe([v for res in results for v in res["rungs"][r][j]["values"]])
+                 for j in judges} for r in rungs}
+    vs_clean = {r: {j: paired(stats[r][j]["values"], stats["clean"][j]["values"])
+                    for j in judges} for r in rungs if r != "clean"}
+    chains = [tuple(r for r in c if r in rungs) for c in CHAINS]
+    chains = [c for c in chains if len(c) > 1]
+    return {"rungs": stats, "vs_clean": vs_clean, "chains": [list(c) for c in chains],
+            "verdicts": verdicts(stats, chains, judges), "judges": judges,
+            "clips": [c for res in results for c in res.get("clips", [])]}
+
+
+def _pool(args: argparse.Namespace) -> int:
+    results = []
+    for name in args.pool:
+        try:
+            res = json.loads(Path(name).read_text())
+            if not isinstance(res, dict) or not isinstance(res.get("rungs"), dict):
+                raise ValueError("not a ladder (no 'rungs')")
+            for r, per_judge in res["rungs"].items():
+                lengths = {len(v["values"]) for v in per_judge.values()}
+                if lengths != {len(res["rungs"]["clean"][next(iter(per_judge))]["values"])}:
+                    raise ValueError(f"rung {r}: not one value per clip")
+        except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+            raise BenchError(f"--pool {name}: unreadable ladder ({exc})") from None
+        results.append(res)
+    out = pool_ladders(results)
+    n = len(out["rungs"]["clean"][out["judges"][0]]["values"])
+    print_table(f"Judges' degradation ladder, pooled: {n} clip(s) from {len(results)} ladder(s) "
+                f"({', '.join(args.pool)})", out["rungs"], out["vs_clean"], {}, out["judges"])
+    print_verdicts(out["verdicts"], [tuple(c) for c in out["chains"]], out["judges"])
+    if args.json:
+        dest = Path(args.json)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(json.dumps({**out, "pooled_from": list(args.pool),
+                                    "decision_judge": DECISION_JUDGE}, indent=1))
+        say(f"wrote {dest}")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

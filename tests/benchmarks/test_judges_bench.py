@@ -98,6 +98,30 @@ def test_quick_ladder_writes_the_json_and_noise_lowers_ovrl(bench, tmp_path, cap
         assert (f"{j} ({role}) DOES NOT QUALIFY" in printed) is not ok
 
 
+    # --pool: the same ladder twice is 4 clips with the same means, the same verdicts and
+    # paired differences over the concatenated clips; a file that is no ladder is an error
+    pooled = tmp_path / "pooled.json"
+    assert bench.main(["--pool", str(out), str(out), "--json", str(pooled)]) == 0
+    printed = capsys.readouterr().out
+    pool = json.loads(pooled.read_text())
+    assert "pooled: 4 clip(s) from 2 ladder(s)" in printed
+    assert pool["judges"] == [j for j in bench.JUDGES if j in JUDGES]
+    assert list(pool["rungs"]) == QUICK_RUNGS and len(pool["clips"]) == 4
+    for rung in QUICK_RUNGS:
+        for j in JUDGES:
+            one, two = res["rungs"][rung][j], pool["rungs"][rung][j]
+            assert two["values"] == one["values"] * 2
+            assert two["mean"] == pytest.approx(one["mean"])
+            assert two["stderr"] < one["stderr"] or one["std"] == 0.0
+    assert {j: v["qualifies"] for j, v in pool["verdicts"].items()} == {
+        j: v["qualifies"] for j, v in res["verdicts"].items()}
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"clips": []}')
+    assert bench.main(["--pool", str(out), str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.json: unreadable ladder" in err[0], err
+
+
 def test_missing_clip_is_a_one_line_error(bench, tmp_path, capsys):
     missing = tmp_path / "nope.wav"
     assert bench.main(["--quick", "--clips", str(missing)]) == 2
