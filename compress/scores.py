@@ -197,16 +197,24 @@ def _judged(model: torch.nn.Module, eval_set: EvalSet, judge: str,
 
 
 def _dnsmos(model: torch.nn.Module, eval_set: EvalSet, key: str) -> float:
-    from models.judges import JudgeError, dnsmos
+    """One DNSMOS score. P.808 alone skips the P.835 network (~20x its cost): the search's
+    naturalness part asks only for it; a report that asks for all four runs both once (and
+    P.808 then reads that result)."""
+    from models.judges import DNSMOS_PARTS, JudgeError, dnsmos
+
+    parts = ("p808",) if key == "p808" else DNSMOS_PARTS
+    name = "dnsmos" if parts == DNSMOS_PARTS else "dnsmos-p808"
+    if name != "dnsmos" and _conversion_key(model, eval_set) + "/dnsmos" in eval_set._judged:
+        name = "dnsmos"  # every part is already known for this model
 
     def judge(item: EvalItem, y: np.ndarray) -> dict[str, float]:
         try:  # clipped to full scale, as `compress convert` writes the output
-            return dnsmos(np.clip(y, -1.0, 1.0), eval_set.sample_rate)
+            return dnsmos(np.clip(y, -1.0, 1.0), eval_set.sample_rate, parts=parts)
         except (metrics.AudioError, JudgeError) as exc:  # e.g. a clip under 0.5 s
             log.warning("DNSMOS of %s: %s", item.id, exc)
             return {}
 
-    vals = [d.get(key, float("nan")) for d in _judged(model, eval_set, "dnsmos", judge)]
+    vals = [d.get(key, float("nan")) for d in _judged(model, eval_set, name, judge)]
     return _mean(vals, f"dnsmos_{key}")
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "CREPE_MODELS",
     "DISTILLMOS_MIN_SECONDS",
     "DNSMOS_MIN_SECONDS",
+    "DNSMOS_PARTS",
     "JudgeConfigError",
     "JudgeError",
     "JudgeUnavailableError",
@@ -183,7 +184,11 @@ def _dnsmos_windows(x: np.ndarray) -> np.ndarray:
     return np.arange(n) * DNSMOS_RATE
 
 
-def dnsmos(wav: np.ndarray, sample_rate: int, *, personalized: bool = False) -> dict[str, float]:
+DNSMOS_PARTS = ("sig", "bak", "ovrl", "p808")
+
+
+def dnsmos(wav: np.ndarray, sample_rate: int, *, personalized: bool = False,
+           parts: tuple[str, ...] = DNSMOS_PARTS) -> dict[str, float]:
     """DNSMOS scores of one mono clip: ``{"sig", "bak", "ovrl", "p808"}`` on the 1..5 scale.
 
     Reference-free speech quality, as Microsoft's DNSMOS (P.835: Reddy et al., ICASSP 2022;
@@ -199,12 +204,20 @@ def dnsmos(wav: np.ndarray, sample_rate: int, *, personalized: bool = False) -> 
        network maps a log-mel spectrogram (:func:`_p808_features`) to a MOS;
     5. each score is the mean over windows.
 
+    ``parts`` selects the scores returned; the P.835 network (~95 % of the cost: 0.5 s per
+    window on one core here, against ~0.01 s for P.808's features and network) runs only when
+    one of ``sig`` / ``bak`` / ``ovrl`` is asked for, so ``parts=("p808",)`` is the cheap
+    naturalness judge of the search. Each score is the same whichever others are asked for.
+
     ``wav`` is float audio in [-1, 1] (the networks are level dependent; integer PCM must be
     scaled first) of at least :data:`DNSMOS_MIN_SECONDS`. Silence is scored, not rejected.
     Raises :class:`AudioError` for empty, NaN / Inf, multi-channel, too short or out-of-range
     input and :class:`JudgeUnavailableError` if speechmos is not installed.
     """
     _package_dir("speechmos", "DNSMOS")
+    unknown = [p for p in parts if p not in DNSMOS_PARTS]
+    if unknown or not parts:
+        raise JudgeConfigError(f"dnsmos: parts {parts!r}; expected some of {DNSMOS_PARTS}")
     x = _mono_16k(wav, sample_rate, "dnsmos", DNSMOS_MIN_SECONDS)
     peak = float(np.max(np.abs(np.asarray(wav, dtype=np.float32))))
     if peak > 1.0:
@@ -218,28 +231,30 @@ def dnsmos(wav: np.ndarray, sample_rate: int, *, personalized: bool = False) -> 
     if repeats > 1:
         x = np.tile(x, repeats)
 
+    want_p835 = any(p != "p808" for p in parts)
     primary = _onnx_session(
         "pdnsmos_models/sig_bak_ovr.onnx" if personalized else "dnsmos_models/sig_bak_ovr.onnx"
-    )
-    p808 = _onnx_session("dnsmos_models/model_v8.onnx")
-    primary_in = primary.get_inputs()[0].name
-    p808_in = p808.get_inputs()[0].name
+    ) if want_p835 else None
+    p808 = _onnx_session("dnsmos_models/model_v8.onnx") if "p808" in parts else None
 
     raw_parts, p808_parts = [], []
     starts = _dnsmos_windows(x)
     for i in range(0, len(starts), _DNSMOS_BATCH):
         batch = np.stack([x[s : s + _DNSMOS_WINDOW] for s in starts[i : i + _DNSMOS_BATCH]])
-        feats = np.stack([_p808_features(w) for w in batch])
-        raw_parts.append(primary.run(None, {primary_in: batch})[0])
-        p808_parts.append(p808.run(None, {p808_in: feats})[0][:, 0])
-    raw = np.concatenate(raw_parts).astype(np.float64)  # (windows, 3): SIG, BAK, OVRL
-    polys = _P835_CALIBRATION[bool(personalized)]
-    return {
-        "sig": float(np.mean(np.polyval(polys["sig"], raw[:, 0]))),
-        "bak": float(np.mean(np.polyval(polys["bak"], raw[:, 1]))),
-        "ovrl": float(np.mean(np.polyval(polys["ovrl"], raw[:, 2]))),
-        "p808": float(np.mean(np.concatenate(p808_parts))),
-    }
+        if primary is not None:
+            raw_parts.append(primary.run(None, {primary.get_inputs()[0].name: batch})[0])
+        if p808 is not None:
+            feats = np.stack([_p808_features(w) for w in batch])
+            p808_parts.append(p808.run(None, {p808.get_inputs()[0].name: feats})[0][:, 0])
+    out: dict[str, float] = {}
+    if primary is not None:
+        raw = np.concatenate(raw_parts).astype(np.float64)  # (windows, 3): SIG, BAK, OVRL
+        polys = _P835_CALIBRATION[bool(personalized)]
+        for col, key in enumerate(("sig", "bak", "ovrl")):
+            out[key] = float(np.mean(np.polyval(polys[key], raw[:, col])))
+    if p808 is not None:
+        out["p808"] = float(np.mean(np.concatenate(p808_parts)))
+    return {k: out[k] for k in DNSMOS_PARTS if k in parts}
 
 
 # ---- PLCMOS -------------------------------------------------------------------------------

@@ -182,6 +182,25 @@ def test_combined_is_the_weighted_mean_of_its_parts_and_drops_a_part_it_cannot_s
         scores.get_score("combined")(m, es)
 
 
+def test_the_p808_naturalness_runs_only_the_p808_network_and_reuses_a_full_dnsmos(
+        monkeypatch) -> None:
+    import models.judges as judges
+
+    calls = []
+    real = judges.dnsmos
+    monkeypatch.setattr(judges, "dnsmos",
+                        lambda *a, **k: calls.append(k["parts"]) or real(*a, **k))
+    es = _sung_set(1)
+    a, b = _Tone(0.0), _Tone(3.0)
+    nat = scores.get_score("naturalness")(a, es)
+    assert calls == [("p808",)]
+    ovrl = scores.get_score("dnsmos_ovrl")(a, es)  # the report asks for all four
+    assert calls == [("p808",), judges.DNSMOS_PARTS] and 1.0 <= ovrl <= 5.0
+    scores.get_score("dnsmos_sig")(b, es)
+    assert scores.get_score("naturalness")(b, es) != nat  # read from b's full DNSMOS ...
+    assert len(calls) == 3  # ... without running it again
+
+
 def test_weights_are_checked_and_the_config_merges_them_with_the_defaults() -> None:
     from compress.config import EvolveConfig
 

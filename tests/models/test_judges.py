@@ -128,6 +128,16 @@ def test_plcmos_matches_speechmos_with_seeded_raters(voice3):
 
 
 @needs_speechmos
+def test_dnsmos_parts_are_the_same_scores_alone(voice3, clean_scores):
+    assert judges.dnsmos(voice3, SR, parts=("p808",)) == {"p808": clean_scores["p808"]}
+    assert judges.dnsmos(voice3, SR, parts=("ovrl", "sig")) == {
+        "sig": clean_scores["sig"], "ovrl": clean_scores["ovrl"]}
+    for bad in ((), ("mos",)):
+        with pytest.raises(judges.JudgeConfigError, match="parts"):
+            judges.dnsmos(voice3, SR, parts=bad)
+
+
+@needs_speechmos
 def test_dnsmos_resamples_44k(clean_scores):
     x44 = _voice(3.0, sr=44100)
     x16 = scipy.signal.resample_poly(x44, 160, 441).astype(np.float32)  # not soxr: independent
