@@ -66,6 +66,51 @@ def _white_noise_like(x: np.ndarray, snr_db: float, seed: int = 1) -> np.ndarray
     return noise.astype(np.float32)
 
 
+def _in_fresh_interpreter(forbidden: tuple[str, ...], judge_code: str, after: str = "") -> str:
+    """Run `judge_code` in a fresh interpreter whose ``import`` statements are watched: it
+    fails if any of them ever asks for a top-level name in `forbidden` (even an import that
+    would fail) or one of those ends up in ``sys.modules``; then `after` runs with imports
+    unwatched. Returns what it printed."""
+    head = textwrap.dedent(
+        f"""
+        import builtins
+        import sys
+        import types
+
+        import numpy as np
+        import torch
+
+        torch.set_num_threads(1)
+        FORBIDDEN = {forbidden!r}
+        tried = []
+        real_import = builtins.__import__
+
+        def spy(name, *args, **kwargs):
+            if name.split(".")[0] in FORBIDDEN:
+                tried.append(name)
+            return real_import(name, *args, **kwargs)
+
+        builtins.__import__ = spy
+        """
+    )
+    check = textwrap.dedent(
+        """
+        loaded = [m for m in sys.modules if m.split(".")[0] in FORBIDDEN]
+        print("TRIED", tried, "LOADED", loaded)
+        assert not tried and not loaded
+        builtins.__import__ = real_import
+        """
+    )
+    code = head + textwrap.dedent(judge_code) + check + textwrap.dedent(after)
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "TRIED [] LOADED []" in proc.stdout
+    return proc.stdout
+
+
 # ---- DNSMOS -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def voice3():
@@ -254,34 +299,12 @@ def test_distill_mos_equals_the_package_and_never_imports_torchaudio(sung, tmp_p
     then the package itself (imported with a torchaudio stand-in, its own weight loading and
     its own forward) gives the same score on the same clip."""
     np.save(tmp_path / "x.npy", sung)
-    code = textwrap.dedent(
-        f"""
-        import builtins
-        import sys
-        import types
-
-        import numpy as np
-        import torch
-
-        torch.set_num_threads(1)
-        FORBIDDEN = ("torchaudio", "distillmos")
-        tried = []
-        real_import = builtins.__import__
-
-        def spy(name, *args, **kwargs):
-            if name.split(".")[0] in FORBIDDEN:
-                tried.append(name)
-            return real_import(name, *args, **kwargs)
-
-        builtins.__import__ = spy
+    out = _in_fresh_interpreter(("torchaudio", "distillmos"), f"""
         from models.judges import distill_mos
 
         x = np.load({str(tmp_path / "x.npy")!r})
         ours = distill_mos(x, 16000)
-        loaded = [m for m in sys.modules if m.split(".")[0] in FORBIDDEN]
-        print("TRIED", tried, "LOADED", loaded)
-        assert not tried and not loaded
-        builtins.__import__ = real_import
+        """, """
         sys.modules["torchaudio"] = types.ModuleType("torchaudio")
         import distillmos
 
@@ -291,14 +314,8 @@ def test_distill_mos_equals_the_package_and_never_imports_torchaudio(sung, tmp_p
             theirs = float(ref(torch.from_numpy(x)[None])[0])
         print("OURS", ours, "THEIRS", theirs)
         assert abs(ours - theirs) < 1e-5
-        """
-    )
-    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "TRIED [] LOADED []" in proc.stdout
+        """)
+    assert "OURS" in out
 
 
 # ---- CREPE --------------------------------------------------------------------------------
@@ -444,38 +461,10 @@ def test_crepe_option_errors(kwargs, match):
 def test_crepe_never_imports_torchcrepe_package_or_torchaudio():
     """In a fresh interpreter: no import statement ever asks for torchaudio, torchcrepe or
     resampy (even a failing one), and none of them ends up in sys.modules."""
-    code = textwrap.dedent(
-        """
-        import builtins
-        import sys
-
-        import numpy as np
-        import torch
-
-        torch.set_num_threads(1)
-        FORBIDDEN = ("torchaudio", "torchcrepe", "resampy")
-        tried = []
-        real_import = builtins.__import__
-
-        def spy(name, *args, **kwargs):
-            if name.split(".")[0] in FORBIDDEN:
-                tried.append(name)
-            return real_import(name, *args, **kwargs)
-
-        builtins.__import__ = spy
+    _in_fresh_interpreter(("torchaudio", "torchcrepe", "resampy"), """
         from models.judges import crepe_f0
 
         t = np.arange(4000) / 16000
         _, f0, _ = crepe_f0(np.sin(2 * np.pi * 300 * t), 16000, model="tiny")
         assert 290 < np.median(f0[f0 > 0]) < 310, f0
-        loaded = [m for m in sys.modules if m.split(".")[0] in FORBIDDEN]
-        print("TRIED", tried, "LOADED", loaded)
-        assert not tried and not loaded
-        """
-    )
-    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "TRIED [] LOADED []" in proc.stdout
+        """)
