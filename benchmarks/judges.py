@@ -12,8 +12,10 @@ Usage::
 ``--seconds`` (default 6) cut from the middle of each (a shorter clip is used whole), at most
 ``--max-clips`` (default 8) of them:
 
-* ``--clips``: the given audio files, or every wav / flac / ogg / mp3 under the given folders
-  (sorted; the first N are used);
+* ``--clips``: the given audio files, or every wav / flac / ogg / mp3 under the given folders;
+  the files of one folder are taken round-robin over its sub-folders (singers, in a
+  ``dataset_raw/<singer>/`` layout; sorted within each), so the first N span the singers
+  rather than one singer's songs;
 * else ``--run RUN_DIR`` (a finished ``compress run`` of the LHQ-SVC recipe): the sung clips of
   the held-out songs of the run's corpus (``00_data/corpus``, else the root recorded in
   ``00_data/done.json``), read with :class:`models.data.datasets.SingingCorpus` as the recipe
@@ -192,10 +194,15 @@ def clips_from_paths(paths: Sequence[str]) -> list[ClipInfo]:
     for text in paths:
         p = Path(text).expanduser()
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS)
-            if not files:
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS)
+            if not found:
                 raise BenchError(f"--clips {p}: no audio file ({', '.join(AUDIO_EXTENSIONS)}) "
                                  "under this folder")
+            by_dir: dict[Path, list[Path]] = {}
+            for f in found:
+                by_dir.setdefault(f.parent, []).append(f)
+            queues = [by_dir[d] for d in sorted(by_dir)]
+            files = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
         elif p.is_file():
             files = [p]
         else:

@@ -122,6 +122,17 @@ def test_quick_ladder_writes_the_json_and_noise_lowers_ovrl(bench, tmp_path, cap
     assert len(err) == 1 and "bad.json: unreadable ladder" in err[0], err
 
 
+def test_clips_of_a_folder_are_taken_round_robin_over_its_singers(bench, tmp_path):
+    for singer, songs in (("a", 3), ("b", 1), ("c", 2)):
+        (tmp_path / singer).mkdir()
+        for k in range(songs):
+            (tmp_path / singer / f"song{k}.wav").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not audio")
+    one = tmp_path / "c" / "song1.wav"
+    got = [c.name for c in bench.clips_from_paths([str(tmp_path), str(one)])]
+    assert got == ["a/song0", "b/song0", "c/song0", "a/song1", "c/song1", "a/song2", "song1"]
+
+
 def test_missing_clip_is_a_one_line_error(bench, tmp_path, capsys):
     missing = tmp_path / "nope.wav"
     assert bench.main(["--quick", "--clips", str(missing)]) == 2
