@@ -298,12 +298,14 @@ def test_distill_mos_equals_the_package_and_never_imports_torchaudio(sung, tmp_p
     """In a fresh interpreter: our judge never asks for torchaudio or the distillmos package;
     then the package itself (imported with a torchaudio stand-in, its own weight loading and
     its own forward) gives the same score on the same clip."""
-    np.save(tmp_path / "x.npy", sung)
+    np.save(tmp_path / "x.npy", sung)  # 4 s: one padded segment
+    np.save(tmp_path / "long.npy", np.tile(sung, 3)[: 10 * SR])  # 10 s: 4 segments, 2 batches
     out = _in_fresh_interpreter(("torchaudio", "distillmos"), f"""
-        from models.judges import distill_mos
+        import models.judges as judges
 
-        x = np.load({str(tmp_path / "x.npy")!r})
-        ours = distill_mos(x, 16000)
+        judges._DISTILLMOS_BATCH = 2
+        clips = [np.load({str(tmp_path / "x.npy")!r}), np.load({str(tmp_path / "long.npy")!r})]
+        ours = [judges.distill_mos(x, 16000) for x in clips]
         """, """
         sys.modules["torchaudio"] = types.ModuleType("torchaudio")
         import distillmos
@@ -311,9 +313,9 @@ def test_distill_mos_equals_the_package_and_never_imports_torchaudio(sung, tmp_p
         ref = distillmos.ConvTransformerSQAModel()
         ref.eval()
         with torch.no_grad():
-            theirs = float(ref(torch.from_numpy(x)[None])[0])
+            theirs = [float(ref(torch.from_numpy(x)[None])[0]) for x in clips]
         print("OURS", ours, "THEIRS", theirs)
-        assert abs(ours - theirs) < 1e-5
+        assert np.allclose(ours, theirs, rtol=0, atol=1e-5)
         """)
     assert "OURS" in out
 
