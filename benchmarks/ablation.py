@@ -31,9 +31,8 @@ ground truth, DIO and CREPE pitch, Distill-MOS, DNSMOS P.835 / P.808 and the ``c
 search score with the run's weights — chunked as the app runs (``export.chunk_seconds``).
 Each score is the mean over the clips with its noise (standard error over the clips); a
 difference between two systems is judged against the paired noise of their per-clip
-differences. At temperature
-above 0 the sampler's noise also moves a score: ``--seeds N`` (default 1) repeats those
-systems with N seeds and averages per clip.
+differences. At temperature above 0 the sampler's noise also moves a score: ``--seeds N``
+(default 1) repeats those systems with N seeds and averages per clip.
 
 **Latency.** One chunk of a held-out clip (``export.chunk_seconds``), one thread, every system
 timed in ``--repeats`` interleaved rounds (median of the pooled samples), as ms per second of
@@ -80,6 +79,8 @@ from compress.recipes.base import DataSplits, ScoreResult  # noqa: E402
 # the scores the answers are given for (every other score is in the table and the JSON)
 ANSWER_SCORES = ("combined", "speaker_similarity", "stoi", "crepe_chroma", "neg_lsd", "neg_mcd",
                  "distill_mos", "dnsmos_ovrl", "dnsmos_p808")
+# the table's columns: the same but MCD (the JSON and the answers have it)
+TABLE_SCORES = tuple(n for n in ANSWER_SCORES if n != "neg_mcd")
 
 
 def say(message: str) -> None:
@@ -295,9 +296,7 @@ def _fmt(r: dict[str, Any] | None) -> str:
 
 
 def print_table(records: list[dict[str, Any]]) -> None:
-    cols = [n for n in ("combined", "speaker_similarity", "stoi", "crepe_chroma", "neg_lsd",
-                        "distill_mos", "dnsmos_ovrl", "dnsmos_p808")
-            if any(n in r["scores"] for r in records)]
+    cols = [n for n in TABLE_SCORES if any(n in r["scores"] for r in records)]
     head = f"{'system':24s} {'ms/audio s':>10s} " + " ".join(f"{c[:14]:>14s}" for c in cols)
     print(head)
     for r in records:

@@ -689,6 +689,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def summarise(values: dict[str, dict[str, list[float]]], judges: Sequence[str] = JUDGES
+              ) -> dict[str, Any]:
+    """Statistics of ``{rung: {judge: [score per clip]}}`` (clip i the same in every rung):
+    ``rungs`` (:func:`describe`), ``vs_clean`` (:func:`paired`), the ``chains`` restricted to
+    the rungs present and the ``verdicts``."""
+    stats = {r: {j: describe(values[r][j]) for j in judges} for r in values}
+    vs_clean = {r: {j: paired(stats[r][j]["values"], stats["clean"][j]["values"])
+                    for j in judges} for r in values if r != "clean"}
+    chains = [tuple(r for r in c if r in values) for c in CHAINS]
+    chains = [c for c in chains if len(c) > 1]
+    return {"rungs": stats, "vs_clean": vs_clean, "chains": chains,
+            "verdicts": verdicts(stats, chains, judges)}
+
+
 def pool_ladders(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One ladder from several ``--json`` outputs: per rung and judge, the clips of every input
     concatenated (clip i of every rung is the same clip, so the paired differences stay
@@ -702,14 +716,9 @@ def pool_ladders(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     judges = [j for j in JUDGES if all(j in res["rungs"][r] for res in results for r in rungs)]
     if not judges:
         raise BenchError("--pool: the ladders share no judge")
-    stats = {r: {j: describe([v for res in results for v in res["rungs"][r][j]["values"]])
-                 for j in judges} for r in rungs}
-    vs_clean = {r: {j: paired(stats[r][j]["values"], stats["clean"][j]["values"])
-                    for j in judges} for r in rungs if r != "clean"}
-    chains = [tuple(r for r in c if r in rungs) for c in CHAINS]
-    chains = [c for c in chains if len(c) > 1]
-    return {"rungs": stats, "vs_clean": vs_clean, "chains": [list(c) for c in chains],
-            "verdicts": verdicts(stats, chains, judges), "judges": judges,
+    out = summarise({r: {j: [v for res in results for v in res["rungs"][r][j]["values"]]
+                         for j in judges} for r in rungs}, judges)
+    return {**out, "chains": [list(c) for c in out["chains"]], "judges": judges,
             "clips": [c for res in results for c in res.get("clips", [])]}
 
 
@@ -720,11 +729,9 @@ def _pool(args: argparse.Namespace) -> int:
             res = json.loads(Path(name).read_text())
             if not isinstance(res, dict) or not isinstance(res.get("rungs"), dict):
                 raise ValueError("not a ladder (no 'rungs')")
-            for r, per_judge in res["rungs"].items():
-                lengths = {len(v["values"]) for v in per_judge.values()}
-                if lengths != {len(res["rungs"]["clean"][next(iter(per_judge))]["values"])}:
-                    raise ValueError(f"rung {r}: not one value per clip")
-        except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+            if len({len(v["values"]) for per in res["rungs"].values() for v in per.values()}) != 1:
+                raise ValueError("not one value per clip in every rung")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BenchError(f"--pool {name}: unreadable ladder ({exc})") from None
         results.append(res)
     out = pool_ladders(results)
@@ -762,8 +769,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.run and not Path(args.run).is_dir():
         raise BenchError(f"--run {args.run}: no such run folder")
     rungs = QUICK_RUNGS if args.quick else LADDER
-    chains = [tuple(r for r in c if r in rungs) for c in CHAINS]
-    chains = [c for c in chains if len(c) > 1]
     t_start = time.perf_counter()
     with limits, tempfile.TemporaryDirectory(prefix="judges_") as tmp:
         found = gather_clips(args, Path(tmp))
@@ -779,10 +784,9 @@ def _run(args: argparse.Namespace) -> int:
             say(note)
     with limits:
         raw, took, clipped = ladder(clips, rungs, args.seed)
-        stats = {r: {j: describe([s[j] for s in v]) for j in JUDGES} for r, v in raw.items()}
-        vs_clean = {r: {j: paired(stats[r][j]["values"], stats["clean"][j]["values"])
-                        for j in JUDGES} for r in rungs if r != "clean"}
-        verdict = verdicts(stats, chains)
+        summary = summarise({r: {j: [s[j] for s in v] for j in JUDGES} for r, v in raw.items()})
+        stats, vs_clean = summary["rungs"], summary["vs_clean"]
+        chains, verdict = summary["chains"], summary["verdicts"]
         conv_res = None
         if conv is not None:
             conv_res, ctook, cclipped = conversions(conv, clips, raw["clean"], args.seed,

